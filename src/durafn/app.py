@@ -1,0 +1,127 @@
+"""The app: a registry of orchestrators and activities, addressed by name."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar, overload
+
+from durafn.core.errors import FunctionNotFound
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@dataclass(frozen=True)
+class RegisteredFunction:
+    """A user function and the name it is registered under."""
+
+    name: str
+    func: Callable[..., Any]
+
+    @property
+    def is_async(self) -> bool:
+        return inspect.iscoroutinefunction(self.func)
+
+
+class App:
+    """Holds the functions of one durafn application.
+
+    ::
+
+        app = df.App()
+
+        @app.orchestrator
+        def hello(ctx): ...
+
+        @app.activity(name="greet")
+        def say_hello(city: str) -> str: ...
+
+    The decorators return the function unchanged, so it can still be called (and tested) directly
+    and passed to ``ctx.call_activity`` in place of its name.
+    """
+
+    def __init__(self) -> None:
+        self._orchestrators: dict[str, RegisteredFunction] = {}
+        self._activities: dict[str, RegisteredFunction] = {}
+        self._names: dict[int, str] = {}
+
+    @overload
+    def orchestrator(self, func: F, /) -> F: ...
+    @overload
+    def orchestrator(self, *, name: str | None = None) -> Callable[[F], F]: ...
+    def orchestrator(self, func: F | None = None, /, *, name: str | None = None) -> Any:
+        """Register an orchestrator: a generator function (``yield``) or ``async def`` (``await``)."""
+        return self._decorate(self._orchestrators, "orchestrator", func, name)
+
+    @overload
+    def activity(self, func: F, /) -> F: ...
+    @overload
+    def activity(self, *, name: str | None = None) -> Callable[[F], F]: ...
+    def activity(self, func: F | None = None, /, *, name: str | None = None) -> Any:
+        """Register an activity: a plain function, sync or ``async``, taking at most one input."""
+        return self._decorate(self._activities, "activity", func, name)
+
+    def _decorate(
+        self,
+        table: dict[str, RegisteredFunction],
+        kind: str,
+        func: F | None,
+        name: str | None,
+    ) -> Any:
+        def register(f: F) -> F:
+            if not callable(f):
+                raise TypeError(f"@app.{kind} decorates a function, got {f!r}")
+            registered_name = name or f.__name__
+            _check_name(kind, registered_name)
+            if registered_name in table and table[registered_name].func is not f:
+                raise ValueError(f"{kind} {registered_name!r} is already registered")
+            table[registered_name] = RegisteredFunction(registered_name, f)
+            self._names[id(f)] = registered_name
+            return f
+
+        return register if func is None else register(func)
+
+    def get_orchestrator(self, name: str) -> RegisteredFunction:
+        """The orchestrator registered as ``name``; :class:`FunctionNotFound` lists the others."""
+        try:
+            return self._orchestrators[name]
+        except KeyError:
+            raise FunctionNotFound("orchestrator", name, list(self._orchestrators)) from None
+
+    def get_activity(self, name: str) -> RegisteredFunction:
+        """The activity registered as ``name``; :class:`FunctionNotFound` lists the others."""
+        try:
+            return self._activities[name]
+        except KeyError:
+            raise FunctionNotFound("activity", name, list(self._activities)) from None
+
+    def has_orchestrator(self, name: str) -> bool:
+        return name in self._orchestrators
+
+    def has_activity(self, name: str) -> bool:
+        return name in self._activities
+
+    @property
+    def orchestrator_names(self) -> list[str]:
+        return sorted(self._orchestrators)
+
+    @property
+    def activity_names(self) -> list[str]:
+        return sorted(self._activities)
+
+    def name_of(self, name_or_func: str | Callable[..., Any], kind: str) -> str:
+        """Resolve a name or a registered function object to its registered name."""
+        if isinstance(name_or_func, str):
+            return name_or_func
+        registered = self._names.get(id(name_or_func))
+        if registered is None:
+            label = getattr(name_or_func, "__name__", repr(name_or_func))
+            raise FunctionNotFound(kind, label, self.activity_names if kind == "activity"
+                                   else self.orchestrator_names)
+        return registered
+
+
+def _check_name(kind: str, name: str) -> None:
+    if not isinstance(name, str) or not name or len(name) > 256 or not name.isprintable():
+        raise ValueError(f"{kind} name must be a printable string of 1 to 256 characters: {name!r}")

@@ -1,0 +1,1 @@
+"""Shared vocabulary of every layer: history events, statuses, errors, the codec."""

@@ -1,0 +1,223 @@
+"""History events: the append-only record of an execution, with Durable Task Framework names.
+
+Payloads (``input``, ``result``) are kept as the codec's JSON text, exactly as stored, so replay
+never re-encodes a value. Scheduling events carry the action sequence number ``event_id``;
+completion events point back at it with ``task_scheduled_id`` or ``timer_id``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, ClassVar
+
+from durafn.core.status import FailureDetails, RuntimeStatus
+
+
+@dataclass(frozen=True, kw_only=True)
+class HistoryEvent:
+    """Base of every history event. ``timestamp`` is when the event happened (UTC)."""
+
+    kind: ClassVar[str] = "HistoryEvent"
+    timestamp: datetime
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExecutionStarted(HistoryEvent):
+    kind: ClassVar[str] = "ExecutionStarted"
+    name: str
+    execution_id: str
+    input: str | None = None
+    parent_instance_id: str | None = None
+    parent_execution_id: str | None = None
+    parent_task_id: int | None = None
+    scheduled_start_time: datetime | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExecutionCompleted(HistoryEvent):
+    kind: ClassVar[str] = "ExecutionCompleted"
+    status: RuntimeStatus
+    result: str | None = None
+    failure: FailureDetails | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExecutionTerminated(HistoryEvent):
+    kind: ClassVar[str] = "ExecutionTerminated"
+    reason: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExecutionSuspended(HistoryEvent):
+    kind: ClassVar[str] = "ExecutionSuspended"
+    reason: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExecutionResumed(HistoryEvent):
+    kind: ClassVar[str] = "ExecutionResumed"
+    reason: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class TaskScheduled(HistoryEvent):
+    kind: ClassVar[str] = "TaskScheduled"
+    event_id: int
+    name: str
+    input: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class TaskCompleted(HistoryEvent):
+    kind: ClassVar[str] = "TaskCompleted"
+    task_scheduled_id: int
+    result: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class TaskFailed(HistoryEvent):
+    kind: ClassVar[str] = "TaskFailed"
+    task_scheduled_id: int
+    failure: FailureDetails
+
+
+@dataclass(frozen=True, kw_only=True)
+class SubOrchestrationInstanceCreated(HistoryEvent):
+    kind: ClassVar[str] = "SubOrchestrationInstanceCreated"
+    event_id: int
+    name: str
+    instance_id: str
+    input: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class SubOrchestrationInstanceCompleted(HistoryEvent):
+    kind: ClassVar[str] = "SubOrchestrationInstanceCompleted"
+    task_scheduled_id: int
+    result: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class SubOrchestrationInstanceFailed(HistoryEvent):
+    kind: ClassVar[str] = "SubOrchestrationInstanceFailed"
+    task_scheduled_id: int
+    failure: FailureDetails
+
+
+@dataclass(frozen=True, kw_only=True)
+class TimerCreated(HistoryEvent):
+    kind: ClassVar[str] = "TimerCreated"
+    event_id: int
+    fire_at: datetime
+
+
+@dataclass(frozen=True, kw_only=True)
+class TimerFired(HistoryEvent):
+    kind: ClassVar[str] = "TimerFired"
+    timer_id: int
+    fire_at: datetime
+
+
+@dataclass(frozen=True, kw_only=True)
+class OrchestratorStarted(HistoryEvent):
+    kind: ClassVar[str] = "OrchestratorStarted"
+
+
+@dataclass(frozen=True, kw_only=True)
+class OrchestratorCompleted(HistoryEvent):
+    kind: ClassVar[str] = "OrchestratorCompleted"
+
+
+@dataclass(frozen=True, kw_only=True)
+class EventSent(HistoryEvent):
+    kind: ClassVar[str] = "EventSent"
+    event_id: int
+    instance_id: str
+    name: str
+    input: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class EventRaised(HistoryEvent):
+    kind: ClassVar[str] = "EventRaised"
+    name: str
+    input: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class ContinueAsNew(HistoryEvent):
+    kind: ClassVar[str] = "ContinueAsNew"
+    input: str | None = None
+
+
+EVENT_TYPES: dict[str, type[HistoryEvent]] = {
+    cls.kind: cls
+    for cls in (
+        ExecutionStarted,
+        ExecutionCompleted,
+        ExecutionTerminated,
+        ExecutionSuspended,
+        ExecutionResumed,
+        TaskScheduled,
+        TaskCompleted,
+        TaskFailed,
+        SubOrchestrationInstanceCreated,
+        SubOrchestrationInstanceCompleted,
+        SubOrchestrationInstanceFailed,
+        TimerCreated,
+        TimerFired,
+        OrchestratorStarted,
+        OrchestratorCompleted,
+        EventSent,
+        EventRaised,
+        ContinueAsNew,
+    )
+}
+
+_DATETIME_FIELDS = frozenset({"timestamp", "fire_at", "scheduled_start_time"})
+
+
+def event_to_dict(event: HistoryEvent) -> dict[str, Any]:
+    """A JSON-ready dict of ``event`` with its ``kind``; ``None`` fields are left out."""
+    out: dict[str, Any] = {"kind": event.kind}
+    for field in dataclasses.fields(event):
+        value = getattr(event, field.name)
+        if value is None:
+            continue
+        if isinstance(value, datetime):
+            value = value.isoformat()
+        elif isinstance(value, FailureDetails):
+            value = value.to_dict()
+        elif isinstance(value, RuntimeStatus):
+            value = value.value
+        out[field.name] = value
+    return out
+
+
+def event_from_dict(data: dict[str, Any]) -> HistoryEvent:
+    """Rebuild an event written by :func:`event_to_dict`."""
+    fields = dict(data)
+    kind = fields.pop("kind")
+    cls = EVENT_TYPES.get(kind)
+    if cls is None:
+        raise ValueError(f"unknown history event kind {kind!r}")
+    for name in _DATETIME_FIELDS & fields.keys():
+        fields[name] = datetime.fromisoformat(fields[name])
+    if "failure" in fields:
+        fields["failure"] = FailureDetails.from_dict(fields["failure"])
+    if "status" in fields:
+        fields["status"] = RuntimeStatus(fields["status"])
+    return cls(**fields)
+
+
+def dump_event(event: HistoryEvent) -> str:
+    """Serialize one event to compact JSON text (the stored form)."""
+    return json.dumps(event_to_dict(event), separators=(",", ":"), ensure_ascii=False)
+
+
+def load_event(text: str) -> HistoryEvent:
+    """Parse the stored form written by :func:`dump_event`."""
+    return event_from_dict(json.loads(text))

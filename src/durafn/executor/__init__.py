@@ -1,0 +1,1 @@
+"""The pure orchestration executor: history and new messages in; new events, actions, status out."""

@@ -1,0 +1,520 @@
+"""The orchestration executor: replays history and runs one episode, with no I/O.
+
+Contract: an executor is built for one instance, :meth:`OrchestrationExecutor.replay` feeds it the
+committed history of the current execution, and :meth:`OrchestrationExecutor.run_episode` feeds it
+the new messages of one episode and returns the new history events, the outgoing actions and the
+resulting status. After an episode the executor holds the state it would have after replaying
+the whole history, so a worker may keep it in memory and feed it only the next episode's
+messages. Time comes only from ``OrchestratorStarted`` events; the wall clock is never read.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections import deque
+from collections.abc import Callable, Coroutine, Generator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from durafn.app import App
+from durafn.core import codec
+from durafn.core.errors import FunctionNotFound, NonDeterminismError, OrchestrationStateError
+from durafn.core.history import (
+    ContinueAsNew,
+    EventRaised,
+    ExecutionCompleted,
+    ExecutionResumed,
+    ExecutionStarted,
+    ExecutionSuspended,
+    ExecutionTerminated,
+    HistoryEvent,
+    OrchestratorCompleted,
+    OrchestratorStarted,
+    SubOrchestrationInstanceCompleted,
+    SubOrchestrationInstanceFailed,
+    TaskCompleted,
+    TaskFailed,
+    TimerFired,
+)
+from durafn.core.retry import RetryOptions
+from durafn.core.status import FailureDetails, RuntimeStatus
+from durafn.executor.actions import (
+    Action,
+    CreateTimer,
+    ScheduleActivity,
+    StartSubOrchestration,
+    describe_event,
+)
+from durafn.executor.context import ContinueAsNewSignal, OrchestrationContext
+from durafn.executor.tasks import Task, TimerTask, failed_error
+
+Driver = Generator[Any, Any, Any] | Coroutine[Any, Any, Any]
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+# Messages whose only effect is to complete an open task; they are dropped (not appended to the
+# history) when no task with their id is open, which makes duplicate deliveries harmless.
+_COMPLETION_ID_FIELD: dict[type[HistoryEvent], str] = {
+    TaskCompleted: "task_scheduled_id",
+    TaskFailed: "task_scheduled_id",
+    SubOrchestrationInstanceCompleted: "task_scheduled_id",
+    SubOrchestrationInstanceFailed: "task_scheduled_id",
+    TimerFired: "timer_id",
+}
+
+_SCHEDULING_KINDS = frozenset(
+    {"TaskScheduled", "TimerCreated", "SubOrchestrationInstanceCreated", "EventSent"}
+)
+_LIFECYCLE_KINDS = frozenset({"ExecutionSuspended", "ExecutionResumed", "ExecutionTerminated"})
+
+
+@dataclass
+class ContinueAsNewRequest:
+    """The orchestrator asked to restart with ``input``, carrying ``carryover_events`` over."""
+
+    input: str | None
+    carryover_events: list[EventRaised] = field(default_factory=list)
+
+
+@dataclass
+class EpisodeResult:
+    """What one episode produced. ``new_events`` are to be appended to the history."""
+
+    new_events: list[HistoryEvent]
+    actions: list[Action]
+    status: RuntimeStatus
+    output: str | None = None
+    failure: FailureDetails | None = None
+    custom_status: str | None = None
+    continue_as_new: ContinueAsNewRequest | None = None
+    started: ExecutionStarted | None = None
+
+    @property
+    def is_finished(self) -> bool:
+        """True when the execution ended (completed, failed, terminated or continued as new)."""
+        return self.status.is_terminal or self.status is RuntimeStatus.CONTINUED_AS_NEW
+
+
+@dataclass
+class _OpenTask:
+    """A task waiting for the event that completes it."""
+
+    task: Task[Any]
+    kind: str
+    name: str
+    retry: _RetryState | None = None
+
+
+@dataclass
+class _RetryState:
+    """Book-keeping of a task called with :class:`RetryOptions`."""
+
+    options: RetryOptions
+    input: str | None
+    instance_id: str | None
+    first_attempt_at: datetime
+    attempts: int = 1
+
+
+class OrchestrationExecutor:
+    """Runs one orchestration instance by replaying its history. Pure: no I/O, no clock."""
+
+    def __init__(self, app: App, instance_id: str) -> None:
+        self.app = app
+        self.instance_id = instance_id
+        self.history: list[HistoryEvent] = []
+        self.is_replaying = False
+        self.current_time = _EPOCH
+        self._started: ExecutionStarted | None = None
+        self._driver: Driver | None = None
+        self._waiting_on: Task[Any] | None = None
+        self._sequence = 0
+        self._pending_actions: dict[int, Action] = {}
+        self._open: dict[int, _OpenTask] = {}
+        self._event_waiters: dict[str, deque[Task[Any]]] = {}
+        self._event_buffer: dict[str, deque[tuple[int, EventRaised]]] = {}
+        self._arrivals = 0
+        self._suspended = False
+        self._suspended_buffer: list[HistoryEvent] = []
+        self._custom_status: str | None = None
+        self._completion: tuple[RuntimeStatus, str | None, FailureDetails | None] | None = None
+        self._continue_as_new: ContinueAsNewRequest | None = None
+        self._preserve_events = False
+        self._handlers: dict[str, Callable[[Any], None]] = {
+            "OrchestratorStarted": self._on_orchestrator_started,
+            "OrchestratorCompleted": _ignore,
+            "ExecutionStarted": self._on_execution_started,
+            "ExecutionCompleted": _ignore,
+            "ContinueAsNew": _ignore,
+            "ExecutionTerminated": self._on_terminated,
+            "ExecutionSuspended": self._on_suspended,
+            "ExecutionResumed": self._on_resumed,
+            "TaskScheduled": self._on_scheduled,
+            "TimerCreated": self._on_scheduled,
+            "SubOrchestrationInstanceCreated": self._on_scheduled,
+            "EventSent": self._on_scheduled,
+            "TaskCompleted": self._on_task_completed,
+            "TaskFailed": self._on_task_failed,
+            "SubOrchestrationInstanceCompleted": self._on_task_completed,
+            "SubOrchestrationInstanceFailed": self._on_task_failed,
+            "TimerFired": self._on_timer_fired,
+            "EventRaised": self._on_event_raised,
+        }
+
+    # ------------------------------------------------------------------ the contract
+
+    def replay(self, history: Sequence[HistoryEvent]) -> None:
+        """Rebuild the in-memory state from the committed history of the current execution."""
+        self.is_replaying = True
+        try:
+            for event in history:
+                self.history.append(event)
+                self._apply(event)
+        finally:
+            self.is_replaying = False
+
+    def run_episode(self, messages: Sequence[HistoryEvent], now: datetime) -> EpisodeResult:
+        """Apply ``messages`` (in arrival order) at time ``now`` and return what the episode did."""
+        self.is_replaying = False
+        first_new = len(self.history)
+        self._record(OrchestratorStarted(timestamp=now))
+        remaining = list(messages)
+        while remaining and self._completion is None:
+            message = remaining.pop(0)
+            if self._accepts(message):
+                self._record(message)
+        actions: list[Action] = []
+        if self._completion is None:
+            for action in self._pending_actions.values():
+                self.history.append(action.to_event(now))
+                actions.append(action)
+            self._pending_actions.clear()
+        else:
+            self._finish_history(now, remaining)
+        self.history.append(OrchestratorCompleted(timestamp=now))
+        status, output, failure = self._completion or (self._live_status(), None, None)
+        return EpisodeResult(
+            new_events=self.history[first_new:],
+            actions=actions,
+            status=status,
+            output=output,
+            failure=failure,
+            custom_status=self._custom_status,
+            continue_as_new=self._continue_as_new,
+            started=self._started,
+        )
+
+    @property
+    def is_finished(self) -> bool:
+        return self._completion is not None
+
+    # ------------------------------------------------------------------ called by the context
+
+    def set_custom_status(self, encoded: str | None) -> None:
+        self._custom_status = encoded
+
+    def call_activity(self, name: str, encoded_input: str | None,
+                      retry: RetryOptions | None) -> Task[Any]:
+        task: Task[Any] = Task()
+        state = self._retry_state(retry, encoded_input, None)
+        event_id = self._add_action(lambda i: ScheduleActivity(i, name, encoded_input))
+        self._open[event_id] = _OpenTask(task, "activity", name, state)
+        return task
+
+    def call_sub_orchestrator(self, name: str, encoded_input: str | None,
+                              instance_id: str | None, retry: RetryOptions | None) -> Task[Any]:
+        task: Task[Any] = Task()
+        state = self._retry_state(retry, encoded_input, instance_id)
+        event_id = self._start_sub_orchestration(name, encoded_input, instance_id)
+        self._open[event_id] = _OpenTask(task, "sub-orchestration", name, state)
+        return task
+
+    def create_timer(self, fire_at: datetime) -> TimerTask:
+        task = TimerTask()
+        event_id = self._add_action(lambda i: CreateTimer(i, fire_at))
+        self._open[event_id] = _OpenTask(task, "timer", "timer")
+        return task
+
+    def wait_for_event(self, name: str) -> Task[Any]:
+        task: Task[Any] = Task()
+        buffered = self._event_buffer.get(name)
+        if buffered:
+            _, event = buffered.popleft()
+            task._complete(codec.decode(event.input))
+        else:
+            self._event_waiters.setdefault(name, deque()).append(task)
+        return task
+
+    # ------------------------------------------------------------------ internals
+
+    def _retry_state(self, retry: RetryOptions | None, encoded_input: str | None,
+                     instance_id: str | None) -> _RetryState | None:
+        if retry is None:
+            return None
+        if not isinstance(retry, RetryOptions):
+            raise TypeError(f"retry must be a durafn.RetryOptions, got {retry!r}")
+        return _RetryState(retry, encoded_input, instance_id, self.current_time)
+
+    def _add_action(self, make: Callable[[int], Action]) -> int:
+        if self._completion is not None:
+            raise OrchestrationStateError("the orchestration has already finished")
+        event_id = self._sequence
+        self._sequence += 1
+        self._pending_actions[event_id] = make(event_id)
+        return event_id
+
+    def _start_sub_orchestration(self, name: str, encoded_input: str | None,
+                                 instance_id: str | None) -> int:
+        return self._add_action(
+            lambda i: StartSubOrchestration(i, name, instance_id or f"{self.instance_id}:{i:04d}",
+                                            encoded_input)
+        )
+
+    def _record(self, event: HistoryEvent) -> None:
+        self.history.append(event)
+        self._apply(event)
+
+    def _apply(self, event: HistoryEvent) -> None:
+        if self._completion is not None:
+            return
+        if self._suspended and event.kind not in _LIFECYCLE_KINDS | _SCHEDULING_KINDS | {
+            "OrchestratorStarted", "OrchestratorCompleted"
+        }:
+            self._suspended_buffer.append(event)
+            return
+        try:
+            self._handlers[event.kind](event)
+        except NonDeterminismError as exc:
+            self._finish(RuntimeStatus.FAILED, None, FailureDetails.from_exception(exc))
+
+    def _accepts(self, message: HistoryEvent) -> bool:
+        id_field = _COMPLETION_ID_FIELD.get(type(message))
+        if id_field is not None:
+            return getattr(message, id_field) in self._open
+        if isinstance(message, ExecutionStarted):
+            return self._started is None
+        return message.kind in _LIFECYCLE_KINDS or isinstance(message, EventRaised)
+
+    def _live_status(self) -> RuntimeStatus:
+        if self._started is None:
+            return RuntimeStatus.PENDING
+        return RuntimeStatus.SUSPENDED if self._suspended else RuntimeStatus.RUNNING
+
+    def _finish_history(self, now: datetime, unprocessed: list[HistoryEvent]) -> None:
+        assert self._completion is not None
+        status, output, failure = self._completion
+        request = self._continue_as_new
+        if request is not None:
+            if self._preserve_events:
+                buffered = sorted(
+                    (item for queue in self._event_buffer.values() for item in queue),
+                    key=lambda item: item[0],
+                )
+                request.carryover_events = [event for _, event in buffered] + [
+                    m for m in unprocessed if isinstance(m, EventRaised)
+                ]
+            self.history.append(ContinueAsNew(timestamp=now, input=request.input))
+        self.history.append(
+            ExecutionCompleted(timestamp=now, status=status, result=output, failure=failure)
+        )
+
+    def _finish(self, status: RuntimeStatus, output: str | None,
+                failure: FailureDetails | None) -> None:
+        if self._completion is not None:
+            return
+        self._completion = (status, output, failure)
+        self._pending_actions.clear()
+        driver, self._driver = self._driver, None
+        self._waiting_on = None
+        if driver is not None:
+            try:
+                driver.close()
+            except BaseException:  # noqa: BLE001 - user cleanup code must not break the runtime
+                pass
+
+    # ------------------------------------------------------------------ driving user code
+
+    def _step(self, value: Any = None, error: BaseException | None = None) -> None:
+        driver = self._driver
+        if driver is None:
+            return
+        try:
+            yielded = driver.throw(error) if error is not None else driver.send(value)
+        except StopIteration as stop:
+            self._complete_with(stop.value)
+            return
+        except ContinueAsNewSignal as signal:
+            self._restart_as_new(signal)
+            return
+        except Exception as exc:
+            self._finish(RuntimeStatus.FAILED, None, FailureDetails.from_exception(exc))
+            return
+        if not isinstance(yielded, Task):
+            hint = (
+                "await only durafn tasks in an async orchestrator (ctx.create_timer, not asyncio.sleep)"
+                if inspect.iscoroutine(driver)
+                else "yield only tasks returned by ctx (call_activity, create_timer, task_all, ...)"
+            )
+            error_text = f"orchestrator yielded {yielded!r} ({type(yielded).__name__}): {hint}"
+            exc = OrchestrationStateError(error_text)
+            self._finish(RuntimeStatus.FAILED, None, FailureDetails.from_exception(exc))
+            return
+        self._waiting_on = yielded
+        yielded._on_complete(self._resume_after)
+
+    def _resume_after(self, task: Task[Any]) -> None:
+        if task is not self._waiting_on:
+            return
+        self._waiting_on = None
+        if task.exception is not None:
+            self._step(error=task.exception)
+        else:
+            self._step(value=task._result)
+
+    def _restart_as_new(self, signal: ContinueAsNewSignal) -> None:
+        self._preserve_events = signal.preserve_unprocessed_events
+        self._continue_as_new = ContinueAsNewRequest(signal.encoded_input)
+        self._finish(RuntimeStatus.CONTINUED_AS_NEW, signal.encoded_input, None)
+
+    def _complete_with(self, value: Any) -> None:
+        try:
+            output = codec.encode_optional(value, what="orchestrator output")
+        except (TypeError, ValueError) as exc:
+            self._finish(RuntimeStatus.FAILED, None, FailureDetails.from_exception(exc))
+            return
+        self._finish(RuntimeStatus.COMPLETED, output, None)
+
+    # ------------------------------------------------------------------ event handlers
+
+    def _on_orchestrator_started(self, event: OrchestratorStarted) -> None:
+        self.current_time = event.timestamp
+
+    def _on_execution_started(self, event: ExecutionStarted) -> None:
+        if self._started is not None:
+            return
+        self._started = event
+        try:
+            registered = self.app.get_orchestrator(event.name)
+        except FunctionNotFound as exc:
+            self._finish(RuntimeStatus.FAILED, None, FailureDetails.from_exception(exc))
+            return
+        ctx = OrchestrationContext(self, event.name, event.input, event.parent_instance_id)
+        try:
+            produced = registered.func(ctx)
+        except ContinueAsNewSignal as signal:
+            self._restart_as_new(signal)
+            return
+        except Exception as exc:
+            self._finish(RuntimeStatus.FAILED, None, FailureDetails.from_exception(exc))
+            return
+        if inspect.isgenerator(produced) or inspect.iscoroutine(produced):
+            self._driver = produced
+            self._step()
+        else:
+            self._complete_with(produced)
+
+    def _on_terminated(self, event: ExecutionTerminated) -> None:
+        reason = codec.encode_optional(event.reason)
+        self._finish(RuntimeStatus.TERMINATED, reason, None)
+
+    def _on_suspended(self, event: ExecutionSuspended) -> None:
+        if self._started is not None:
+            self._suspended = True
+
+    def _on_resumed(self, event: ExecutionResumed) -> None:
+        if not self._suspended:
+            return
+        self._suspended = False
+        buffered, self._suspended_buffer = self._suspended_buffer, []
+        for message in buffered:
+            self._apply(message)
+
+    def _on_scheduled(self, event: HistoryEvent) -> None:
+        event_id: int = getattr(event, "event_id")  # noqa: B009 - every scheduling event has one
+        action = self._pending_actions.pop(event_id, None)
+        if action is None:
+            raise NonDeterminismError(
+                f"expected {describe_event(event)} at #{event_id}, but the code did not ask for "
+                f"it (it asked for {self._describe_next_action()}). {_CHANGED_CODE_HINT}"
+            )
+        if not action.matches(event):
+            raise NonDeterminismError(
+                f"expected {describe_event(event)} at #{event_id}, code asked for "
+                f"{action.describe()}. {_CHANGED_CODE_HINT}"
+            )
+
+    def _describe_next_action(self) -> str:
+        if self._pending_actions:
+            return next(iter(self._pending_actions.values())).describe()
+        if self._completion is not None or self._driver is None:
+            return "nothing more: it returned"
+        return "nothing more: it is waiting"
+
+    def _on_task_completed(self, event: TaskCompleted | SubOrchestrationInstanceCompleted) -> None:
+        entry = self._open.pop(event.task_scheduled_id, None)
+        if entry is not None:
+            entry.task._complete(codec.decode(event.result))
+
+    def _on_task_failed(self, event: TaskFailed | SubOrchestrationInstanceFailed) -> None:
+        entry = self._open.pop(event.task_scheduled_id, None)
+        if entry is None:
+            return
+        state = entry.retry
+        if state is not None:
+            elapsed = self.current_time - state.first_attempt_at
+            if state.options.should_retry(event.failure, state.attempts, elapsed):
+                state.attempts += 1
+                fire_at = self.current_time + state.options.delay_before(state.attempts)
+                timer_id = self._add_action(lambda i: CreateTimer(i, fire_at))
+                self._open[timer_id] = entry
+                return
+        entry.task._fail(failed_error(entry.kind, entry.name, event.failure))
+
+    def _on_timer_fired(self, event: TimerFired) -> None:
+        entry = self._open.pop(event.timer_id, None)
+        if entry is None:
+            return
+        state = entry.retry
+        if state is not None:
+            if entry.kind == "activity":
+                event_id = self._add_action(
+                    lambda i: ScheduleActivity(i, entry.name, state.input)
+                )
+            else:
+                event_id = self._start_sub_orchestration(entry.name, state.input,
+                                                         state.instance_id)
+            self._open[event_id] = entry
+            return
+        task = entry.task
+        if isinstance(task, TimerTask) and task.is_cancelled:
+            return
+        task._complete(None)
+
+    def _on_event_raised(self, event: EventRaised) -> None:
+        waiters = self._event_waiters.get(event.name)
+        while waiters:
+            task = waiters.popleft()
+            if not task.is_complete:
+                task._complete(codec.decode(event.input))
+                return
+        self._arrivals += 1
+        self._event_buffer.setdefault(event.name, deque()).append((self._arrivals, event))
+
+
+_CHANGED_CODE_HINT = (
+    "The orchestrator code changed while this instance was in flight; deploy such changes "
+    "under a new orchestrator name, or let old instances finish first."
+)
+
+
+def _ignore(event: HistoryEvent) -> None:
+    return None
+
+
+def execute(app: App, instance_id: str, past: Sequence[HistoryEvent],
+            messages: Sequence[HistoryEvent], now: datetime) -> EpisodeResult:
+    """The executor as one pure function: replay ``past``, then run one episode of ``messages``."""
+    executor = OrchestrationExecutor(app, instance_id)
+    executor.replay(past)
+    return executor.run_episode(messages, now)
