@@ -1,6 +1,8 @@
 """durafn: Durable Functions for Python, self-hosted."""
 
 from durafn.app import App
+from durafn.client.async_client import AsyncClient, OrchestrationStatusPage
+from durafn.client.client import Client
 from durafn.core.errors import (
     DurafnError,
     FunctionNotFound,
@@ -18,9 +20,13 @@ from durafn.core.retry import RetryOptions
 from durafn.core.status import FailureDetails, OrchestrationStatus, RuntimeStatus
 from durafn.executor.context import OrchestrationContext
 from durafn.executor.tasks import Task, TimerTask
+from durafn.runtime import Runtime
+from durafn.worker.worker import WorkerOptions
 
 __all__ = [
     "App",
+    "AsyncClient",
+    "Client",
     "DurafnError",
     "FailureDetails",
     "FunctionNotFound",
@@ -32,11 +38,14 @@ __all__ = [
     "OrchestrationContext",
     "OrchestrationStateError",
     "OrchestrationStatus",
+    "OrchestrationStatusPage",
     "PayloadTooLarge",
     "RetryOptions",
+    "Runtime",
     "RuntimeStatus",
     "StoreError",
     "Task",
     "TaskFailedError",
     "TimerTask",
+    "WorkerOptions",
 ]

@@ -1,0 +1,1 @@
+"""Clients: start and steer instances (``AsyncClient``, and its blocking twin ``Client``)."""

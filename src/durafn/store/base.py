@@ -1,0 +1,337 @@
+"""The store contract: what every backend (memory, SQLite, PostgreSQL) provides.
+
+The store knows nothing of orchestrator code. It keeps, per task hub, the instances, the history
+of each instance's current execution, the inbox of messages not yet applied, and the queue of
+scheduled activities; and it offers the few atomic operations the worker and the client need.
+Every time the store compares against "now" it is given ``now`` by the caller, so a virtual
+clock works on every backend.
+
+Semantics every implementation must honour (the conformance suite in ``tests/store`` checks them):
+
+* :meth:`Store.checkpoint` is atomic, and fails with :class:`~durafn.core.errors.LeaseLost` when
+  the caller's lease on the instance is no longer its own (fencing).
+* A message scoped to an execution (timer firings, activity and sub-orchestration results) is
+  never delivered to another execution of the instance.
+* An activity result is accepted only while its task row exists and is leased by the caller
+  or unleased; it is delivered at most once.
+* Finishing an instance deletes its queued messages and activity tasks, and notifies its parent.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Protocol, runtime_checkable
+
+from durafn.core.history import EventRaised, ExecutionStarted, HistoryEvent
+from durafn.core.status import FailureDetails, RuntimeStatus
+
+
+@dataclass(frozen=True)
+class NewInstance:
+    """An instance to create: its row and its ``ExecutionStarted`` message."""
+
+    instance_id: str
+    started: ExecutionStarted
+    start_at: datetime | None = None
+
+    @property
+    def name(self) -> str:
+        return self.started.name
+
+    @property
+    def execution_id(self) -> str:
+        return self.started.execution_id
+
+
+@dataclass
+class InstanceRecord:
+    """One row of the instances table."""
+
+    instance_id: str
+    name: str
+    execution_id: str
+    status: RuntimeStatus
+    created_at: datetime
+    updated_at: datetime
+    input: str | None = None
+    output: str | None = None
+    custom_status: str | None = None
+    failure: FailureDetails | None = None
+    parent_instance_id: str | None = None
+    scheduled_start_at: datetime | None = None
+    completed_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class InboxMessage:
+    """A message waiting in an instance's inbox; ``seq`` orders arrival."""
+
+    seq: int
+    event: HistoryEvent
+
+
+@dataclass
+class OrchestrationWorkItem:
+    """A leased instance with the messages to apply in one episode."""
+
+    instance_id: str
+    execution_id: str
+    name: str
+    status: RuntimeStatus
+    lock_token: str
+    locked_until: datetime
+    messages: list[InboxMessage]
+    history_length: int
+
+
+@dataclass(frozen=True)
+class ActivityTask:
+    """An activity to schedule, as produced by a checkpoint."""
+
+    event_id: int
+    name: str
+    input: str | None
+
+
+@dataclass
+class ActivityWorkItem:
+    """A leased activity execution."""
+
+    task_id: int
+    instance_id: str
+    execution_id: str
+    event_id: int
+    name: str
+    input: str | None
+    lock_token: str
+    locked_until: datetime
+    attempts: int
+
+
+@dataclass(frozen=True)
+class OutgoingMessage:
+    """A message for another instance, or for this one at a later time (a timer)."""
+
+    instance_id: str
+    event: HistoryEvent
+    execution_id: str | None = None
+    visible_at: datetime | None = None
+
+
+@dataclass
+class Checkpoint:
+    """Everything one episode commits, applied by :meth:`Store.checkpoint` in one transaction."""
+
+    new_events: list[HistoryEvent]
+    consumed: list[int]
+    status: RuntimeStatus
+    output: str | None = None
+    custom_status: str | None = None
+    failure: FailureDetails | None = None
+    activities: list[ActivityTask] = field(default_factory=list)
+    messages: list[OutgoingMessage] = field(default_factory=list)
+    sub_orchestrations: list[NewInstance] = field(default_factory=list)
+    # Sent to the parent instance when this one finishes (completed, failed or terminated).
+    parent_message: OutgoingMessage | None = None
+    # continue_as_new: the new execution's start event and the events it carries over.
+    restart: ExecutionStarted | None = None
+    carryover: list[EventRaised] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class InstanceQuery:
+    """Filters of :meth:`Store.query_instances`; ``None`` means no filter."""
+
+    runtime_status: frozenset[RuntimeStatus] | None = None
+    created_from: datetime | None = None
+    created_to: datetime | None = None
+    name: str | None = None
+    instance_id_prefix: str | None = None
+    page_size: int = 100
+    continuation_token: str | None = None
+
+
+@dataclass
+class InstancePage:
+    """One page of instances, newest first, and the token of the next page (or ``None``)."""
+
+    instances: list[InstanceRecord]
+    continuation_token: str | None
+
+
+@runtime_checkable
+class Store(Protocol):
+    """The operations of a task hub's storage. All methods are coroutines."""
+
+    task_hub: str
+
+    async def create_instance(self, new: NewInstance, now: datetime) -> None:
+        """Create an instance (Pending) and queue its start.
+
+        Raises ``InstanceAlreadyExists`` when the id belongs to an unfinished instance; a
+        finished one is replaced (its history is deleted).
+        """
+
+    async def send_message(self, instance_id: str, event: HistoryEvent, now: datetime) -> None:
+        """Queue an event (raised event, terminate, suspend, resume) for an instance.
+
+        Raises ``InstanceNotFound`` or ``InstanceNotRunning`` (finished instance).
+        """
+
+    async def lock_next_orchestration(
+        self, owner: str, lease: timedelta, now: datetime, max_messages: int = 10_000
+    ) -> OrchestrationWorkItem | None:
+        """Lease one instance with visible messages whose lease is free or expired."""
+
+    async def get_history(self, instance_id: str) -> list[HistoryEvent]:
+        """The history of the instance's current execution, in order."""
+
+    async def renew_orchestration_lease(
+        self, item: OrchestrationWorkItem, lease: timedelta, now: datetime
+    ) -> None:
+        """Extend the lease; ``LeaseLost`` if another worker has it now."""
+
+    async def checkpoint(self, item: OrchestrationWorkItem, checkpoint: Checkpoint,
+                         now: datetime) -> None:
+        """Commit an episode atomically and release the lease; ``LeaseLost`` if it was lost."""
+
+    async def abandon_orchestration(self, item: OrchestrationWorkItem,
+                                    retry_at: datetime | None = None) -> None:
+        """Release the lease without applying anything; messages stay for a later episode."""
+
+    async def lock_next_activities(
+        self, owner: str, lease: timedelta, now: datetime, limit: int
+    ) -> list[ActivityWorkItem]:
+        """Lease up to ``limit`` visible activity tasks."""
+
+    async def renew_activity_lease(self, item: ActivityWorkItem, lease: timedelta,
+                                   now: datetime) -> None:
+        """Extend an activity lease; ``LeaseLost`` if the task is gone or leased by another."""
+
+    async def complete_activity(self, item: ActivityWorkItem, result: HistoryEvent,
+                                now: datetime) -> bool:
+        """Deliver an activity's ``TaskCompleted``/``TaskFailed``; False if it was dropped."""
+
+    async def abandon_activity(self, item: ActivityWorkItem,
+                               retry_at: datetime | None = None) -> None:
+        """Release an activity lease so the task runs again (at ``retry_at`` or at once)."""
+
+    async def get_instance(self, instance_id: str) -> InstanceRecord | None:
+        """The instance's row, or ``None``."""
+
+    async def query_instances(self, query: InstanceQuery) -> InstancePage:
+        """A page of instances matching ``query``."""
+
+    async def purge_instance(self, instance_id: str) -> int:
+        """Delete a finished instance and its history: 1, or 0 if it does not exist.
+
+        Raises ``InstanceStillRunning`` for an unfinished instance.
+        """
+
+    async def purge_instances(self, query: InstanceQuery) -> int:
+        """Delete every finished instance matching ``query``; returns how many."""
+
+    async def next_visible_at(self, now: datetime) -> datetime | None:
+        """The earliest time after ``now`` at which a queued message or task becomes visible."""
+
+    async def change_token(self) -> object:
+        """An opaque token that changes whenever the task hub may hold new work."""
+
+    async def wait_for_change(self, token: object, timeout: float) -> None:
+        """Sleep until the store changed since ``token`` was taken, or ``timeout`` seconds."""
+
+    async def dropped_events(self, instance_id: str) -> int:
+        """How many events were dropped because they reached the finished instance."""
+
+    async def close(self) -> None:
+        """Release connections and threads."""
+
+
+# --------------------------------------------------------------------------- shared helpers
+
+TERMINAL_STATUSES = frozenset(s for s in RuntimeStatus if s.is_terminal)
+
+
+def to_micros(moment: datetime) -> int:
+    """A UTC datetime as integer microseconds since the epoch (the stored form of times)."""
+    delta = moment - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def from_micros(micros: int) -> datetime:
+    return _EPOCH + timedelta(microseconds=micros)
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def encode_page_token(created_at: datetime, instance_id: str) -> str:
+    raw = json.dumps([to_micros(created_at), instance_id]).encode()
+    return base64.urlsafe_b64encode(raw).decode()
+
+
+def decode_page_token(token: str) -> tuple[int, str]:
+    """Parse a continuation token; ``ValueError`` if it was not made by this store."""
+    try:
+        micros, instance_id = json.loads(base64.urlsafe_b64decode(token.encode()))
+        return int(micros), str(instance_id)
+    except Exception as exc:
+        raise ValueError(f"malformed continuation token {token!r}") from exc
+
+
+def terminal_filter(statuses: frozenset[RuntimeStatus] | None) -> frozenset[RuntimeStatus]:
+    """The statuses a bulk purge may touch: the finished ones among those asked for."""
+    return TERMINAL_STATUSES if statuses is None else statuses & TERMINAL_STATUSES
+
+
+def execution_scope(event: HistoryEvent) -> bool:
+    """True for messages that belong to one execution (results and timer firings)."""
+    return event.kind in _SCOPED_KINDS
+
+
+_SCOPED_KINDS = frozenset(
+    {
+        "TaskCompleted",
+        "TaskFailed",
+        "TimerFired",
+        "SubOrchestrationInstanceCompleted",
+        "SubOrchestrationInstanceFailed",
+    }
+)
+
+
+def matches_query(record: InstanceRecord, query: InstanceQuery) -> bool:
+    """Whether ``record`` passes the filters of ``query`` (paging aside)."""
+    if query.runtime_status is not None and record.status not in query.runtime_status:
+        return False
+    if query.created_from is not None and record.created_at < query.created_from:
+        return False
+    if query.created_to is not None and record.created_at > query.created_to:
+        return False
+    if query.name is not None and record.name != query.name:
+        return False
+    return not (
+        query.instance_id_prefix is not None
+        and not record.instance_id.startswith(query.instance_id_prefix)
+    )
+
+
+def verb_for(event: HistoryEvent) -> str:
+    """How a message is named in an ``InstanceNotRunning`` error."""
+    return _VERBS.get(event.kind, "send a message")
+
+
+_VERBS = {
+    "EventRaised": "raise an event",
+    "ExecutionTerminated": "terminate",
+    "ExecutionSuspended": "suspend",
+    "ExecutionResumed": "resume",
+}
+
+
+def dump_failure(failure: FailureDetails | None) -> str | None:
+    """The stored (JSON text) form of failure details."""
+    return json.dumps(failure.to_dict()) if failure else None

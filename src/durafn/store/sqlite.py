@@ -1,0 +1,639 @@
+"""The SQLite store: one file, WAL mode, one writer at a time, durable commits by default.
+
+Every write runs in a ``BEGIN IMMEDIATE`` transaction, so several worker processes on one file
+serialize their claims and checkpoints. All calls run on one private thread that owns the
+connection; the event loop never blocks on the disk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any, TypeVar
+
+from durafn.core.errors import (
+    InstanceAlreadyExists,
+    InstanceNotFound,
+    InstanceNotRunning,
+    InstanceStillRunning,
+    LeaseLost,
+    StoreError,
+)
+from durafn.core.history import (
+    EventRaised,
+    ExecutionStarted,
+    ExecutionTerminated,
+    HistoryEvent,
+    SubOrchestrationInstanceFailed,
+    dump_event,
+    load_event,
+)
+from durafn.core.status import FailureDetails, RuntimeStatus
+from durafn.store.base import (
+    ActivityWorkItem,
+    Checkpoint,
+    InboxMessage,
+    InstancePage,
+    InstanceQuery,
+    InstanceRecord,
+    NewInstance,
+    OrchestrationWorkItem,
+    OutgoingMessage,
+    decode_page_token,
+    dump_failure,
+    encode_page_token,
+    from_micros,
+    terminal_filter,
+    to_micros,
+    verb_for,
+)
+from durafn.store.sqlite_schema import migrate
+
+T = TypeVar("T")
+
+_INSTANCE_COLUMNS = (
+    "instance_id, name, execution_id, status, created_at, updated_at, input, output, "
+    "custom_status, failure, parent_instance_id, scheduled_start_at, completed_at"
+)
+
+
+class SqliteStore:
+    """A task hub in a SQLite file. ``synchronous="full"`` makes every commit durable."""
+
+    def __init__(self, path: str | Path, task_hub: str = "default", *,
+                 synchronous: str = "full", busy_timeout: float = 60.0) -> None:
+        self.task_hub = task_hub
+        self.path = str(path)
+        self._synchronous = synchronous.upper()
+        if self._synchronous not in {"FULL", "NORMAL", "EXTRA", "OFF"}:
+            raise StoreError(f"unknown SQLite synchronous mode {synchronous!r}")
+        self._busy_timeout = busy_timeout
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="durafn-sqlite")
+        self._conn: sqlite3.Connection | None = None
+        self._local_commits = 0
+        self._closed = False
+
+    # ------------------------------------------------------------------ plumbing
+
+    def _connect(self) -> sqlite3.Connection:
+        if self._conn is None:
+            if self.path != ":memory:":
+                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
+                                   timeout=self._busy_timeout)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute(f"PRAGMA synchronous={self._synchronous}")
+            conn.execute("PRAGMA foreign_keys=OFF")
+            migrate(conn)
+            self._conn = conn
+        return self._conn
+
+    async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        if self._closed:
+            raise StoreError("the store is closed")
+
+        def call() -> T:
+            try:
+                return fn(self._connect())
+            except sqlite3.Error as exc:
+                raise StoreError(f"SQLite error on {self.path}: {exc}") from exc
+
+        return await asyncio.get_running_loop().run_in_executor(self._thread, call)
+
+    async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        def transaction(conn: sqlite3.Connection) -> T:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                result = fn(conn)
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+            self._local_commits += 1
+            return result
+
+        return await self._run(transaction)
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        await self._run(lambda conn: conn.close())
+        self._closed = True
+        self._conn = None
+        self._thread.shutdown(wait=True)
+
+    # ------------------------------------------------------------------ change notification
+
+    async def change_token(self) -> object:
+        def read(conn: sqlite3.Connection) -> object:
+            return (conn.execute("PRAGMA data_version").fetchone()[0], self._local_commits)
+
+        return await self._run(read)
+
+    async def wait_for_change(self, token: object, timeout: float) -> None:
+        # SQLite has no notifications between processes; PRAGMA data_version changes when
+        # another connection commits and costs no disk I/O, so a short poll of it is cheap.
+        deadline = time.monotonic() + max(0.0, timeout)
+        interval = 0.002
+        while time.monotonic() < deadline:
+            await asyncio.sleep(min(interval, max(0.0, deadline - time.monotonic())))
+            if await self.change_token() != token:
+                return
+            interval = min(interval * 2, 0.05)
+
+    # ------------------------------------------------------------------ instances
+
+    async def create_instance(self, new: NewInstance, now: datetime) -> None:
+        def tx(conn: sqlite3.Connection) -> None:
+            self._insert_instance(conn, new, now, replace_finished=True)
+
+        await self._write(tx)
+
+    def _insert_instance(self, conn: sqlite3.Connection, new: NewInstance, now: datetime,
+                         replace_finished: bool) -> bool:
+        row = conn.execute(
+            "SELECT status FROM instances WHERE task_hub=? AND instance_id=?",
+            (self.task_hub, new.instance_id),
+        ).fetchone()
+        if row is not None:
+            status = RuntimeStatus(row[0])
+            if not status.is_terminal or not replace_finished:
+                raise InstanceAlreadyExists(new.instance_id, status.value)
+            self._delete_instance(conn, new.instance_id)
+        started = new.started
+        conn.execute(
+            "INSERT INTO instances (task_hub, instance_id, execution_id, name, status, input, "
+            "created_at, updated_at, scheduled_start_at, parent_instance_id) "
+            "VALUES (?,?,?,?,?,?,?,?,?,?)",
+            (
+                self.task_hub, new.instance_id, started.execution_id, started.name,
+                RuntimeStatus.PENDING.value, started.input, to_micros(now), to_micros(now),
+                to_micros(new.start_at) if new.start_at else None, started.parent_instance_id,
+            ),
+        )
+        visible = new.start_at if new.start_at and new.start_at > now else now
+        self._enqueue(conn, new.instance_id, started, None, visible)
+        return True
+
+    def _delete_instance(self, conn: sqlite3.Connection, instance_id: str) -> None:
+        for table in ("instances", "history", "inbox", "activity_tasks"):
+            conn.execute(
+                f"DELETE FROM {table} WHERE task_hub=? AND instance_id=?",  # noqa: S608
+                (self.task_hub, instance_id),
+            )
+
+    def _enqueue(self, conn: sqlite3.Connection, instance_id: str, event: HistoryEvent,
+                 execution_id: str | None, visible_at: datetime) -> None:
+        conn.execute(
+            "INSERT INTO inbox (task_hub, instance_id, execution_id, visible_at, event) "
+            "VALUES (?,?,?,?,?)",
+            (self.task_hub, instance_id, execution_id, to_micros(visible_at), dump_event(event)),
+        )
+
+    async def send_message(self, instance_id: str, event: HistoryEvent, now: datetime) -> None:
+        def tx(conn: sqlite3.Connection) -> None:
+            row = conn.execute(
+                "SELECT status, scheduled_start_at FROM instances "
+                "WHERE task_hub=? AND instance_id=?",
+                (self.task_hub, instance_id),
+            ).fetchone()
+            if row is None:
+                raise InstanceNotFound(instance_id)
+            status = RuntimeStatus(row[0])
+            if status.is_terminal:
+                if isinstance(event, EventRaised):
+                    self._count_dropped(conn, instance_id, 1)
+                raise InstanceNotRunning(instance_id, status.value, verb_for(event))
+            visible = now
+            # An instance scheduled to start later takes its messages from then on, except a
+            # terminate, which may cancel the start.
+            if row[1] is not None and not isinstance(event, ExecutionTerminated):
+                visible = max(now, from_micros(row[1]))
+            self._enqueue(conn, instance_id, event, None, visible)
+
+        await self._write(tx)
+
+    def _count_dropped(self, conn: sqlite3.Connection, instance_id: str, count: int) -> None:
+        if count:
+            conn.execute(
+                "UPDATE instances SET dropped_events = dropped_events + ? "
+                "WHERE task_hub=? AND instance_id=?",
+                (count, self.task_hub, instance_id),
+            )
+
+    async def get_instance(self, instance_id: str) -> InstanceRecord | None:
+        def read(conn: sqlite3.Connection) -> InstanceRecord | None:
+            row = conn.execute(
+                f"SELECT {_INSTANCE_COLUMNS} FROM instances WHERE task_hub=? AND instance_id=?",  # noqa: S608
+                (self.task_hub, instance_id),
+            ).fetchone()
+            return _record(row) if row else None
+
+        return await self._run(read)
+
+    async def get_history(self, instance_id: str) -> list[HistoryEvent]:
+        def read(conn: sqlite3.Connection) -> list[HistoryEvent]:
+            rows = conn.execute(
+                "SELECT h.event FROM history h JOIN instances i "
+                "ON i.task_hub=h.task_hub AND i.instance_id=h.instance_id "
+                "AND i.execution_id=h.execution_id "
+                "WHERE h.task_hub=? AND h.instance_id=? ORDER BY h.sequence",
+                (self.task_hub, instance_id),
+            ).fetchall()
+            return [load_event(r[0]) for r in rows]
+
+        return await self._run(read)
+
+    async def dropped_events(self, instance_id: str) -> int:
+        """How many events were dropped because they reached a finished instance."""
+
+        def read(conn: sqlite3.Connection) -> int:
+            row = conn.execute(
+                "SELECT dropped_events FROM instances WHERE task_hub=? AND instance_id=?",
+                (self.task_hub, instance_id),
+            ).fetchone()
+            return int(row[0]) if row else 0
+
+        return await self._run(read)
+
+    # ------------------------------------------------------------------ orchestration work
+
+    async def lock_next_orchestration(self, owner: str, lease: timedelta, now: datetime,
+                                      max_messages: int = 10_000) -> OrchestrationWorkItem | None:
+        def tx(conn: sqlite3.Connection) -> OrchestrationWorkItem | None:
+            n = to_micros(now)
+            row = conn.execute(
+                "SELECT i.instance_id, i.execution_id, i.name, i.status FROM inbox m "
+                "JOIN instances i ON i.task_hub=m.task_hub AND i.instance_id=m.instance_id "
+                "WHERE m.task_hub=? AND m.visible_at<=? "
+                "AND (i.lock_expires_at IS NULL OR i.lock_expires_at<=?) "
+                "ORDER BY m.visible_at, m.seq LIMIT 1",
+                (self.task_hub, n, n),
+            ).fetchone()
+            if row is None:
+                return None
+            instance_id, execution_id, name, status = row
+            token = f"{owner}/{uuid.uuid4().hex[:12]}"
+            until = now + lease
+            conn.execute(
+                "UPDATE instances SET locked_by=?, lock_expires_at=? "
+                "WHERE task_hub=? AND instance_id=?",
+                (token, to_micros(until), self.task_hub, instance_id),
+            )
+            # Results and timers of an earlier execution can never apply: drop them.
+            conn.execute(
+                "DELETE FROM inbox WHERE task_hub=? AND instance_id=? "
+                "AND execution_id IS NOT NULL AND execution_id<>?",
+                (self.task_hub, instance_id, execution_id),
+            )
+            messages = [
+                InboxMessage(seq, load_event(text))
+                for seq, text in conn.execute(
+                    "SELECT seq, event FROM inbox WHERE task_hub=? AND instance_id=? "
+                    "AND visible_at<=? ORDER BY seq LIMIT ?",
+                    (self.task_hub, instance_id, n, max_messages),
+                )
+            ]
+            length = conn.execute(
+                "SELECT COUNT(*) FROM history WHERE task_hub=? AND instance_id=? "
+                "AND execution_id=?",
+                (self.task_hub, instance_id, execution_id),
+            ).fetchone()[0]
+            return OrchestrationWorkItem(
+                instance_id=instance_id, execution_id=execution_id, name=name,
+                status=RuntimeStatus(status), lock_token=token, locked_until=until,
+                messages=messages, history_length=length,
+            )
+
+        return await self._write(tx)
+
+    async def renew_orchestration_lease(self, item: OrchestrationWorkItem, lease: timedelta,
+                                        now: datetime) -> None:
+        def tx(conn: sqlite3.Connection) -> None:
+            until = now + lease
+            cursor = conn.execute(
+                "UPDATE instances SET lock_expires_at=? "
+                "WHERE task_hub=? AND instance_id=? AND locked_by=?",
+                (to_micros(until), self.task_hub, item.instance_id, item.lock_token),
+            )
+            if cursor.rowcount != 1:
+                raise LeaseLost(f"lease on instance {item.instance_id!r} was lost")
+            item.locked_until = until
+
+        await self._write(tx)
+
+    async def abandon_orchestration(self, item: OrchestrationWorkItem,
+                                    retry_at: datetime | None = None) -> None:
+        def tx(conn: sqlite3.Connection) -> None:
+            # A lease that expires at ``retry_at`` keeps other workers off until then.
+            conn.execute(
+                "UPDATE instances SET locked_by=NULL, lock_expires_at=? "
+                "WHERE task_hub=? AND instance_id=? AND locked_by=?",
+                (to_micros(retry_at) if retry_at else None, self.task_hub, item.instance_id,
+                 item.lock_token),
+            )
+
+        await self._write(tx)
+
+    async def checkpoint(self, item: OrchestrationWorkItem, checkpoint: Checkpoint,
+                         now: datetime) -> None:
+        def tx(conn: sqlite3.Connection) -> None:
+            self._apply_checkpoint(conn, item, checkpoint, now)
+
+        await self._write(tx)
+
+    def _apply_checkpoint(self, conn: sqlite3.Connection, item: OrchestrationWorkItem,
+                          cp: Checkpoint, now: datetime) -> None:
+        hub, iid = self.task_hub, item.instance_id
+        n = to_micros(now)
+        finished = cp.status.is_terminal
+        restart = cp.restart
+        execution_id = restart.execution_id if restart else item.execution_id
+        cursor = conn.execute(
+            "UPDATE instances SET status=?, output=?, custom_status=?, failure=?, updated_at=?, "
+            "completed_at=?, execution_id=?, input=COALESCE(?, input), "
+            "locked_by=NULL, lock_expires_at=NULL "
+            "WHERE task_hub=? AND instance_id=? AND locked_by=?",
+            (
+                cp.status.value, cp.output, cp.custom_status,
+                dump_failure(cp.failure), n, n if finished else None, execution_id,
+                restart.input if restart else None, hub, iid, item.lock_token,
+            ),
+        )
+        if cursor.rowcount != 1:
+            raise LeaseLost(f"lease on instance {iid!r} was lost before its checkpoint")
+        conn.executemany(
+            "DELETE FROM inbox WHERE task_hub=? AND instance_id=? AND seq=?",
+            [(hub, iid, seq) for seq in cp.consumed],
+        )
+        if restart is not None:
+            self._restart(conn, item, restart, cp.carryover, now)
+            return
+        try:
+            conn.executemany(
+                "INSERT INTO history (task_hub, instance_id, execution_id, sequence, event) "
+                "VALUES (?,?,?,?,?)",
+                [
+                    (hub, iid, item.execution_id, item.history_length + i, dump_event(e))
+                    for i, e in enumerate(cp.new_events)
+                ],
+            )
+        except sqlite3.IntegrityError as exc:
+            raise LeaseLost(f"history of {iid!r} was extended by another worker") from exc
+        conn.executemany(
+            "INSERT INTO activity_tasks (task_hub, instance_id, execution_id, event_id, name, "
+            "input, visible_at, attempts) VALUES (?,?,?,?,?,?,?,0)",
+            [(hub, iid, item.execution_id, a.event_id, a.name, a.input, n)
+             for a in cp.activities],
+        )
+        for sub in cp.sub_orchestrations:
+            self._start_child(conn, item, sub, now)
+        for message in cp.messages:
+            self._deliver(conn, message, now)
+        if finished:
+            dropped = conn.execute(
+                "SELECT COUNT(*) FROM inbox WHERE task_hub=? AND instance_id=? "
+                "AND event LIKE '{\"kind\":\"EventRaised\"%'",
+                (hub, iid),
+            ).fetchone()[0]
+            self._count_dropped(conn, iid, dropped)
+            conn.execute("DELETE FROM inbox WHERE task_hub=? AND instance_id=?", (hub, iid))
+            conn.execute(
+                "DELETE FROM activity_tasks WHERE task_hub=? AND instance_id=?", (hub, iid)
+            )
+            if cp.parent_message is not None:
+                self._deliver(conn, cp.parent_message, now)
+
+    def _restart(self, conn: sqlite3.Connection, item: OrchestrationWorkItem,
+                 started: ExecutionStarted, carryover: Iterable[EventRaised],
+                 now: datetime) -> None:
+        hub, iid = self.task_hub, item.instance_id
+        conn.execute("DELETE FROM history WHERE task_hub=? AND instance_id=?", (hub, iid))
+        conn.execute("DELETE FROM activity_tasks WHERE task_hub=? AND instance_id=?", (hub, iid))
+        conn.execute(
+            "DELETE FROM inbox WHERE task_hub=? AND instance_id=? AND execution_id IS NOT NULL",
+            (hub, iid),
+        )
+        self._enqueue(conn, iid, started, None, now)
+        for event in carryover:
+            self._enqueue(conn, iid, event, None, now)
+
+    def _start_child(self, conn: sqlite3.Connection, item: OrchestrationWorkItem,
+                     sub: NewInstance, now: datetime) -> None:
+        try:
+            self._insert_instance(conn, sub, now, replace_finished=True)
+        except InstanceAlreadyExists as exc:
+            parent_task = sub.started.parent_task_id
+            assert parent_task is not None
+            failure = FailureDetails.from_exception(exc)
+            event = SubOrchestrationInstanceFailed(
+                timestamp=now, task_scheduled_id=parent_task, failure=failure
+            )
+            self._enqueue(conn, item.instance_id, event, item.execution_id, now)
+
+    def _deliver(self, conn: sqlite3.Connection, message: OutgoingMessage, now: datetime) -> None:
+        row = conn.execute(
+            "SELECT status, execution_id FROM instances WHERE task_hub=? AND instance_id=?",
+            (self.task_hub, message.instance_id),
+        ).fetchone()
+        if row is None:
+            return
+        if RuntimeStatus(row[0]).is_terminal:
+            if isinstance(message.event, EventRaised):
+                self._count_dropped(conn, message.instance_id, 1)
+            return
+        if message.execution_id is not None and message.execution_id != row[1]:
+            return
+        self._enqueue(conn, message.instance_id, message.event, message.execution_id,
+                      message.visible_at or now)
+
+    # ------------------------------------------------------------------ activity work
+
+    async def lock_next_activities(self, owner: str, lease: timedelta, now: datetime,
+                                   limit: int) -> list[ActivityWorkItem]:
+        def tx(conn: sqlite3.Connection) -> list[ActivityWorkItem]:
+            n = to_micros(now)
+            until = now + lease
+            rows = conn.execute(
+                "SELECT seq FROM activity_tasks WHERE task_hub=? AND visible_at<=? "
+                "AND (lock_expires_at IS NULL OR lock_expires_at<=?) "
+                "ORDER BY visible_at, seq LIMIT ?",
+                (self.task_hub, n, n, limit),
+            ).fetchall()
+            items = []
+            for (seq,) in rows:
+                token = f"{owner}/{uuid.uuid4().hex[:12]}"
+                got = conn.execute(
+                    "UPDATE activity_tasks SET locked_by=?, lock_expires_at=?, "
+                    "attempts=attempts+1 WHERE seq=? RETURNING instance_id, execution_id, "
+                    "event_id, name, input, attempts",
+                    (token, to_micros(until), seq),
+                ).fetchone()
+                iid, eid, event_id, name, input_, attempts = got
+                items.append(ActivityWorkItem(
+                    task_id=seq, instance_id=iid, execution_id=eid, event_id=event_id, name=name,
+                    input=input_, lock_token=token, locked_until=until, attempts=attempts,
+                ))
+            return items
+
+        return await self._write(tx)
+
+    async def renew_activity_lease(self, item: ActivityWorkItem, lease: timedelta,
+                                   now: datetime) -> None:
+        def tx(conn: sqlite3.Connection) -> None:
+            until = now + lease
+            cursor = conn.execute(
+                "UPDATE activity_tasks SET lock_expires_at=? WHERE seq=? AND locked_by=?",
+                (to_micros(until), item.task_id, item.lock_token),
+            )
+            if cursor.rowcount != 1:
+                raise LeaseLost(f"lease on activity {item.name!r} #{item.event_id} was lost")
+            item.locked_until = until
+
+        await self._write(tx)
+
+    async def complete_activity(self, item: ActivityWorkItem, result: HistoryEvent,
+                                now: datetime) -> bool:
+        def tx(conn: sqlite3.Connection) -> bool:
+            cursor = conn.execute(
+                "DELETE FROM activity_tasks WHERE seq=? AND (locked_by=? OR locked_by IS NULL)",
+                (item.task_id, item.lock_token),
+            )
+            if cursor.rowcount != 1:
+                return False
+            self._deliver(conn, OutgoingMessage(item.instance_id, result, item.execution_id), now)
+            return True
+
+        return await self._write(tx)
+
+    async def abandon_activity(self, item: ActivityWorkItem,
+                               retry_at: datetime | None = None) -> None:
+        def tx(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "UPDATE activity_tasks SET locked_by=NULL, lock_expires_at=NULL, "
+                "visible_at=COALESCE(?, visible_at) WHERE seq=? AND locked_by=?",
+                (to_micros(retry_at) if retry_at else None, item.task_id, item.lock_token),
+            )
+
+        await self._write(tx)
+
+    # ------------------------------------------------------------------ queries and purge
+
+    async def query_instances(self, query: InstanceQuery) -> InstancePage:
+        def read(conn: sqlite3.Connection) -> InstancePage:
+            where, params = self._where(query)
+            if query.continuation_token:
+                created, last_id = decode_page_token(query.continuation_token)
+                where.append("(created_at<? OR (created_at=? AND instance_id<?))")
+                params += [created, created, last_id]
+            rows = conn.execute(
+                f"SELECT {_INSTANCE_COLUMNS} FROM instances WHERE {' AND '.join(where)} "  # noqa: S608
+                "ORDER BY created_at DESC, instance_id DESC LIMIT ?",
+                [*params, query.page_size + 1],
+            ).fetchall()
+            records = [_record(r) for r in rows[: query.page_size]]
+            token = None
+            if len(rows) > query.page_size and records:
+                token = encode_page_token(records[-1].created_at, records[-1].instance_id)
+            return InstancePage(records, token)
+
+        return await self._run(read)
+
+    def _where(self, query: InstanceQuery) -> tuple[list[str], list[Any]]:
+        where = ["task_hub=?"]
+        params: list[Any] = [self.task_hub]
+        if query.runtime_status is not None:
+            statuses = sorted(s.value for s in query.runtime_status)
+            where.append(f"status IN ({','.join('?' * len(statuses))})")
+            params += statuses
+            if not statuses:
+                where.append("0")
+        if query.created_from is not None:
+            where.append("created_at>=?")
+            params.append(to_micros(query.created_from))
+        if query.created_to is not None:
+            where.append("created_at<=?")
+            params.append(to_micros(query.created_to))
+        if query.name is not None:
+            where.append("name=?")
+            params.append(query.name)
+        if query.instance_id_prefix is not None:
+            where.append("substr(instance_id, 1, ?)=?")
+            params += [len(query.instance_id_prefix), query.instance_id_prefix]
+        return where, params
+
+    async def purge_instance(self, instance_id: str) -> int:
+        def tx(conn: sqlite3.Connection) -> int:
+            row = conn.execute(
+                "SELECT status FROM instances WHERE task_hub=? AND instance_id=?",
+                (self.task_hub, instance_id),
+            ).fetchone()
+            if row is None:
+                return 0
+            status = RuntimeStatus(row[0])
+            if not status.is_terminal:
+                raise InstanceStillRunning(instance_id, status.value)
+            self._delete_instance(conn, instance_id)
+            return 1
+
+        return await self._write(tx)
+
+    async def purge_instances(self, query: InstanceQuery) -> int:
+        statuses = terminal_filter(query.runtime_status)
+        narrowed = InstanceQuery(
+            runtime_status=statuses, created_from=query.created_from,
+            created_to=query.created_to, name=query.name,
+            instance_id_prefix=query.instance_id_prefix,
+        )
+
+        def tx(conn: sqlite3.Connection) -> int:
+            where, params = self._where(narrowed)
+            ids = [r[0] for r in conn.execute(
+                f"SELECT instance_id FROM instances WHERE {' AND '.join(where)}",  # noqa: S608
+                params,
+            )]
+            for instance_id in ids:
+                self._delete_instance(conn, instance_id)
+            return len(ids)
+
+        return await self._write(tx)
+
+    async def next_visible_at(self, now: datetime) -> datetime | None:
+        def read(conn: sqlite3.Connection) -> datetime | None:
+            n = to_micros(now)
+            row = conn.execute(
+                "SELECT MIN(t) FROM ("
+                "SELECT MIN(visible_at) AS t FROM inbox WHERE task_hub=? AND visible_at>? "
+                "UNION ALL SELECT MIN(visible_at) FROM activity_tasks "
+                "WHERE task_hub=? AND visible_at>? "
+                "UNION ALL SELECT MIN(lock_expires_at) FROM instances "
+                "WHERE task_hub=? AND lock_expires_at>? "
+                "UNION ALL SELECT MIN(lock_expires_at) FROM activity_tasks "
+                "WHERE task_hub=? AND lock_expires_at>?)",
+                (self.task_hub, n) * 4,
+            ).fetchone()
+            return from_micros(row[0]) if row and row[0] is not None else None
+
+        return await self._run(read)
+
+
+def _record(row: tuple[Any, ...]) -> InstanceRecord:
+    (instance_id, name, execution_id, status, created, updated, input_, output, custom,
+     failure, parent, scheduled, completed) = row
+    return InstanceRecord(
+        instance_id=instance_id, name=name, execution_id=execution_id,
+        status=RuntimeStatus(status), created_at=from_micros(created),
+        updated_at=from_micros(updated), input=input_, output=output, custom_status=custom,
+        failure=FailureDetails.from_dict(json.loads(failure)) if failure else None,
+        parent_instance_id=parent,
+        scheduled_start_at=from_micros(scheduled) if scheduled is not None else None,
+        completed_at=from_micros(completed) if completed is not None else None,
+    )
+

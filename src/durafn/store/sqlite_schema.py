@@ -1,0 +1,101 @@
+"""The SQLite schema, as numbered migrations applied in order inside one transaction."""
+
+from __future__ import annotations
+
+import sqlite3
+
+from durafn.core.errors import StoreError
+
+# Each entry moves the schema from version i to i + 1. Never edit a released entry: add one.
+MIGRATIONS: list[str] = [
+    """
+    CREATE TABLE instances (
+        task_hub           TEXT    NOT NULL,
+        instance_id        TEXT    NOT NULL,
+        execution_id       TEXT    NOT NULL,
+        name               TEXT    NOT NULL,
+        status             TEXT    NOT NULL,
+        input              TEXT,
+        output             TEXT,
+        custom_status      TEXT,
+        failure            TEXT,
+        created_at         INTEGER NOT NULL,
+        updated_at         INTEGER NOT NULL,
+        completed_at       INTEGER,
+        scheduled_start_at INTEGER,
+        parent_instance_id TEXT,
+        locked_by          TEXT,
+        lock_expires_at    INTEGER,
+        dropped_events     INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (task_hub, instance_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX instances_by_created ON instances (task_hub, created_at, instance_id);
+    CREATE INDEX instances_by_status ON instances (task_hub, status, created_at);
+
+    CREATE TABLE history (
+        task_hub     TEXT    NOT NULL,
+        instance_id  TEXT    NOT NULL,
+        execution_id TEXT    NOT NULL,
+        sequence     INTEGER NOT NULL,
+        event        TEXT    NOT NULL,
+        PRIMARY KEY (task_hub, instance_id, execution_id, sequence)
+    ) WITHOUT ROWID;
+
+    CREATE TABLE inbox (
+        seq          INTEGER PRIMARY KEY AUTOINCREMENT,
+        task_hub     TEXT    NOT NULL,
+        instance_id  TEXT    NOT NULL,
+        execution_id TEXT,
+        visible_at   INTEGER NOT NULL,
+        event        TEXT    NOT NULL
+    );
+    CREATE INDEX inbox_by_instance ON inbox (task_hub, instance_id, seq);
+    CREATE INDEX inbox_by_visible ON inbox (task_hub, visible_at, seq);
+
+    CREATE TABLE activity_tasks (
+        seq             INTEGER PRIMARY KEY AUTOINCREMENT,
+        task_hub        TEXT    NOT NULL,
+        instance_id     TEXT    NOT NULL,
+        execution_id    TEXT    NOT NULL,
+        event_id        INTEGER NOT NULL,
+        name            TEXT    NOT NULL,
+        input           TEXT,
+        visible_at      INTEGER NOT NULL,
+        locked_by       TEXT,
+        lock_expires_at INTEGER,
+        attempts        INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE UNIQUE INDEX activity_tasks_by_step
+        ON activity_tasks (task_hub, instance_id, execution_id, event_id);
+    CREATE INDEX activity_tasks_by_visible ON activity_tasks (task_hub, visible_at, seq);
+    """,
+]
+
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def current_version(conn: sqlite3.Connection) -> int:
+    return int(conn.execute("PRAGMA user_version").fetchone()[0])
+
+
+def migrate(conn: sqlite3.Connection) -> None:
+    """Bring the schema to :data:`SCHEMA_VERSION`; several processes may call it at once."""
+    if current_version(conn) == SCHEMA_VERSION:
+        return
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        version = current_version(conn)
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"the database has schema version {version}, newer than this durafn "
+                f"({SCHEMA_VERSION}); upgrade durafn"
+            )
+        for script in MIGRATIONS[version:]:
+            for statement in script.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+        conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")

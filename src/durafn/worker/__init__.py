@@ -1,0 +1,1 @@
+"""The worker: leases work from the store, runs executors and activities, commits checkpoints."""

@@ -1,0 +1,60 @@
+"""Running one activity: decode its input, call the function, encode the result or failure."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from typing import Any
+
+from durafn.app import App
+from durafn.core import codec
+from durafn.core.errors import FunctionNotFound
+from durafn.core.history import HistoryEvent, TaskCompleted, TaskFailed
+from durafn.core.status import FailureDetails
+from durafn.store.base import ActivityWorkItem
+
+
+async def run_activity(app: App, item: ActivityWorkItem, threads: ThreadPoolExecutor,
+                       now: datetime) -> HistoryEvent:
+    """Run the activity of ``item``; returns its ``TaskCompleted`` or ``TaskFailed`` event.
+
+    ``now`` is only the default timestamp; the event is stamped when the activity finishes.
+    """
+    try:
+        registered = app.get_activity(item.name)
+        argument = codec.decode(item.input)
+        call_args = _arguments(registered.func, argument)
+        if registered.is_async:
+            value = await registered.func(*call_args)
+        else:
+            loop = asyncio.get_running_loop()
+            value = await loop.run_in_executor(threads, lambda: registered.func(*call_args))
+        if inspect.isawaitable(value):
+            value = await value
+        encoded = codec.encode_optional(value, what=f"result of activity {item.name!r}")
+    except FunctionNotFound as exc:
+        return _failed(item, exc, now)
+    except Exception as exc:
+        return _failed(item, exc, now)
+    return TaskCompleted(timestamp=now, task_scheduled_id=item.event_id, result=encoded)
+
+
+def _failed(item: ActivityWorkItem, exc: BaseException, now: datetime) -> TaskFailed:
+    return TaskFailed(timestamp=now, task_scheduled_id=item.event_id,
+                      failure=FailureDetails.from_exception(exc))
+
+
+def _arguments(func: Any, argument: Any) -> tuple[Any, ...]:
+    """An activity takes its input as its one positional argument, or no argument at all."""
+    try:
+        params = [
+            p for p in inspect.signature(func).parameters.values()
+            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL)
+        ]
+    except (TypeError, ValueError):
+        return (argument,)
+    if not params and argument is None:
+        return ()
+    return (argument,)

@@ -1,0 +1,285 @@
+"""The worker: two dispatchers (orchestrations, activities) over one store.
+
+An orchestration episode: lease an instance with visible messages, take its executor from the
+sticky cache or replay its history, run the episode, commit the checkpoint (which releases the
+lease). An activity: lease a task, run the function (sync ones in a bounded thread pool), deliver
+its result; its lease is renewed while it runs. Idle dispatchers sleep until the store changes or
+the next message becomes visible.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import os
+import socket
+import uuid
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, TypeVar
+
+from durafn.app import App
+from durafn.core.errors import LeaseLost
+from durafn.core.status import FailureDetails, RuntimeStatus
+from durafn.executor.orchestration import OrchestrationExecutor
+from durafn.store.base import ActivityWorkItem, Checkpoint, OrchestrationWorkItem, Store
+from durafn.worker.activities import run_activity
+from durafn.worker.cache import ExecutorCache
+from durafn.worker.checkpoint import build_checkpoint
+from durafn.worker.clock import Clock, SystemClock
+
+log = logging.getLogger("durafn.worker")
+
+W = TypeVar("W")
+
+
+@dataclass(frozen=True)
+class WorkerOptions:
+    """Tuning of one worker.
+
+    ``lease`` is how long a claim lasts without renewal; ``max_idle`` caps an idle sleep (the
+    safety net when a change is not noticed); ``cache_size`` is how many live orchestrations
+    stay in memory between episodes.
+    """
+
+    orchestrations: bool = True
+    activities: bool = True
+    max_concurrent_orchestrations: int = 4
+    max_concurrent_activities: int = 16
+    lease: timedelta = timedelta(seconds=30)
+    max_idle: float = 2.0
+    cache_size: int = 1000
+    shutdown_grace: float = 10.0
+
+    def __post_init__(self) -> None:
+        if not (self.orchestrations or self.activities):
+            raise ValueError("a worker must run orchestrations, activities, or both")
+        if self.max_concurrent_orchestrations < 1 or self.max_concurrent_activities < 1:
+            raise ValueError("concurrency limits must be at least 1")
+
+
+def new_worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+class Worker:
+    """Runs the orchestrations and activities of ``app`` from ``store``."""
+
+    def __init__(self, app: App, store: Store, *, clock: Clock | None = None,
+                 options: WorkerOptions | None = None, worker_id: str | None = None) -> None:
+        self.app = app
+        self.store = store
+        self.clock = clock or SystemClock()
+        self.options = options or WorkerOptions()
+        self.worker_id = worker_id or new_worker_id()
+        self.cache = ExecutorCache(self.options.cache_size)
+        self._threads = ThreadPoolExecutor(self.options.max_concurrent_activities,
+                                           thread_name_prefix="durafn-activity")
+        self.episodes = 0
+        self.activities_run = 0
+
+    # ------------------------------------------------------------------ running
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Serve until ``stop`` is set; then finish in-flight work (up to the grace period)."""
+        log.info("worker %s started", self.worker_id)
+        loops = []
+        if self.options.orchestrations:
+            loops.append(self._dispatch(
+                "orchestrations", self.options.max_concurrent_orchestrations,
+                self._lock_orchestrations, self.process_orchestration, stop))
+        if self.options.activities:
+            loops.append(self._dispatch(
+                "activities", self.options.max_concurrent_activities,
+                self._lock_activities, self.process_activity, stop))
+        try:
+            await asyncio.gather(*loops)
+        finally:
+            self._threads.shutdown(wait=False, cancel_futures=True)
+            log.info("worker %s stopped", self.worker_id)
+
+    async def _dispatch(self, kind: str, capacity: int,
+                        lock: Callable[[int], Awaitable[list[W]]],
+                        process: Callable[[W], Awaitable[None]], stop: asyncio.Event) -> None:
+        inflight: set[asyncio.Task[None]] = set()
+        slot_freed = asyncio.Event()
+
+        def finished(task: asyncio.Task[None]) -> None:
+            inflight.discard(task)
+            slot_freed.set()
+            if not task.cancelled() and task.exception() is not None:
+                log.error("%s work failed unexpectedly", kind, exc_info=task.exception())
+
+        while not stop.is_set():
+            free = capacity - len(inflight)
+            items: list[W] = []
+            token: object = None
+            if free > 0:
+                try:
+                    token = await self.store.change_token()
+                    items = await lock(free)
+                except Exception:
+                    log.exception("could not fetch %s work; retrying", kind)
+                    await _sleep_or_stop(stop, 1.0)
+                    continue
+            for item in items:
+                task = asyncio.create_task(process(item))
+                inflight.add(task)
+                task.add_done_callback(finished)
+            if items:
+                continue
+            slot_freed.clear()
+            waiters: list[Awaitable[Any]] = [stop.wait(), slot_freed.wait()]
+            if free > 0:
+                waiters.append(self.store.wait_for_change(token, await self._idle_timeout()))
+            await _first_of(waiters)
+        if inflight:
+            _, pending = await asyncio.wait(inflight, timeout=self.options.shutdown_grace)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+
+    async def _idle_timeout(self) -> float:
+        now = self.clock.now()
+        due = await self.store.next_visible_at(now)
+        if due is None:
+            return self.options.max_idle
+        return max(0.0, min(self.options.max_idle, (due - now).total_seconds()))
+
+    async def _lock_orchestrations(self, limit: int) -> list[OrchestrationWorkItem]:
+        items = []
+        while len(items) < limit:
+            item = await self.store.lock_next_orchestration(
+                self.worker_id, self.options.lease, self.clock.now()
+            )
+            if item is None:
+                break
+            items.append(item)
+        return items
+
+    async def _lock_activities(self, limit: int) -> list[ActivityWorkItem]:
+        return await self.store.lock_next_activities(
+            self.worker_id, self.options.lease, self.clock.now(), limit
+        )
+
+    async def run_until_idle(self, max_rounds: int = 100_000) -> int:
+        """Process work until nothing is visible at the clock's current time; returns rounds.
+
+        Deterministic and single-task: the testing kit drives a virtual clock with it.
+        """
+        rounds = 0
+        while rounds < max_rounds:
+            did_work = False
+            if self.options.orchestrations:
+                while item := await self.store.lock_next_orchestration(
+                    self.worker_id, self.options.lease, self.clock.now()
+                ):
+                    await self.process_orchestration(item)
+                    did_work = True
+            if self.options.activities:
+                batch = await self._lock_activities(self.options.max_concurrent_activities)
+                if batch:
+                    await asyncio.gather(*(self.process_activity(a) for a in batch))
+                    did_work = True
+            rounds += 1
+            if not did_work:
+                return rounds
+        raise RuntimeError(f"work did not settle after {max_rounds} rounds")
+
+    def close(self) -> None:
+        self._threads.shutdown(wait=False, cancel_futures=True)
+
+    # ------------------------------------------------------------------ one orchestration episode
+
+    async def process_orchestration(self, item: OrchestrationWorkItem) -> None:
+        """Run one episode for a leased instance and commit it."""
+        try:
+            executor = self.cache.take(item.instance_id, item.execution_id, item.history_length)
+            if executor is None:
+                executor = OrchestrationExecutor(self.app, item.instance_id)
+                executor.replay(await self.store.get_history(item.instance_id))
+            now = self.clock.now()
+            try:
+                result = executor.run_episode([m.event for m in item.messages], now)
+                checkpoint = build_checkpoint(item, result, now)
+            except Exception as exc:  # an executor bug must fail the instance, not loop forever
+                log.exception("episode of %s crashed", item.instance_id)
+                executor = None
+                checkpoint = _crashed_checkpoint(item, exc)
+            await self.store.checkpoint(item, checkpoint, now)
+        except LeaseLost as exc:
+            self.cache.discard(item.instance_id)
+            log.warning("dropped an episode of %s: %s", item.instance_id, exc)
+            return
+        except BaseException:
+            self.cache.discard(item.instance_id)
+            with contextlib.suppress(Exception):
+                await self.store.abandon_orchestration(item)
+            raise
+        self.episodes += 1
+        finished = checkpoint.status.is_terminal or checkpoint.restart is not None
+        if executor is not None and not finished:
+            self.cache.put(item.instance_id, item.execution_id, executor)
+
+    # ------------------------------------------------------------------ one activity
+
+    async def process_activity(self, item: ActivityWorkItem) -> None:
+        """Run a leased activity, renewing its lease meanwhile, and deliver its result."""
+        renewal = asyncio.create_task(self._renew_activity(item))
+        try:
+            result = await run_activity(self.app, item, self._threads, self.clock.now())
+        except BaseException:
+            renewal.cancel()
+            with contextlib.suppress(Exception):
+                await self.store.abandon_activity(item)
+            raise
+        renewal.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await renewal
+        result = dataclasses.replace(result, timestamp=self.clock.now())
+        delivered = await self.store.complete_activity(item, result, self.clock.now())
+        self.activities_run += 1
+        if not delivered:
+            log.info("result of activity %s #%d for %s was a duplicate; dropped",
+                     item.name, item.event_id, item.instance_id)
+
+    async def _renew_activity(self, item: ActivityWorkItem) -> None:
+        interval = self.options.lease.total_seconds() / 3
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.store.renew_activity_lease(item, self.options.lease, self.clock.now())
+            except LeaseLost:
+                log.warning("lost the lease on activity %s #%d of %s", item.name, item.event_id,
+                            item.instance_id)
+                return
+            except Exception:
+                log.exception("could not renew the lease on activity %s", item.name)
+
+
+def _crashed_checkpoint(item: OrchestrationWorkItem, exc: Exception) -> Checkpoint:
+    return Checkpoint(
+        new_events=[],
+        consumed=[m.seq for m in item.messages],
+        status=RuntimeStatus.FAILED,
+        failure=FailureDetails.from_exception(exc),
+    )
+
+
+async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), seconds)
+
+
+async def _first_of(awaitables: list[Awaitable[Any]]) -> None:
+    tasks = [asyncio.ensure_future(a) for a in awaitables]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
