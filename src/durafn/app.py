@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar, overload
 
@@ -81,6 +81,21 @@ class App:
             return f
 
         return register if func is None else register(func)
+
+    def replaced(self, activities: Mapping[str, Callable[..., Any]]) -> App:
+        """A copy of this app whose named activities are replaced (mocks in tests).
+
+        Raises ``FunctionNotFound`` for a name the app does not register, so a typo in a test
+        cannot silently leave the real activity in place.
+        """
+        copy = App()
+        copy._orchestrators = dict(self._orchestrators)
+        copy._activities = dict(self._activities)
+        copy._names = dict(self._names)
+        for name, func in activities.items():
+            self.get_activity(name)
+            copy._activities[name] = RegisteredFunction(name, func)
+        return copy
 
     def get_orchestrator(self, name: str) -> RegisteredFunction:
         """The orchestrator registered as ``name``; :class:`FunctionNotFound` lists the others."""

@@ -69,3 +69,7 @@ async def _serve(app: object, store_url: str | None, options: WorkerOptions) -> 
         await worker.run(stop)
     finally:
         await store.close()
+
+
+if __name__ == "__main__":
+    main()

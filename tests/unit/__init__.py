@@ -1,0 +1,1 @@
+"""Tier-1 tests: the executors, the codec and the app registry; pure, no I/O, no threads."""
