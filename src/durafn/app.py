@@ -49,16 +49,22 @@ class App:
     @overload
     def orchestrator(self, func: F, /) -> F: ...
     @overload
-    def orchestrator(self, *, name: str | None = None) -> Callable[[F], F]: ...
-    def orchestrator(self, func: F | None = None, /, *, name: str | None = None) -> Any:
-        """Register an orchestrator: a generator function (``yield``) or ``async def`` (``await``)."""
+    def orchestrator(
+        self, func: None = None, /, *, name: str | None = None
+    ) -> Callable[[F], F]: ...
+    def orchestrator(
+        self, func: Callable[..., Any] | None = None, /, *, name: str | None = None
+    ) -> Any:
+        """Register an orchestrator: a generator (``yield``) or ``async def`` (``await``)."""
         return self._decorate(self._orchestrators, "orchestrator", func, name)
 
     @overload
     def activity(self, func: F, /) -> F: ...
     @overload
-    def activity(self, *, name: str | None = None) -> Callable[[F], F]: ...
-    def activity(self, func: F | None = None, /, *, name: str | None = None) -> Any:
+    def activity(self, func: None = None, /, *, name: str | None = None) -> Callable[[F], F]: ...
+    def activity(
+        self, func: Callable[..., Any] | None = None, /, *, name: str | None = None
+    ) -> Any:
         """Register an activity: a plain function, sync or ``async``, taking at most one input."""
         return self._decorate(self._activities, "activity", func, name)
 
@@ -66,7 +72,7 @@ class App:
         self,
         table: dict[str, RegisteredFunction],
         kind: str,
-        func: F | None,
+        func: Callable[..., Any] | None,
         name: str | None,
     ) -> Any:
         def register(f: F) -> F:
@@ -132,8 +138,9 @@ class App:
         registered = self._names.get(id(name_or_func))
         if registered is None:
             label = getattr(name_or_func, "__name__", repr(name_or_func))
-            raise FunctionNotFound(kind, label, self.activity_names if kind == "activity"
-                                   else self.orchestrator_names)
+            raise FunctionNotFound(
+                kind, label, self.activity_names if kind == "activity" else self.orchestrator_names
+            )
         return registered
 
 

@@ -37,8 +37,9 @@ def load_app(spec: str) -> App:
     apps = [value for value in vars(module).values() if isinstance(value, App)]
     if len(apps) != 1:
         found = "no" if not apps else f"{len(apps)}"
-        raise AppNotFound(f"{target!r} holds {found} durafn App objects; name one as "
-                          f"{target}:attribute")
+        raise AppNotFound(
+            f"{target!r} holds {found} durafn App objects; name one as {target}:attribute"
+        )
     return apps[0]
 
 

@@ -27,8 +27,14 @@ class Runtime:
     URL or an open store; without one, ``$DURAFN_STORE`` or ``sqlite:///durafn.db`` is used.
     """
 
-    def __init__(self, app: App, store: str | Store | None = None, *, clock: Clock | None = None,
-                 options: WorkerOptions | None = None) -> None:
+    def __init__(
+        self,
+        app: App,
+        store: str | Store | None = None,
+        *,
+        clock: Clock | None = None,
+        options: WorkerOptions | None = None,
+    ) -> None:
         self.app = app
         self._store_arg = store
         self._clock = clock
@@ -42,8 +48,9 @@ class Runtime:
         self._worker: Worker | None = None
 
     def _open(self) -> Store:
-        store = self._store_arg if isinstance(self._store_arg, Store) else open_store(
-            self._store_arg)
+        store = (
+            self._store_arg if isinstance(self._store_arg, Store) else open_store(self._store_arg)
+        )
         self._store = store
         self._worker = Worker(self.app, store, clock=self._clock, options=self._options)
         self._async_client = AsyncClient(store, app=self.app, clock=self._clock)
@@ -59,8 +66,9 @@ class Runtime:
     def client(self) -> Client:
         """A blocking client bound to this runtime's store (inside ``with`` only)."""
         if self._client is None:
-            raise RuntimeError("rt.client exists inside `with Runtime(...)`; in `async with` "
-                               "use rt.async_client")
+            raise RuntimeError(
+                "rt.client exists inside `with Runtime(...)`; in `async with` use rt.async_client"
+            )
         return self._client
 
     @property

@@ -14,7 +14,6 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -864,19 +863,11 @@ def test_current_utc_datetime_is_within_the_real_run_window(client: df.Client,
 
 
 @forms
-def test_is_replaying_is_false_live_and_true_on_replay(tmp_path: Path, form: str) -> None:
-    store_url = f"sqlite:///{tmp_path}/hub.db"
+def test_is_replaying_is_false_live_and_true_on_replay(store_url: str, form: str,
+                                                       wait_until: Callable[..., Any]) -> None:
     with df.Runtime(app, store=store_url) as rt:
         instance_id = rt.client.start_new(f"replay_{form}")
-        rt.client.wait_for_completion
-        deadline_status = None
-        for _ in range(1000):
-            deadline_status = rt.client.get_status(instance_id)
-            if deadline_status and deadline_status.runtime_status is df.RuntimeStatus.RUNNING:
-                break
-            threading.Event().wait(0.01)
-        assert deadline_status is not None
-        assert deadline_status.runtime_status is df.RuntimeStatus.RUNNING
+        wait_for_history(rt.client, instance_id, "ExecutionStarted", wait_until)
     # A new runtime has an empty replay cache: the next episode replays the history first.
     with df.Runtime(app, store=store_url) as rt:
         rt.client.raise_event(instance_id, "go", "replayed")

@@ -22,24 +22,51 @@ def main() -> None:
 
 @main.command()
 @click.argument("app")
-@click.option("--store", "store_url", envvar=STORE_ENV_VAR, default=None,
-              help="Store URL (default: $DURAFN_STORE or sqlite:///durafn.db).")
-@click.option("--activities", "max_activities", default=16, show_default=True,
-              help="How many activities may run at once.")
-@click.option("--orchestrations", "max_orchestrations", default=4, show_default=True,
-              help="How many orchestration episodes may run at once.")
-@click.option("--lease", "lease_seconds", default=30.0, show_default=True,
-              help="Seconds a claim on work lasts without renewal.")
+@click.option(
+    "--store",
+    "store_url",
+    envvar=STORE_ENV_VAR,
+    default=None,
+    help="Store URL (default: $DURAFN_STORE or sqlite:///durafn.db).",
+)
+@click.option(
+    "--activities",
+    "max_activities",
+    default=16,
+    show_default=True,
+    help="How many activities may run at once.",
+)
+@click.option(
+    "--orchestrations",
+    "max_orchestrations",
+    default=4,
+    show_default=True,
+    help="How many orchestration episodes may run at once.",
+)
+@click.option(
+    "--lease",
+    "lease_seconds",
+    default=30.0,
+    show_default=True,
+    help="Seconds a claim on work lasts without renewal.",
+)
 @click.option("--log-level", default="INFO", show_default=True)
-def worker(app: str, store_url: str | None, max_activities: int, max_orchestrations: int,
-           lease_seconds: float, log_level: str) -> None:
+def worker(
+    app: str,
+    store_url: str | None,
+    max_activities: int,
+    max_orchestrations: int,
+    lease_seconds: float,
+    log_level: str,
+) -> None:
     """Run a worker for APP (module:attribute or path/to/file.py) until stopped.
 
     Several workers may share one store; stop one with Ctrl-C or SIGTERM and it finishes its
     in-flight work first.
     """
-    logging.basicConfig(level=log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     try:
         loaded = load_app(app)
     except AppNotFound as exc:
@@ -62,9 +89,12 @@ async def _serve(app: object, store_url: str | None, options: WorkerOptions) -> 
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     worker = Worker(app, store, options=options)
-    click.echo(f"durafn worker {worker.worker_id} serving {len(app.orchestrator_names)} "
-               f"orchestrator(s) and {len(app.activity_names)} activity(ies) from "
-               f"{store_url or 'the default store'}", err=True)
+    click.echo(
+        f"durafn worker {worker.worker_id} serving {len(app.orchestrator_names)} "
+        f"orchestrator(s) and {len(app.activity_names)} activity(ies) from "
+        f"{store_url or 'the default store'}",
+        err=True,
+    )
     try:
         await worker.run(stop)
     finally:

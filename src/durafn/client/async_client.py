@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from durafn.app import App
 from durafn.core import codec
@@ -44,8 +44,13 @@ class AsyncClient:
     checked at ``start_new``; otherwise an unknown name fails the instance when a worker runs it.
     """
 
-    def __init__(self, store: str | Store | None = None, *, app: App | None = None,
-                 clock: Clock | None = None) -> None:
+    def __init__(
+        self,
+        store: str | Store | None = None,
+        *,
+        app: App | None = None,
+        clock: Clock | None = None,
+    ) -> None:
         self._owns_store = not isinstance(store, Store)
         self.store: Store = store if isinstance(store, Store) else open_store(store)
         self.app = app
@@ -64,9 +69,14 @@ class AsyncClient:
 
     # ------------------------------------------------------------------ starting
 
-    async def start_new(self, orchestration_function_name: str | Callable[..., Any],
-                        input: Any = None, *, instance_id: str | None = None,
-                        start_at: datetime | None = None) -> str:
+    async def start_new(
+        self,
+        orchestration_function_name: str | Callable[..., Any],
+        input: Any = None,
+        *,
+        instance_id: str | None = None,
+        start_at: datetime | None = None,
+    ) -> str:
         """Start an instance of an orchestrator and return its instance id.
 
         Raises ``InstanceAlreadyExists`` if ``instance_id`` names an unfinished instance (a
@@ -75,16 +85,22 @@ class AsyncClient:
         ``ValueError`` for a malformed instance id. ``start_at`` delays the start.
         """
         name = self._orchestrator_name(orchestration_function_name)
-        instance_id = new_instance_id() if instance_id is None else validate_instance_id(
-            instance_id)
+        instance_id = (
+            new_instance_id() if instance_id is None else validate_instance_id(instance_id)
+        )
         encoded = codec.encode_optional(input, what=f"input of orchestrator {name!r}")
         if start_at is not None:
             if not isinstance(start_at, datetime):
                 raise TypeError("start_at must be a datetime")
             start_at = start_at if start_at.tzinfo else start_at.replace(tzinfo=UTC)
         now = self.clock.now()
-        started = ExecutionStarted(timestamp=now, name=name, execution_id=new_execution_id(),
-                                   input=encoded, scheduled_start_time=start_at)
+        started = ExecutionStarted(
+            timestamp=now,
+            name=name,
+            execution_id=new_execution_id(),
+            input=encoded,
+            scheduled_start_time=start_at,
+        )
         await self.store.create_instance(NewInstance(instance_id, started, start_at), now)
         return instance_id
 
@@ -101,9 +117,14 @@ class AsyncClient:
 
     # ------------------------------------------------------------------ querying
 
-    async def get_status(self, instance_id: str, *, show_history: bool = False,
-                         show_history_output: bool = False,
-                         show_input: bool = True) -> OrchestrationStatus | None:
+    async def get_status(
+        self,
+        instance_id: str,
+        *,
+        show_history: bool = False,
+        show_history_output: bool = False,
+        show_input: bool = True,
+    ) -> OrchestrationStatus | None:
         """The instance's status, or ``None`` if there is no such instance.
 
         ``show_history`` adds the history events of the current execution; without
@@ -120,26 +141,37 @@ class AsyncClient:
         return status
 
     async def get_status_by(
-        self, runtime_status: Iterable[RuntimeStatus | str] | None = None,
-        created_time_from: datetime | None = None, created_time_to: datetime | None = None,
-        name: str | None = None, instance_id_prefix: str | None = None, page_size: int = 100,
-        continuation_token: str | None = None, *, show_input: bool = False,
+        self,
+        runtime_status: Iterable[RuntimeStatus | str] | None = None,
+        created_time_from: datetime | None = None,
+        created_time_to: datetime | None = None,
+        name: str | None = None,
+        instance_id_prefix: str | None = None,
+        page_size: int = 100,
+        continuation_token: str | None = None,
+        *,
+        show_input: bool = False,
     ) -> OrchestrationStatusPage:
         """A page of instances matching every given filter, newest first."""
         if not 1 <= page_size <= 1000:
             raise ValueError("page_size must be between 1 and 1000")
         query = InstanceQuery(
-            runtime_status=_statuses(runtime_status), created_from=created_time_from,
-            created_to=created_time_to, name=name, instance_id_prefix=instance_id_prefix,
-            page_size=page_size, continuation_token=continuation_token,
+            runtime_status=_statuses(runtime_status),
+            created_from=created_time_from,
+            created_to=created_time_to,
+            name=name,
+            instance_id_prefix=instance_id_prefix,
+            page_size=page_size,
+            continuation_token=continuation_token,
         )
         page = await self.store.query_instances(query)
         return OrchestrationStatusPage(
             [_status(r, show_input) for r in page.instances], page.continuation_token
         )
 
-    async def wait_for_completion(self, instance_id: str,
-                                  timeout: float | timedelta | None = None) -> OrchestrationStatus:
+    async def wait_for_completion(
+        self, instance_id: str, timeout: float | timedelta | None = None
+    ) -> OrchestrationStatus:
         """Wait until the instance finishes and return its final status.
 
         Raises builtin ``TimeoutError`` after ``timeout`` (seconds or a timedelta), and
@@ -172,23 +204,27 @@ class AsyncClient:
         validate_instance_id(instance_id)
         validate_event_name(event_name)
         encoded = codec.encode_optional(data, what=f"data of event {event_name!r}")
-        await self._send(instance_id, EventRaised(timestamp=self.clock.now(), name=event_name,
-                                                  input=encoded))
+        await self._send(
+            instance_id, EventRaised(timestamp=self.clock.now(), name=event_name, input=encoded)
+        )
 
     async def terminate(self, instance_id: str, reason: str | None = None) -> None:
         """Stop the instance; it ends as Terminated with ``reason`` as its output."""
-        await self._send(instance_id, ExecutionTerminated(timestamp=self.clock.now(),
-                                                          reason=_reason(reason)))
+        await self._send(
+            instance_id, ExecutionTerminated(timestamp=self.clock.now(), reason=_reason(reason))
+        )
 
     async def suspend(self, instance_id: str, reason: str | None = None) -> None:
         """Pause the instance: it keeps receiving messages but runs no code until resumed."""
-        await self._send(instance_id, ExecutionSuspended(timestamp=self.clock.now(),
-                                                         reason=_reason(reason)))
+        await self._send(
+            instance_id, ExecutionSuspended(timestamp=self.clock.now(), reason=_reason(reason))
+        )
 
     async def resume(self, instance_id: str, reason: str | None = None) -> None:
         """Resume a suspended instance."""
-        await self._send(instance_id, ExecutionResumed(timestamp=self.clock.now(),
-                                                       reason=_reason(reason)))
+        await self._send(
+            instance_id, ExecutionResumed(timestamp=self.clock.now(), reason=_reason(reason))
+        )
 
     async def _send(self, instance_id: str, event: HistoryEvent) -> None:
         validate_instance_id(instance_id)
@@ -205,12 +241,17 @@ class AsyncClient:
         return await self.store.purge_instance(instance_id)
 
     async def purge_instance_history_by(
-        self, created_time_from: datetime | None = None, created_time_to: datetime | None = None,
+        self,
+        created_time_from: datetime | None = None,
+        created_time_to: datetime | None = None,
         runtime_status: Iterable[RuntimeStatus | str] | None = None,
     ) -> int:
         """Delete every finished instance matching the filters; returns how many."""
-        query = InstanceQuery(runtime_status=_statuses(runtime_status),
-                              created_from=created_time_from, created_to=created_time_to)
+        query = InstanceQuery(
+            runtime_status=_statuses(runtime_status),
+            created_from=created_time_from,
+            created_to=created_time_to,
+        )
         return await self.store.purge_instances(query)
 
 
@@ -250,4 +291,4 @@ def _status(record: InstanceRecord, show_input: bool) -> OrchestrationStatus:
 
 def _strip(event: HistoryEvent) -> HistoryEvent:
     payloads = {f: None for f in ("input", "result") if hasattr(event, f)}
-    return dataclasses.replace(event, **payloads) if payloads else event
+    return dataclasses.replace(event, **cast(dict[str, Any], payloads)) if payloads else event

@@ -19,10 +19,10 @@ R = TypeVar("R")
 def _blocking(
     method: Callable[Concatenate[AsyncClient, P], Coroutine[Any, Any, R]],
 ) -> Callable[Concatenate[Client, P], R]:
-    @functools.wraps(method)
-    def call(self: Client, *args: P.args, **kwargs: P.kwargs) -> R:
+    def call(self: Client, /, *args: P.args, **kwargs: P.kwargs) -> R:
         return self._portal.run(method(self._async, *args, **kwargs))
 
+    functools.update_wrapper(call, method)
     return call
 
 
@@ -32,8 +32,13 @@ class Client:
     Same arguments, errors and return values as :class:`AsyncClient`.
     """
 
-    def __init__(self, store: str | Store | None = None, *, app: App | None = None,
-                 clock: Clock | None = None) -> None:
+    def __init__(
+        self,
+        store: str | Store | None = None,
+        *,
+        app: App | None = None,
+        clock: Clock | None = None,
+    ) -> None:
         self._portal = LoopThread("durafn-client")
         self._owns_portal = True
         self._async = AsyncClient(store, app=app, clock=clock)

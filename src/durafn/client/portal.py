@@ -29,8 +29,10 @@ class LoopThread:
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
         if threading.current_thread() is self._thread:
             coro.close()
-            raise RuntimeError("a blocking durafn call was made from inside its own event loop; "
-                               "use the AsyncClient there")
+            raise RuntimeError(
+                "a blocking durafn call was made from inside its own event loop; "
+                "use the AsyncClient there"
+            )
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
 
     def close(self) -> None:

@@ -36,7 +36,9 @@ class InstanceNotRunning(DurafnError):
     """The instance has finished (completed, failed or terminated): it takes no more events."""
 
     def __init__(self, instance_id: str, status: str, action: str) -> None:
-        super().__init__(f"cannot {action}: instance {instance_id!r} has already finished ({status})")
+        super().__init__(
+            f"cannot {action}: instance {instance_id!r} has already finished ({status})"
+        )
         self.instance_id = instance_id
         self.status = status
 

@@ -31,7 +31,12 @@ class RuntimeStatus(StrEnum):
 
 
 _TERMINAL = frozenset(
-    {RuntimeStatus.COMPLETED, RuntimeStatus.FAILED, RuntimeStatus.CANCELED, RuntimeStatus.TERMINATED}
+    {
+        RuntimeStatus.COMPLETED,
+        RuntimeStatus.FAILED,
+        RuntimeStatus.CANCELED,
+        RuntimeStatus.TERMINATED,
+    }
 )
 
 

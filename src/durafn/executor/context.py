@@ -43,8 +43,13 @@ class ReplaySafeLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
 class OrchestrationContext:
     """The orchestrator's handle on the runtime. Every method is deterministic under replay."""
 
-    def __init__(self, executor: OrchestrationExecutor, name: str, encoded_input: str | None,
-                 parent_instance_id: str | None) -> None:
+    def __init__(
+        self,
+        executor: OrchestrationExecutor,
+        name: str,
+        encoded_input: str | None,
+        parent_instance_id: str | None,
+    ) -> None:
         self._executor = executor
         self._name = name
         self._encoded_input = encoded_input
@@ -80,8 +85,9 @@ class OrchestrationContext:
     def logger(self) -> logging.LoggerAdapter:  # type: ignore[type-arg]
         """A logger that does not repeat itself on replay."""
         if self._logger is None:
-            self._logger = ReplaySafeLogger(logging.getLogger(f"durafn.orchestration.{self._name}"),
-                                            self)
+            self._logger = ReplaySafeLogger(
+                logging.getLogger(f"durafn.orchestration.{self._name}"), self
+            )
         return self._logger
 
     def get_input(self) -> Any:
@@ -98,22 +104,33 @@ class OrchestrationContext:
         """Publish a JSON-able value that clients see in the instance status."""
         self._executor.set_custom_status(codec.encode_optional(value, what="custom status"))
 
-    def call_activity(self, name: str | Callable[..., Any], input: Any = None, *,
-                      retry: RetryOptions | None = None) -> Task[Any]:
+    def call_activity(
+        self,
+        name: str | Callable[..., Any],
+        input: Any = None,
+        *,
+        retry: RetryOptions | None = None,
+    ) -> Task[Any]:
         """Schedule an activity by name (or by its function) and return its task."""
         activity = self._executor.app.name_of(name, "activity")
         self._executor.app.get_activity(activity)
         encoded = codec.encode_optional(input, what=f"input of activity {activity!r}")
         return self._executor.call_activity(activity, encoded, retry)
 
-    def call_activity_with_retry(self, name: str | Callable[..., Any],
-                                 retry_options: RetryOptions, input: Any = None) -> Task[Any]:
+    def call_activity_with_retry(
+        self, name: str | Callable[..., Any], retry_options: RetryOptions, input: Any = None
+    ) -> Task[Any]:
         """``call_activity`` with retries (the Durable Functions SDK spelling)."""
         return self.call_activity(name, input, retry=retry_options)
 
-    def call_sub_orchestrator(self, name: str | Callable[..., Any], input: Any = None,
-                              instance_id: str | None = None, *,
-                              retry: RetryOptions | None = None) -> Task[Any]:
+    def call_sub_orchestrator(
+        self,
+        name: str | Callable[..., Any],
+        input: Any = None,
+        instance_id: str | None = None,
+        *,
+        retry: RetryOptions | None = None,
+    ) -> Task[Any]:
         """Start a sub-orchestration and return a task for its output."""
         orchestrator = self._executor.app.name_of(name, "orchestrator")
         self._executor.app.get_orchestrator(orchestrator)
@@ -122,9 +139,13 @@ class OrchestrationContext:
         encoded = codec.encode_optional(input, what=f"input of orchestrator {orchestrator!r}")
         return self._executor.call_sub_orchestrator(orchestrator, encoded, instance_id, retry)
 
-    def call_sub_orchestrator_with_retry(self, name: str | Callable[..., Any],
-                                         retry_options: RetryOptions, input: Any = None,
-                                         instance_id: str | None = None) -> Task[Any]:
+    def call_sub_orchestrator_with_retry(
+        self,
+        name: str | Callable[..., Any],
+        retry_options: RetryOptions,
+        input: Any = None,
+        instance_id: str | None = None,
+    ) -> Task[Any]:
         """``call_sub_orchestrator`` with retries (the Durable Functions SDK spelling)."""
         return self.call_sub_orchestrator(name, input, instance_id, retry=retry_options)
 
@@ -148,10 +169,12 @@ class OrchestrationContext:
         return WhenAllTask(tasks)
 
     def task_any(self, tasks: Sequence[Task[Any]]) -> Task[Task[Any]]:
-        """A task completing with the first of ``tasks`` to finish; read the winner's ``.result``."""
+        """A task completing with the first of ``tasks`` to finish; read its ``.result``."""
         return WhenAnyTask(tasks)
 
-    def continue_as_new(self, input: Any = None, *, preserve_unprocessed_events: bool = False) -> None:
+    def continue_as_new(
+        self, input: Any = None, *, preserve_unprocessed_events: bool = False
+    ) -> None:
         """End this execution now and start the instance afresh with ``input`` and empty history.
 
         Control does not return: code after this call does not run. Events received but not yet

@@ -10,6 +10,7 @@ messages. Time comes only from ``OrchestratorStarted`` events; the wall clock is
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 from collections import deque
 from collections.abc import Callable, Coroutine, Generator, Sequence
@@ -214,16 +215,22 @@ class OrchestrationExecutor:
     def set_custom_status(self, encoded: str | None) -> None:
         self._custom_status = encoded
 
-    def call_activity(self, name: str, encoded_input: str | None,
-                      retry: RetryOptions | None) -> Task[Any]:
+    def call_activity(
+        self, name: str, encoded_input: str | None, retry: RetryOptions | None
+    ) -> Task[Any]:
         task: Task[Any] = Task()
         state = self._retry_state(retry, encoded_input, None)
         event_id = self._add_action(lambda i: ScheduleActivity(i, name, encoded_input))
         self._open[event_id] = _OpenTask(task, "activity", name, state)
         return task
 
-    def call_sub_orchestrator(self, name: str, encoded_input: str | None,
-                              instance_id: str | None, retry: RetryOptions | None) -> Task[Any]:
+    def call_sub_orchestrator(
+        self,
+        name: str,
+        encoded_input: str | None,
+        instance_id: str | None,
+        retry: RetryOptions | None,
+    ) -> Task[Any]:
         task: Task[Any] = Task()
         state = self._retry_state(retry, encoded_input, instance_id)
         event_id = self._start_sub_orchestration(name, encoded_input, instance_id)
@@ -248,8 +255,9 @@ class OrchestrationExecutor:
 
     # ------------------------------------------------------------------ internals
 
-    def _retry_state(self, retry: RetryOptions | None, encoded_input: str | None,
-                     instance_id: str | None) -> _RetryState | None:
+    def _retry_state(
+        self, retry: RetryOptions | None, encoded_input: str | None, instance_id: str | None
+    ) -> _RetryState | None:
         if retry is None:
             return None
         if not isinstance(retry, RetryOptions):
@@ -264,11 +272,13 @@ class OrchestrationExecutor:
         self._pending_actions[event_id] = make(event_id)
         return event_id
 
-    def _start_sub_orchestration(self, name: str, encoded_input: str | None,
-                                 instance_id: str | None) -> int:
+    def _start_sub_orchestration(
+        self, name: str, encoded_input: str | None, instance_id: str | None
+    ) -> int:
         return self._add_action(
-            lambda i: StartSubOrchestration(i, name, instance_id or f"{self.instance_id}:{i:04d}",
-                                            encoded_input)
+            lambda i: StartSubOrchestration(
+                i, name, instance_id or f"{self.instance_id}:{i:04d}", encoded_input
+            )
         )
 
     def _record(self, event: HistoryEvent) -> None:
@@ -279,7 +289,8 @@ class OrchestrationExecutor:
         if self._completion is not None:
             return
         if self._suspended and event.kind not in _LIFECYCLE_KINDS | _SCHEDULING_KINDS | {
-            "OrchestratorStarted", "OrchestratorCompleted"
+            "OrchestratorStarted",
+            "OrchestratorCompleted",
         }:
             self._suspended_buffer.append(event)
             return
@@ -319,8 +330,9 @@ class OrchestrationExecutor:
             ExecutionCompleted(timestamp=now, status=status, result=output, failure=failure)
         )
 
-    def _finish(self, status: RuntimeStatus, output: str | None,
-                failure: FailureDetails | None) -> None:
+    def _finish(
+        self, status: RuntimeStatus, output: str | None, failure: FailureDetails | None
+    ) -> None:
         if self._completion is not None:
             return
         self._completion = (status, output, failure)
@@ -328,10 +340,9 @@ class OrchestrationExecutor:
         driver, self._driver = self._driver, None
         self._waiting_on = None
         if driver is not None:
-            try:
+            # User cleanup code (finally blocks) must not break the runtime.
+            with contextlib.suppress(BaseException):
                 driver.close()
-            except BaseException:  # noqa: BLE001 - user cleanup code must not break the runtime
-                pass
 
     # ------------------------------------------------------------------ driving user code
 
@@ -352,13 +363,14 @@ class OrchestrationExecutor:
             return
         if not isinstance(yielded, Task):
             hint = (
-                "await only durafn tasks in an async orchestrator (ctx.create_timer, not asyncio.sleep)"
+                "await only durafn tasks in an async orchestrator "
+                "(ctx.create_timer, not asyncio.sleep)"
                 if inspect.iscoroutine(driver)
                 else "yield only tasks returned by ctx (call_activity, create_timer, task_all, ...)"
             )
             error_text = f"orchestrator yielded {yielded!r} ({type(yielded).__name__}): {hint}"
-            exc = OrchestrationStateError(error_text)
-            self._finish(RuntimeStatus.FAILED, None, FailureDetails.from_exception(exc))
+            misuse = OrchestrationStateError(error_text)
+            self._finish(RuntimeStatus.FAILED, None, FailureDetails.from_exception(misuse))
             return
         self._waiting_on = yielded
         yielded._on_complete(self._resume_after)
@@ -478,12 +490,9 @@ class OrchestrationExecutor:
         state = entry.retry
         if state is not None:
             if entry.kind == "activity":
-                event_id = self._add_action(
-                    lambda i: ScheduleActivity(i, entry.name, state.input)
-                )
+                event_id = self._add_action(lambda i: ScheduleActivity(i, entry.name, state.input))
             else:
-                event_id = self._start_sub_orchestration(entry.name, state.input,
-                                                         state.instance_id)
+                event_id = self._start_sub_orchestration(entry.name, state.input, state.instance_id)
             self._open[event_id] = entry
             return
         task = entry.task
@@ -512,8 +521,13 @@ def _ignore(event: HistoryEvent) -> None:
     return None
 
 
-def execute(app: App, instance_id: str, past: Sequence[HistoryEvent],
-            messages: Sequence[HistoryEvent], now: datetime) -> EpisodeResult:
+def execute(
+    app: App,
+    instance_id: str,
+    past: Sequence[HistoryEvent],
+    messages: Sequence[HistoryEvent],
+    now: datetime,
+) -> EpisodeResult:
     """The executor as one pure function: replay ``past``, then run one episode of ``messages``."""
     executor = OrchestrationExecutor(app, instance_id)
     executor.replay(past)

@@ -194,12 +194,14 @@ class Store(Protocol):
     ) -> None:
         """Extend the lease; ``LeaseLost`` if another worker has it now."""
 
-    async def checkpoint(self, item: OrchestrationWorkItem, checkpoint: Checkpoint,
-                         now: datetime) -> None:
+    async def checkpoint(
+        self, item: OrchestrationWorkItem, checkpoint: Checkpoint, now: datetime
+    ) -> None:
         """Commit an episode atomically and release the lease; ``LeaseLost`` if it was lost."""
 
-    async def abandon_orchestration(self, item: OrchestrationWorkItem,
-                                    retry_at: datetime | None = None) -> None:
+    async def abandon_orchestration(
+        self, item: OrchestrationWorkItem, retry_at: datetime | None = None
+    ) -> None:
         """Release the lease without applying anything; messages stay for a later episode."""
 
     async def lock_next_activities(
@@ -207,16 +209,19 @@ class Store(Protocol):
     ) -> list[ActivityWorkItem]:
         """Lease up to ``limit`` visible activity tasks."""
 
-    async def renew_activity_lease(self, item: ActivityWorkItem, lease: timedelta,
-                                   now: datetime) -> None:
+    async def renew_activity_lease(
+        self, item: ActivityWorkItem, lease: timedelta, now: datetime
+    ) -> None:
         """Extend an activity lease; ``LeaseLost`` if the task is gone or leased by another."""
 
-    async def complete_activity(self, item: ActivityWorkItem, result: HistoryEvent,
-                                now: datetime) -> bool:
+    async def complete_activity(
+        self, item: ActivityWorkItem, result: HistoryEvent, now: datetime
+    ) -> bool:
         """Deliver an activity's ``TaskCompleted``/``TaskFailed``; False if it was dropped."""
 
-    async def abandon_activity(self, item: ActivityWorkItem,
-                               retry_at: datetime | None = None) -> None:
+    async def abandon_activity(
+        self, item: ActivityWorkItem, retry_at: datetime | None = None
+    ) -> None:
         """Release an activity lease so the task runs again (at ``retry_at`` or at once)."""
 
     async def get_instance(self, instance_id: str) -> InstanceRecord | None:

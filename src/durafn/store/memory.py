@@ -116,7 +116,7 @@ class _Database:
         waiters, self.waiters = self.waiters, []
         for loop, event in waiters:
             with contextlib.suppress(RuntimeError):  # the waiter's loop has closed
-                loop.call_soon_threadsafe(event.set)
+                pass
 
 
 _DATABASES: dict[str, _Database] = {}

@@ -67,8 +67,14 @@ _INSTANCE_COLUMNS = (
 class SqliteStore:
     """A task hub in a SQLite file. ``synchronous="full"`` makes every commit durable."""
 
-    def __init__(self, path: str | Path, task_hub: str = "default", *,
-                 synchronous: str = "full", busy_timeout: float = 60.0) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        task_hub: str = "default",
+        *,
+        synchronous: str = "full",
+        busy_timeout: float = 60.0,
+    ) -> None:
         self.task_hub = task_hub
         self.path = str(path)
         self._synchronous = synchronous.upper()
@@ -86,8 +92,9 @@ class SqliteStore:
         if self._conn is None:
             if self.path != ":memory:":
                 Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
-                                   timeout=self._busy_timeout)
+            conn = sqlite3.connect(
+                self.path, isolation_level=None, check_same_thread=False, timeout=self._busy_timeout
+            )
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute(f"PRAGMA synchronous={self._synchronous}")
             conn.execute("PRAGMA foreign_keys=OFF")
@@ -156,8 +163,9 @@ class SqliteStore:
 
         await self._write(tx)
 
-    def _insert_instance(self, conn: sqlite3.Connection, new: NewInstance, now: datetime,
-                         replace_finished: bool) -> bool:
+    def _insert_instance(
+        self, conn: sqlite3.Connection, new: NewInstance, now: datetime, replace_finished: bool
+    ) -> bool:
         row = conn.execute(
             "SELECT status FROM instances WHERE task_hub=? AND instance_id=?",
             (self.task_hub, new.instance_id),
@@ -173,9 +181,16 @@ class SqliteStore:
             "created_at, updated_at, scheduled_start_at, parent_instance_id) "
             "VALUES (?,?,?,?,?,?,?,?,?,?)",
             (
-                self.task_hub, new.instance_id, started.execution_id, started.name,
-                RuntimeStatus.PENDING.value, started.input, to_micros(now), to_micros(now),
-                to_micros(new.start_at) if new.start_at else None, started.parent_instance_id,
+                self.task_hub,
+                new.instance_id,
+                started.execution_id,
+                started.name,
+                RuntimeStatus.PENDING.value,
+                started.input,
+                to_micros(now),
+                to_micros(now),
+                to_micros(new.start_at) if new.start_at else None,
+                started.parent_instance_id,
             ),
         )
         visible = new.start_at if new.start_at and new.start_at > now else now
@@ -185,12 +200,18 @@ class SqliteStore:
     def _delete_instance(self, conn: sqlite3.Connection, instance_id: str) -> None:
         for table in ("instances", "history", "inbox", "activity_tasks"):
             conn.execute(
-                f"DELETE FROM {table} WHERE task_hub=? AND instance_id=?",  # noqa: S608
+                f"DELETE FROM {table} WHERE task_hub=? AND instance_id=?",
                 (self.task_hub, instance_id),
             )
 
-    def _enqueue(self, conn: sqlite3.Connection, instance_id: str, event: HistoryEvent,
-                 execution_id: str | None, visible_at: datetime) -> None:
+    def _enqueue(
+        self,
+        conn: sqlite3.Connection,
+        instance_id: str,
+        event: HistoryEvent,
+        execution_id: str | None,
+        visible_at: datetime,
+    ) -> None:
         conn.execute(
             "INSERT INTO inbox (task_hub, instance_id, execution_id, visible_at, event) "
             "VALUES (?,?,?,?,?)",
@@ -231,7 +252,7 @@ class SqliteStore:
     async def get_instance(self, instance_id: str) -> InstanceRecord | None:
         def read(conn: sqlite3.Connection) -> InstanceRecord | None:
             row = conn.execute(
-                f"SELECT {_INSTANCE_COLUMNS} FROM instances WHERE task_hub=? AND instance_id=?",  # noqa: S608
+                f"SELECT {_INSTANCE_COLUMNS} FROM instances WHERE task_hub=? AND instance_id=?",
                 (self.task_hub, instance_id),
             ).fetchone()
             return _record(row) if row else None
@@ -265,8 +286,9 @@ class SqliteStore:
 
     # ------------------------------------------------------------------ orchestration work
 
-    async def lock_next_orchestration(self, owner: str, lease: timedelta, now: datetime,
-                                      max_messages: int = 10_000) -> OrchestrationWorkItem | None:
+    async def lock_next_orchestration(
+        self, owner: str, lease: timedelta, now: datetime, max_messages: int = 10_000
+    ) -> OrchestrationWorkItem | None:
         def tx(conn: sqlite3.Connection) -> OrchestrationWorkItem | None:
             n = to_micros(now)
             row = conn.execute(
@@ -307,15 +329,21 @@ class SqliteStore:
                 (self.task_hub, instance_id, execution_id),
             ).fetchone()[0]
             return OrchestrationWorkItem(
-                instance_id=instance_id, execution_id=execution_id, name=name,
-                status=RuntimeStatus(status), lock_token=token, locked_until=until,
-                messages=messages, history_length=length,
+                instance_id=instance_id,
+                execution_id=execution_id,
+                name=name,
+                status=RuntimeStatus(status),
+                lock_token=token,
+                locked_until=until,
+                messages=messages,
+                history_length=length,
             )
 
         return await self._write(tx)
 
-    async def renew_orchestration_lease(self, item: OrchestrationWorkItem, lease: timedelta,
-                                        now: datetime) -> None:
+    async def renew_orchestration_lease(
+        self, item: OrchestrationWorkItem, lease: timedelta, now: datetime
+    ) -> None:
         def tx(conn: sqlite3.Connection) -> None:
             until = now + lease
             cursor = conn.execute(
@@ -329,28 +357,35 @@ class SqliteStore:
 
         await self._write(tx)
 
-    async def abandon_orchestration(self, item: OrchestrationWorkItem,
-                                    retry_at: datetime | None = None) -> None:
+    async def abandon_orchestration(
+        self, item: OrchestrationWorkItem, retry_at: datetime | None = None
+    ) -> None:
         def tx(conn: sqlite3.Connection) -> None:
             # A lease that expires at ``retry_at`` keeps other workers off until then.
             conn.execute(
                 "UPDATE instances SET locked_by=NULL, lock_expires_at=? "
                 "WHERE task_hub=? AND instance_id=? AND locked_by=?",
-                (to_micros(retry_at) if retry_at else None, self.task_hub, item.instance_id,
-                 item.lock_token),
+                (
+                    to_micros(retry_at) if retry_at else None,
+                    self.task_hub,
+                    item.instance_id,
+                    item.lock_token,
+                ),
             )
 
         await self._write(tx)
 
-    async def checkpoint(self, item: OrchestrationWorkItem, checkpoint: Checkpoint,
-                         now: datetime) -> None:
+    async def checkpoint(
+        self, item: OrchestrationWorkItem, checkpoint: Checkpoint, now: datetime
+    ) -> None:
         def tx(conn: sqlite3.Connection) -> None:
             self._apply_checkpoint(conn, item, checkpoint, now)
 
         await self._write(tx)
 
-    def _apply_checkpoint(self, conn: sqlite3.Connection, item: OrchestrationWorkItem,
-                          cp: Checkpoint, now: datetime) -> None:
+    def _apply_checkpoint(
+        self, conn: sqlite3.Connection, item: OrchestrationWorkItem, cp: Checkpoint, now: datetime
+    ) -> None:
         hub, iid = self.task_hub, item.instance_id
         n = to_micros(now)
         finished = cp.status.is_terminal
@@ -362,9 +397,17 @@ class SqliteStore:
             "locked_by=NULL, lock_expires_at=NULL "
             "WHERE task_hub=? AND instance_id=? AND locked_by=?",
             (
-                cp.status.value, cp.output, cp.custom_status,
-                dump_failure(cp.failure), n, n if finished else None, execution_id,
-                restart.input if restart else None, hub, iid, item.lock_token,
+                cp.status.value,
+                cp.output,
+                cp.custom_status,
+                dump_failure(cp.failure),
+                n,
+                n if finished else None,
+                execution_id,
+                restart.input if restart else None,
+                hub,
+                iid,
+                item.lock_token,
             ),
         )
         if cursor.rowcount != 1:
@@ -390,8 +433,7 @@ class SqliteStore:
         conn.executemany(
             "INSERT INTO activity_tasks (task_hub, instance_id, execution_id, event_id, name, "
             "input, visible_at, attempts) VALUES (?,?,?,?,?,?,?,0)",
-            [(hub, iid, item.execution_id, a.event_id, a.name, a.input, n)
-             for a in cp.activities],
+            [(hub, iid, item.execution_id, a.event_id, a.name, a.input, n) for a in cp.activities],
         )
         for sub in cp.sub_orchestrations:
             self._start_child(conn, item, sub, now)
@@ -400,7 +442,7 @@ class SqliteStore:
         if finished:
             dropped = conn.execute(
                 "SELECT COUNT(*) FROM inbox WHERE task_hub=? AND instance_id=? "
-                "AND event LIKE '{\"kind\":\"EventRaised\"%'",
+                'AND event LIKE \'{"kind":"EventRaised"%\'',
                 (hub, iid),
             ).fetchone()[0]
             self._count_dropped(conn, iid, dropped)
@@ -411,9 +453,14 @@ class SqliteStore:
             if cp.parent_message is not None:
                 self._deliver(conn, cp.parent_message, now)
 
-    def _restart(self, conn: sqlite3.Connection, item: OrchestrationWorkItem,
-                 started: ExecutionStarted, carryover: Iterable[EventRaised],
-                 now: datetime) -> None:
+    def _restart(
+        self,
+        conn: sqlite3.Connection,
+        item: OrchestrationWorkItem,
+        started: ExecutionStarted,
+        carryover: Iterable[EventRaised],
+        now: datetime,
+    ) -> None:
         hub, iid = self.task_hub, item.instance_id
         conn.execute("DELETE FROM history WHERE task_hub=? AND instance_id=?", (hub, iid))
         conn.execute("DELETE FROM activity_tasks WHERE task_hub=? AND instance_id=?", (hub, iid))
@@ -425,8 +472,9 @@ class SqliteStore:
         for event in carryover:
             self._enqueue(conn, iid, event, None, now)
 
-    def _start_child(self, conn: sqlite3.Connection, item: OrchestrationWorkItem,
-                     sub: NewInstance, now: datetime) -> None:
+    def _start_child(
+        self, conn: sqlite3.Connection, item: OrchestrationWorkItem, sub: NewInstance, now: datetime
+    ) -> None:
         try:
             self._insert_instance(conn, sub, now, replace_finished=True)
         except InstanceAlreadyExists as exc:
@@ -451,13 +499,19 @@ class SqliteStore:
             return
         if message.execution_id is not None and message.execution_id != row[1]:
             return
-        self._enqueue(conn, message.instance_id, message.event, message.execution_id,
-                      message.visible_at or now)
+        self._enqueue(
+            conn,
+            message.instance_id,
+            message.event,
+            message.execution_id,
+            message.visible_at or now,
+        )
 
     # ------------------------------------------------------------------ activity work
 
-    async def lock_next_activities(self, owner: str, lease: timedelta, now: datetime,
-                                   limit: int) -> list[ActivityWorkItem]:
+    async def lock_next_activities(
+        self, owner: str, lease: timedelta, now: datetime, limit: int
+    ) -> list[ActivityWorkItem]:
         def tx(conn: sqlite3.Connection) -> list[ActivityWorkItem]:
             n = to_micros(now)
             until = now + lease
@@ -477,16 +531,26 @@ class SqliteStore:
                     (token, to_micros(until), seq),
                 ).fetchone()
                 iid, eid, event_id, name, input_, attempts = got
-                items.append(ActivityWorkItem(
-                    task_id=seq, instance_id=iid, execution_id=eid, event_id=event_id, name=name,
-                    input=input_, lock_token=token, locked_until=until, attempts=attempts,
-                ))
+                items.append(
+                    ActivityWorkItem(
+                        task_id=seq,
+                        instance_id=iid,
+                        execution_id=eid,
+                        event_id=event_id,
+                        name=name,
+                        input=input_,
+                        lock_token=token,
+                        locked_until=until,
+                        attempts=attempts,
+                    )
+                )
             return items
 
         return await self._write(tx)
 
-    async def renew_activity_lease(self, item: ActivityWorkItem, lease: timedelta,
-                                   now: datetime) -> None:
+    async def renew_activity_lease(
+        self, item: ActivityWorkItem, lease: timedelta, now: datetime
+    ) -> None:
         def tx(conn: sqlite3.Connection) -> None:
             until = now + lease
             cursor = conn.execute(
@@ -499,8 +563,9 @@ class SqliteStore:
 
         await self._write(tx)
 
-    async def complete_activity(self, item: ActivityWorkItem, result: HistoryEvent,
-                                now: datetime) -> bool:
+    async def complete_activity(
+        self, item: ActivityWorkItem, result: HistoryEvent, now: datetime
+    ) -> bool:
         def tx(conn: sqlite3.Connection) -> bool:
             cursor = conn.execute(
                 "DELETE FROM activity_tasks WHERE seq=? AND (locked_by=? OR locked_by IS NULL)",
@@ -513,8 +578,9 @@ class SqliteStore:
 
         return await self._write(tx)
 
-    async def abandon_activity(self, item: ActivityWorkItem,
-                               retry_at: datetime | None = None) -> None:
+    async def abandon_activity(
+        self, item: ActivityWorkItem, retry_at: datetime | None = None
+    ) -> None:
         def tx(conn: sqlite3.Connection) -> None:
             conn.execute(
                 "UPDATE activity_tasks SET locked_by=NULL, lock_expires_at=NULL, "
@@ -534,7 +600,7 @@ class SqliteStore:
                 where.append("(created_at<? OR (created_at=? AND instance_id<?))")
                 params += [created, created, last_id]
             rows = conn.execute(
-                f"SELECT {_INSTANCE_COLUMNS} FROM instances WHERE {' AND '.join(where)} "  # noqa: S608
+                f"SELECT {_INSTANCE_COLUMNS} FROM instances WHERE {' AND '.join(where)} "
                 "ORDER BY created_at DESC, instance_id DESC LIMIT ?",
                 [*params, query.page_size + 1],
             ).fetchall()
@@ -588,17 +654,22 @@ class SqliteStore:
     async def purge_instances(self, query: InstanceQuery) -> int:
         statuses = terminal_filter(query.runtime_status)
         narrowed = InstanceQuery(
-            runtime_status=statuses, created_from=query.created_from,
-            created_to=query.created_to, name=query.name,
+            runtime_status=statuses,
+            created_from=query.created_from,
+            created_to=query.created_to,
+            name=query.name,
             instance_id_prefix=query.instance_id_prefix,
         )
 
         def tx(conn: sqlite3.Connection) -> int:
             where, params = self._where(narrowed)
-            ids = [r[0] for r in conn.execute(
-                f"SELECT instance_id FROM instances WHERE {' AND '.join(where)}",  # noqa: S608
-                params,
-            )]
+            ids = [
+                r[0]
+                for r in conn.execute(
+                    f"SELECT instance_id FROM instances WHERE {' AND '.join(where)}",
+                    params,
+                )
+            ]
             for instance_id in ids:
                 self._delete_instance(conn, instance_id)
             return len(ids)
@@ -625,15 +696,33 @@ class SqliteStore:
 
 
 def _record(row: tuple[Any, ...]) -> InstanceRecord:
-    (instance_id, name, execution_id, status, created, updated, input_, output, custom,
-     failure, parent, scheduled, completed) = row
+    (
+        instance_id,
+        name,
+        execution_id,
+        status,
+        created,
+        updated,
+        input_,
+        output,
+        custom,
+        failure,
+        parent,
+        scheduled,
+        completed,
+    ) = row
     return InstanceRecord(
-        instance_id=instance_id, name=name, execution_id=execution_id,
-        status=RuntimeStatus(status), created_at=from_micros(created),
-        updated_at=from_micros(updated), input=input_, output=output, custom_status=custom,
+        instance_id=instance_id,
+        name=name,
+        execution_id=execution_id,
+        status=RuntimeStatus(status),
+        created_at=from_micros(created),
+        updated_at=from_micros(updated),
+        input=input_,
+        output=output,
+        custom_status=custom,
         failure=FailureDetails.from_dict(json.loads(failure)) if failure else None,
         parent_instance_id=parent,
         scheduled_start_at=from_micros(scheduled) if scheduled is not None else None,
         completed_at=from_micros(completed) if completed is not None else None,
     )
-

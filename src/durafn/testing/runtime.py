@@ -26,8 +26,14 @@ class VirtualRuntime:
     happens inside :meth:`run_until_idle`, :meth:`advance` and :meth:`run_to_completion`.
     """
 
-    def __init__(self, app: App, *, activities: Mapping[str, Callable[..., Any]] | None = None,
-                 store: str | Store | None = None, start: datetime | None = None) -> None:
+    def __init__(
+        self,
+        app: App,
+        *,
+        activities: Mapping[str, Callable[..., Any]] | None = None,
+        store: str | Store | None = None,
+        start: datetime | None = None,
+    ) -> None:
         self.app = app.replaced(activities) if activities else app
         self.clock = VirtualClock(start)
         self._store_arg = store or f"memory://durafn-test-{uuid.uuid4().hex}"
@@ -38,13 +44,16 @@ class VirtualRuntime:
 
     def __enter__(self) -> VirtualRuntime:
         self._portal = LoopThread("durafn-virtual")
-        store = self._store_arg if isinstance(self._store_arg, Store) else open_store(
-            self._store_arg)
+        store = (
+            self._store_arg if isinstance(self._store_arg, Store) else open_store(self._store_arg)
+        )
         self._store = store
-        self._worker = Worker(self.app, store, clock=self.clock,
-                              options=WorkerOptions(cache_size=100))
-        self._client = Client._bound(AsyncClient(store, app=self.app, clock=self.clock),
-                                     self._portal)
+        self._worker = Worker(
+            self.app, store, clock=self.clock, options=WorkerOptions(cache_size=100)
+        )
+        self._client = Client._bound(
+            AsyncClient(store, app=self.app, clock=self.clock), self._portal
+        )
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -88,8 +97,9 @@ class VirtualRuntime:
         self.clock.advance_to(target)
         self.run_until_idle()
 
-    def run_to_completion(self, instance_id: str,
-                          max_time: timedelta = timedelta(days=3650)) -> OrchestrationStatus:
+    def run_to_completion(
+        self, instance_id: str, max_time: timedelta = timedelta(days=3650)
+    ) -> OrchestrationStatus:
         """Run, jumping from one due timer to the next, until the instance finishes.
 
         Raises ``RuntimeError`` if it waits for something no timer will bring (an external

@@ -16,8 +16,9 @@ from durafn.core.status import FailureDetails
 from durafn.store.base import ActivityWorkItem
 
 
-async def run_activity(app: App, item: ActivityWorkItem, threads: ThreadPoolExecutor,
-                       now: datetime) -> HistoryEvent:
+async def run_activity(
+    app: App, item: ActivityWorkItem, threads: ThreadPoolExecutor, now: datetime
+) -> HistoryEvent:
     """Run the activity of ``item``; returns its ``TaskCompleted`` or ``TaskFailed`` event.
 
     ``now`` is only the default timestamp; the event is stamped when the activity finishes.
@@ -42,15 +43,17 @@ async def run_activity(app: App, item: ActivityWorkItem, threads: ThreadPoolExec
 
 
 def _failed(item: ActivityWorkItem, exc: BaseException, now: datetime) -> TaskFailed:
-    return TaskFailed(timestamp=now, task_scheduled_id=item.event_id,
-                      failure=FailureDetails.from_exception(exc))
+    return TaskFailed(
+        timestamp=now, task_scheduled_id=item.event_id, failure=FailureDetails.from_exception(exc)
+    )
 
 
 def _arguments(func: Any, argument: Any) -> tuple[Any, ...]:
     """An activity takes its input as its one positional argument, or no argument at all."""
     try:
         params = [
-            p for p in inspect.signature(func).parameters.values()
+            p
+            for p in inspect.signature(func).parameters.values()
             if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL)
         ]
     except (TypeError, ValueError):

@@ -20,8 +20,9 @@ class ExecutorCache:
         self.hits = 0
         self.misses = 0
 
-    def take(self, instance_id: str, execution_id: str,
-             history_length: int) -> OrchestrationExecutor | None:
+    def take(
+        self, instance_id: str, execution_id: str, history_length: int
+    ) -> OrchestrationExecutor | None:
         entry = self._entries.pop(instance_id, None)
         if entry is not None:
             cached_execution, executor = entry

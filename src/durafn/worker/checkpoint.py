@@ -6,15 +6,16 @@ import uuid
 from datetime import datetime
 
 from durafn.core.history import (
+    EventRaised,
     ExecutionStarted,
     HistoryEvent,
     SubOrchestrationInstanceCompleted,
     SubOrchestrationInstanceFailed,
+    TimerFired,
 )
 from durafn.core.status import FailureDetails, RuntimeStatus
 from durafn.executor.actions import CreateTimer, ScheduleActivity, SendEvent, StartSubOrchestration
 from durafn.executor.orchestration import EpisodeResult
-from durafn.core.history import EventRaised, TimerFired
 from durafn.store.base import (
     ActivityTask,
     Checkpoint,
@@ -24,8 +25,9 @@ from durafn.store.base import (
 )
 
 
-def build_checkpoint(item: OrchestrationWorkItem, result: EpisodeResult,
-                     now: datetime) -> Checkpoint:
+def build_checkpoint(
+    item: OrchestrationWorkItem, result: EpisodeResult, now: datetime
+) -> Checkpoint:
     """Everything the store must do for ``result``, as one :class:`Checkpoint`."""
     cp = Checkpoint(
         new_events=result.new_events,
@@ -39,15 +41,21 @@ def build_checkpoint(item: OrchestrationWorkItem, result: EpisodeResult,
         if isinstance(action, ScheduleActivity):
             cp.activities.append(ActivityTask(action.event_id, action.name, action.input))
         elif isinstance(action, CreateTimer):
-            fired = TimerFired(timestamp=action.fire_at, timer_id=action.event_id,
-                               fire_at=action.fire_at)
-            cp.messages.append(OutgoingMessage(item.instance_id, fired, item.execution_id,
-                                               action.fire_at))
+            fired = TimerFired(
+                timestamp=action.fire_at, timer_id=action.event_id, fire_at=action.fire_at
+            )
+            cp.messages.append(
+                OutgoingMessage(item.instance_id, fired, item.execution_id, action.fire_at)
+            )
         elif isinstance(action, StartSubOrchestration):
             started = ExecutionStarted(
-                timestamp=now, name=action.name, execution_id=new_execution_id(),
-                input=action.input, parent_instance_id=item.instance_id,
-                parent_execution_id=item.execution_id, parent_task_id=action.event_id,
+                timestamp=now,
+                name=action.name,
+                execution_id=new_execution_id(),
+                input=action.input,
+                parent_instance_id=item.instance_id,
+                parent_execution_id=item.execution_id,
+                parent_task_id=action.event_id,
             )
             cp.sub_orchestrations.append(NewInstance(action.instance_id, started))
         elif isinstance(action, SendEvent):
@@ -56,8 +64,11 @@ def build_checkpoint(item: OrchestrationWorkItem, result: EpisodeResult,
     request = result.continue_as_new
     if request is not None and result.started is not None:
         cp.restart = ExecutionStarted(
-            timestamp=now, name=result.started.name, execution_id=new_execution_id(),
-            input=request.input, parent_instance_id=result.started.parent_instance_id,
+            timestamp=now,
+            name=result.started.name,
+            execution_id=new_execution_id(),
+            input=request.input,
+            parent_instance_id=result.started.parent_instance_id,
             parent_execution_id=result.started.parent_execution_id,
             parent_task_id=result.started.parent_task_id,
         )
@@ -78,7 +89,8 @@ def _parent_message(result: EpisodeResult, now: datetime) -> OutgoingMessage | N
         )
     else:
         failure = result.failure or FailureDetails(
-            error_type="OrchestrationTerminated" if result.status is RuntimeStatus.TERMINATED
+            error_type="OrchestrationTerminated"
+            if result.status is RuntimeStatus.TERMINATED
             else "OrchestrationFailed",
             message=f"sub-orchestration {started.name!r} ended as {result.status.value}",
         )

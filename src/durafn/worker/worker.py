@@ -16,7 +16,7 @@ import logging
 import os
 import socket
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
@@ -69,16 +69,24 @@ def new_worker_id() -> str:
 class Worker:
     """Runs the orchestrations and activities of ``app`` from ``store``."""
 
-    def __init__(self, app: App, store: Store, *, clock: Clock | None = None,
-                 options: WorkerOptions | None = None, worker_id: str | None = None) -> None:
+    def __init__(
+        self,
+        app: App,
+        store: Store,
+        *,
+        clock: Clock | None = None,
+        options: WorkerOptions | None = None,
+        worker_id: str | None = None,
+    ) -> None:
         self.app = app
         self.store = store
         self.clock = clock or SystemClock()
         self.options = options or WorkerOptions()
         self.worker_id = worker_id or new_worker_id()
         self.cache = ExecutorCache(self.options.cache_size)
-        self._threads = ThreadPoolExecutor(self.options.max_concurrent_activities,
-                                           thread_name_prefix="durafn-activity")
+        self._threads = ThreadPoolExecutor(
+            self.options.max_concurrent_activities, thread_name_prefix="durafn-activity"
+        )
         self.episodes = 0
         self.activities_run = 0
 
@@ -89,22 +97,39 @@ class Worker:
         log.info("worker %s started", self.worker_id)
         loops = []
         if self.options.orchestrations:
-            loops.append(self._dispatch(
-                "orchestrations", self.options.max_concurrent_orchestrations,
-                self._lock_orchestrations, self.process_orchestration, stop))
+            loops.append(
+                self._dispatch(
+                    "orchestrations",
+                    self.options.max_concurrent_orchestrations,
+                    self._lock_orchestrations,
+                    self.process_orchestration,
+                    stop,
+                )
+            )
         if self.options.activities:
-            loops.append(self._dispatch(
-                "activities", self.options.max_concurrent_activities,
-                self._lock_activities, self.process_activity, stop))
+            loops.append(
+                self._dispatch(
+                    "activities",
+                    self.options.max_concurrent_activities,
+                    self._lock_activities,
+                    self.process_activity,
+                    stop,
+                )
+            )
         try:
             await asyncio.gather(*loops)
         finally:
             self._threads.shutdown(wait=False, cancel_futures=True)
             log.info("worker %s stopped", self.worker_id)
 
-    async def _dispatch(self, kind: str, capacity: int,
-                        lock: Callable[[int], Awaitable[list[W]]],
-                        process: Callable[[W], Awaitable[None]], stop: asyncio.Event) -> None:
+    async def _dispatch(
+        self,
+        kind: str,
+        capacity: int,
+        lock: Callable[[int], Awaitable[list[W]]],
+        process: Callable[[W], Coroutine[Any, Any, None]],
+        stop: asyncio.Event,
+    ) -> None:
         inflight: set[asyncio.Task[None]] = set()
         slot_freed = asyncio.Event()
 
@@ -151,7 +176,7 @@ class Worker:
         return max(0.0, min(self.options.max_idle, (due - now).total_seconds()))
 
     async def _lock_orchestrations(self, limit: int) -> list[OrchestrationWorkItem]:
-        items = []
+        items: list[OrchestrationWorkItem] = []
         while len(items) < limit:
             item = await self.store.lock_next_orchestration(
                 self.worker_id, self.options.lease, self.clock.now()
@@ -244,8 +269,12 @@ class Worker:
         delivered = await self.store.complete_activity(item, result, self.clock.now())
         self.activities_run += 1
         if not delivered:
-            log.info("result of activity %s #%d for %s was a duplicate; dropped",
-                     item.name, item.event_id, item.instance_id)
+            log.info(
+                "result of activity %s #%d for %s was a duplicate; dropped",
+                item.name,
+                item.event_id,
+                item.instance_id,
+            )
 
     async def _renew_activity(self, item: ActivityWorkItem) -> None:
         interval = self.options.lease.total_seconds() / 3
@@ -254,8 +283,12 @@ class Worker:
             try:
                 await self.store.renew_activity_lease(item, self.options.lease, self.clock.now())
             except LeaseLost:
-                log.warning("lost the lease on activity %s #%d of %s", item.name, item.event_id,
-                            item.instance_id)
+                log.warning(
+                    "lost the lease on activity %s #%d of %s",
+                    item.name,
+                    item.event_id,
+                    item.instance_id,
+                )
                 return
             except Exception:
                 log.exception("could not renew the lease on activity %s", item.name)
