@@ -1,0 +1,59 @@
+"""The ``durafn`` command line, run as a real process."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import durafn as df
+
+EXAMPLES = Path(__file__).parents[2] / "examples"
+
+
+def durafn(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "durafn", *args], capture_output=True,
+                          text=True, cwd=cwd, timeout=60, check=False)
+
+
+def test_help_lists_the_worker_command() -> None:
+    result = durafn("--help")
+    assert result.returncode == 0
+    assert "worker" in result.stdout
+
+
+def test_worker_with_a_missing_app_file_is_a_usage_error(tmp_path: Path) -> None:
+    result = durafn("worker", str(tmp_path / "nope.py"), "--store", f"sqlite:///{tmp_path}/h.db")
+    assert result.returncode == 2
+    assert "no such file" in result.stderr
+
+
+def test_worker_with_an_unknown_attribute_is_a_usage_error(tmp_path: Path) -> None:
+    result = durafn("worker", f"{EXAMPLES / 'hello_cities.py'}:missing",
+                    "--store", f"sqlite:///{tmp_path}/h.db")
+    assert result.returncode == 2
+    assert "no durafn App named 'missing'" in result.stderr
+
+
+def test_worker_process_runs_instances_and_stops_on_sigterm(tmp_path: Path) -> None:
+    store = f"sqlite:///{tmp_path}/hub.db"
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "durafn", "worker", str(EXAMPLES / "hello_cities.py"),
+         "--store", store], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    try:
+        with df.Client(store) as client:
+            instance_id = client.start_new("hello_cities")
+            status = client.wait_for_completion(instance_id, timeout=30)
+        assert status.output == ["Hello Tokyo!", "Hello Seattle!", "Hello London!"]
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        started = time.monotonic()
+        _, stderr = worker.communicate(timeout=30)
+    assert worker.returncode == 0, stderr
+    assert time.monotonic() - started < 30
+    assert "serving 1 orchestrator(s) and 1 activity(ies)" in stderr
