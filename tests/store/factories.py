@@ -6,6 +6,7 @@ Every time is explicit: :data:`T0` plus offsets (:func:`at`). The stores never r
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from durafn.core.history import (
     EventRaised,
@@ -139,14 +140,14 @@ async def commit(
     now: datetime = T0,
     status: RuntimeStatus = RuntimeStatus.RUNNING,
     events: list[HistoryEvent] | None = None,
-    **fields: object,
+    **fields: Any,
 ) -> None:
     """Checkpoint ``item`` consuming all its messages, with ``fields`` of :class:`Checkpoint`."""
     cp = Checkpoint(
         new_events=episode(now=now) if events is None else events,
         consumed=[m.seq for m in item.messages],
         status=status,
-        **fields,  # type: ignore[arg-type]
+        **fields,
     )
     await store.checkpoint(item, cp, now)
 
@@ -166,7 +167,7 @@ async def finish(
     instance_id: str,
     now: datetime = T0,
     status: RuntimeStatus = RuntimeStatus.COMPLETED,
-    **fields: object,
+    **fields: Any,
 ) -> None:
     """Bring an unfinished instance to ``status`` through a terminate message and an episode."""
     await store.send_message(instance_id, terminated(now=now), now)

@@ -91,9 +91,8 @@ def test_finishing_records_output_failure_and_completion_time(store: Store) -> N
         ok = await store.get_instance("ok")
         bad = await store.get_instance("bad")
         assert ok is not None and bad is not None
-        assert (ok.status, ok.output, ok.failure, ok.completed_at) == (
-            RuntimeStatus.COMPLETED, '"done"', None, at(2)
-        )  # fmt: skip
+        assert (ok.status, ok.output, ok.failure) == (RuntimeStatus.COMPLETED, '"done"', None)
+        assert ok.completed_at == at(2)
         assert (bad.status, bad.output, bad.completed_at) == (RuntimeStatus.FAILED, None, at(3))
         assert bad.failure == failure("kaput")
 
@@ -150,12 +149,9 @@ def test_a_checkpoint_starts_sub_orchestrations(store: Store) -> None:
         await commit(store, item, at(1), sub_orchestrations=[_child("kid")])
         record = await store.get_instance("kid")
         assert record is not None
-        assert (record.name, record.execution_id, record.status) == (
-            "child", "c1", RuntimeStatus.PENDING
-        )  # fmt: skip
-        assert (record.parent_instance_id, record.input, record.created_at) == (
-            "parent", '"in"', at(1)
-        )  # fmt: skip
+        assert (record.name, record.execution_id, record.input) == ("child", "c1", '"in"')
+        assert record.status is RuntimeStatus.PENDING
+        assert (record.parent_instance_id, record.created_at) == ("parent", at(1))
         kid = await lock_instance(store, "kid", at(1))
         assert [m.event for m in kid.messages] == [_child("kid").started]
 
@@ -294,9 +290,8 @@ def test_continue_as_new_resets_the_history(store: Store) -> None:
         await store.send_message("a", raised("after"), at(3))
         record = await store.get_instance("a")
         assert record is not None
-        assert (record.execution_id, record.status, record.input) == (
-            "e2", RuntimeStatus.CONTINUED_AS_NEW, '"v2"'
-        )  # fmt: skip
+        assert (record.execution_id, record.input) == ("e2", '"v2"')
+        assert record.status is RuntimeStatus.CONTINUED_AS_NEW
         assert await store.get_history("a") == []
         assert not await store.complete_activity(tasks[0], task_completed(0), at(3))
         assert await store.lock_next_activities("w1", LEASE, at(100), 10) == []
@@ -317,7 +312,41 @@ def test_continue_as_new_keeps_unconsumed_events(store: Store) -> None:
         restart = started("wf", "e2", now=at(2))
         await commit(store, item, at(2), RuntimeStatus.CONTINUED_AS_NEW, restart=restart)
         fresh = await lock_instance(store, "a", at(3))
-        assert [m.event for m in fresh.messages] == [raised("meanwhile"), restart]
+        assert sorted(m.seq for m in fresh.messages) == [m.seq for m in fresh.messages]
+        events = [m.event for m in fresh.messages]
+        assert len(events) == 2 and restart in events and raised("meanwhile") in events
+
+    asyncio.run(body())
+
+
+def test_carried_over_events_stay_ahead_of_events_that_arrived_meanwhile(
+    store: Store, known_bug: Callable[[str, str], None]
+) -> None:
+    reason = (
+        "{}._restart enqueues the new ExecutionStarted and the carry-over behind the unconsumed "
+        "messages that arrived during the episode, so a later event overtakes earlier ones"
+    )
+    known_bug("sqlite", reason.format("SqliteStore"))
+    known_bug("memory", reason.format("MemoryStore"))
+
+    async def body() -> None:
+        await start_running(store, "a")
+        await store.send_message("a", raised("first"), at(1))
+        await store.send_message("a", raised("second"), at(1))
+        item = await lock_instance(store, "a", at(1))
+        await store.send_message("a", raised("third"), at(2))
+        restart = started("wf", "e2", now=at(2))
+        await commit(
+            store,
+            item,
+            at(2),
+            RuntimeStatus.CONTINUED_AS_NEW,
+            restart=restart,
+            carryover=[raised("second")],
+        )
+        fresh = await lock_instance(store, "a", at(3))
+        expected = [restart, raised("second"), raised("third")]
+        assert [m.event for m in fresh.messages] == expected
 
     asyncio.run(body())
 

@@ -42,8 +42,8 @@ def test_create_instance_is_pending_with_its_fields(store: Store) -> None:
         assert record.status is RuntimeStatus.PENDING
         assert record.created_at == record.updated_at == at(5)
         assert record.input == '{"n":1}'
-        assert record.output is record.custom_status is record.failure is None
-        assert record.completed_at is record.scheduled_start_at is None
+        assert (record.output, record.custom_status, record.failure) == (None, None, None)
+        assert (record.completed_at, record.scheduled_start_at) == (None, None)
         assert record.parent_instance_id is None
         assert await store.get_history("a") == []
 

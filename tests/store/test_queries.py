@@ -67,9 +67,8 @@ def test_query_lists_newest_first_with_ties_by_instance_id(store: Store) -> None
     async def body() -> None:
         await _populate(store)
         page = await store.query_instances(InstanceQuery())
-        assert _ids(page.instances) == [
-            "mail-3", "mail-2", "order-3", "mail-1", "order-2", "order-1"
-        ]  # fmt: skip
+        newest_first = ["mail-3", "mail-2", "order-3", "mail-1", "order-2", "order-1"]
+        assert _ids(page.instances) == newest_first
         assert page.continuation_token is None
         statuses = {r.instance_id: r.status for r in page.instances}
         assert statuses["order-1"] is S.PENDING and statuses["order-2"] is S.RUNNING

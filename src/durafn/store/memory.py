@@ -116,7 +116,7 @@ class _Database:
         waiters, self.waiters = self.waiters, []
         for loop, event in waiters:
             with contextlib.suppress(RuntimeError):  # the waiter's loop has closed
-                pass
+                loop.call_soon_threadsafe(event.set)
 
 
 _DATABASES: dict[str, _Database] = {}
@@ -158,7 +158,7 @@ class MemoryStore:
             self._hub()
             return self._db.version
 
-    async def wait_for_change(self, token: object, timeout: float) -> None:  # noqa: ASYNC109
+    async def wait_for_change(self, token: object, timeout: float) -> None:
         waiter = (asyncio.get_running_loop(), asyncio.Event())
         with self._db.lock:
             self._hub()
