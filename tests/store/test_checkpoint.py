@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from dataclasses import replace
 
 import pytest
@@ -320,14 +319,8 @@ def test_continue_as_new_keeps_unconsumed_events(store: Store) -> None:
 
 
 def test_carried_over_events_stay_ahead_of_events_that_arrived_meanwhile(
-    store: Store, known_bug: Callable[[str, str], None]
+    store: Store,
 ) -> None:
-    reason = (
-        "{}._restart enqueues the new ExecutionStarted and the carry-over behind the unconsumed "
-        "messages that arrived during the episode, so a later event overtakes earlier ones"
-    )
-    known_bug("sqlite", reason.format("SqliteStore"))
-    known_bug("memory", reason.format("MemoryStore"))
 
     async def body() -> None:
         await start_running(store, "a")
@@ -352,13 +345,8 @@ def test_carried_over_events_stay_ahead_of_events_that_arrived_meanwhile(
 
 
 def test_continue_as_new_without_input_clears_the_input(
-    store: Store, known_bug: Callable[[str, str], None]
+    store: Store,
 ) -> None:
-    known_bug(
-        "sqlite",
-        "SqliteStore._apply_checkpoint sets input=COALESCE(restart.input, input): a restart "
-        "with no input keeps the previous execution's input",
-    )
 
     async def body() -> None:
         await store.create_instance(new_instance("a", input='"v1"'), T0)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Callable
 
 import pytest
 
@@ -91,14 +90,8 @@ def test_reads_leave_the_token_alone(store: Store) -> None:
 
 
 def test_looking_for_work_and_finding_none_leaves_the_token_alone(
-    store: Store, known_bug: Callable[[str, str], None]
+    store: Store,
 ) -> None:
-    known_bug(
-        "sqlite",
-        "SqliteStore._write counts every transaction in _local_commits, even one that changed "
-        "nothing, so an idle worker's own empty lock attempts change its token and "
-        "wait_for_change returns at once (a 2 ms busy poll)",
-    )
 
     async def body() -> None:
         await start_running(store, "a")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 
 import pytest
 
@@ -215,13 +214,8 @@ def test_send_message_to_a_finished_instance_raises_not_running(store: Store) ->
 
 
 def test_an_event_raised_at_a_finished_instance_is_counted(
-    store: Store, known_bug: Callable[[str, str], None]
+    store: Store,
 ) -> None:
-    known_bug(
-        "sqlite",
-        "SqliteStore.send_message counts the dropped event, then raises InstanceNotRunning "
-        "inside the transaction, so _write rolls the count back",
-    )
 
     async def body() -> None:
         await create_finished(store, "a")

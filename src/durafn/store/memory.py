@@ -416,10 +416,15 @@ class MemoryStore:
     ) -> None:
         instance.history.clear()
         hub.drop_tasks(instance.record.instance_id)
-        instance.inbox = {s: m for s, m in instance.inbox.items() if m.execution_id is None}
+        # The new execution starts, and receives its carried-over events, before the events that
+        # arrived while the last episode ran: those are queued again behind them, in order.
+        waiting = [m for m in instance.inbox.values() if m.execution_id is None]
+        instance.inbox = {}
         self._enqueue(instance, started, None, now)
         for event in carryover:
             self._enqueue(instance, event, None, now)
+        for message in waiting:
+            self._enqueue(instance, message.event, None, from_micros(message.visible_at))
 
     def _start_child(
         self,

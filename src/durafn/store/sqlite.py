@@ -116,6 +116,7 @@ class SqliteStore:
 
     async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         def transaction(conn: sqlite3.Connection) -> T:
+            changes = conn.total_changes
             conn.execute("BEGIN IMMEDIATE")
             try:
                 result = fn(conn)
@@ -123,7 +124,8 @@ class SqliteStore:
                 conn.execute("ROLLBACK")
                 raise
             conn.execute("COMMIT")
-            self._local_commits += 1
+            if conn.total_changes != changes:
+                self._local_commits += 1
             return result
 
         return await self._run(transaction)
@@ -219,7 +221,8 @@ class SqliteStore:
         )
 
     async def send_message(self, instance_id: str, event: HistoryEvent, now: datetime) -> None:
-        def tx(conn: sqlite3.Connection) -> None:
+        # A refused message is returned, not raised, so the drop count still commits.
+        def tx(conn: sqlite3.Connection) -> InstanceNotRunning | None:
             row = conn.execute(
                 "SELECT status, scheduled_start_at FROM instances "
                 "WHERE task_hub=? AND instance_id=?",
@@ -231,15 +234,18 @@ class SqliteStore:
             if status.is_terminal:
                 if isinstance(event, EventRaised):
                     self._count_dropped(conn, instance_id, 1)
-                raise InstanceNotRunning(instance_id, status.value, verb_for(event))
+                return InstanceNotRunning(instance_id, status.value, verb_for(event))
             visible = now
             # An instance scheduled to start later takes its messages from then on, except a
             # terminate, which may cancel the start.
             if row[1] is not None and not isinstance(event, ExecutionTerminated):
                 visible = max(now, from_micros(row[1]))
             self._enqueue(conn, instance_id, event, None, visible)
+            return None
 
-        await self._write(tx)
+        refused = await self._write(tx)
+        if refused is not None:
+            raise refused
 
     def _count_dropped(self, conn: sqlite3.Connection, instance_id: str, count: int) -> None:
         if count:
@@ -393,7 +399,7 @@ class SqliteStore:
         execution_id = restart.execution_id if restart else item.execution_id
         cursor = conn.execute(
             "UPDATE instances SET status=?, output=?, custom_status=?, failure=?, updated_at=?, "
-            "completed_at=?, execution_id=?, input=COALESCE(?, input), "
+            "completed_at=?, execution_id=?, input=CASE WHEN ? THEN ? ELSE input END, "
             "locked_by=NULL, lock_expires_at=NULL "
             "WHERE task_hub=? AND instance_id=? AND locked_by=?",
             (
@@ -404,6 +410,7 @@ class SqliteStore:
                 n,
                 n if finished else None,
                 execution_id,
+                restart is not None,
                 restart.input if restart else None,
                 hub,
                 iid,
@@ -464,13 +471,23 @@ class SqliteStore:
         hub, iid = self.task_hub, item.instance_id
         conn.execute("DELETE FROM history WHERE task_hub=? AND instance_id=?", (hub, iid))
         conn.execute("DELETE FROM activity_tasks WHERE task_hub=? AND instance_id=?", (hub, iid))
-        conn.execute(
-            "DELETE FROM inbox WHERE task_hub=? AND instance_id=? AND execution_id IS NOT NULL",
+        # The new execution starts, and receives its carried-over events, before the events that
+        # arrived while the last episode ran: those are queued again behind them, in order.
+        waiting = conn.execute(
+            "DELETE FROM inbox WHERE task_hub=? AND instance_id=? "
+            "RETURNING seq, execution_id, visible_at, event",
             (hub, iid),
-        )
+        ).fetchall()
         self._enqueue(conn, iid, started, None, now)
         for event in carryover:
             self._enqueue(conn, iid, event, None, now)
+        for _, execution_id, visible_at, text in sorted(waiting):
+            if execution_id is None:
+                conn.execute(
+                    "INSERT INTO inbox (task_hub, instance_id, execution_id, visible_at, event) "
+                    "VALUES (?,?,NULL,?,?)",
+                    (hub, iid, visible_at, text),
+                )
 
     def _start_child(
         self, conn: sqlite3.Connection, item: OrchestrationWorkItem, sub: NewInstance, now: datetime
