@@ -80,9 +80,9 @@ class Runtime:
     # ------------------------------------------------------------------ blocking use
 
     def __enter__(self) -> Runtime:
+        self._open()
         portal = LoopThread("durafn-runtime")
         self._portal = portal
-        self._open()
         self._stop = portal.run(_new_event())
         self._running = asyncio.run_coroutine_threadsafe(self.worker.run(self._stop), portal.loop)
         self._client = Client._bound(self.async_client, portal)

@@ -15,8 +15,14 @@ EXAMPLES = Path(__file__).parents[2] / "examples"
 
 
 def durafn(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "durafn", *args], capture_output=True,
-                          text=True, cwd=cwd, timeout=60, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "durafn", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=60,
+        check=False,
+    )
 
 
 def test_help_lists_the_worker_command() -> None:
@@ -32,8 +38,9 @@ def test_worker_with_a_missing_app_file_is_a_usage_error(tmp_path: Path) -> None
 
 
 def test_worker_with_an_unknown_attribute_is_a_usage_error(tmp_path: Path) -> None:
-    result = durafn("worker", f"{EXAMPLES / 'hello_cities.py'}:missing",
-                    "--store", f"sqlite:///{tmp_path}/h.db")
+    result = durafn(
+        "worker", f"{EXAMPLES / 'hello_cities.py'}:missing", "--store", f"sqlite:///{tmp_path}/h.db"
+    )
     assert result.returncode == 2
     assert "no durafn App named 'missing'" in result.stderr
 
@@ -41,8 +48,18 @@ def test_worker_with_an_unknown_attribute_is_a_usage_error(tmp_path: Path) -> No
 def test_worker_process_runs_instances_and_stops_on_sigterm(tmp_path: Path) -> None:
     store = f"sqlite:///{tmp_path}/hub.db"
     worker = subprocess.Popen(
-        [sys.executable, "-m", "durafn", "worker", str(EXAMPLES / "hello_cities.py"),
-         "--store", store], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "durafn",
+            "worker",
+            str(EXAMPLES / "hello_cities.py"),
+            "--store",
+            store,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
     try:

@@ -30,9 +30,22 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(400)]
 
 def start_worker(store_url: str, log: IO[bytes], env: dict[str, str]) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-m", "durafn", "worker", str(APP), "--store", store_url,
-         "--lease", "2", "--log-level", "WARNING"],
-        env=env, stdout=subprocess.DEVNULL, stderr=log,
+        [
+            sys.executable,
+            "-m",
+            "durafn",
+            "worker",
+            str(APP),
+            "--store",
+            store_url,
+            "--lease",
+            "2",
+            "--log-level",
+            "WARNING",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=log,
     )
 
 
@@ -57,8 +70,10 @@ def test_sigkilled_workers_lose_nothing(tmp_path: Path, capsys: pytest.CaptureFi
     kills = kills_mid_run = 0
     try:
         with df.Client(store_url) as client:
-            ids = [client.start_new("crash_flow", n, instance_id=f"crash-{n:03d}")
-                   for n in range(INSTANCES)]
+            ids = [
+                client.start_new("crash_flow", n, instance_id=f"crash-{n:03d}")
+                for n in range(INSTANCES)
+            ]
             deadline = time.monotonic() + 240
             while kills < KILLS and time.monotonic() < deadline:
                 time.sleep(rng.uniform(0.3, 1.2))
@@ -66,18 +81,22 @@ def test_sigkilled_workers_lose_nothing(tmp_path: Path, capsys: pytest.CaptureFi
                 workers[victim].send_signal(signal.SIGKILL)
                 workers[victim].wait()
                 kills += 1
-                done = client.get_status_by(runtime_status=["Completed"], name="crash_flow",
-                                            page_size=1000)
+                done = client.get_status_by(
+                    runtime_status=["Completed"], name="crash_flow", page_size=1000
+                )
                 if len(done.instances) < INSTANCES:
                     kills_mid_run += 1
                 workers[victim] = start_worker(store_url, worker_log, env)
-            statuses = [client.wait_for_completion(i, timeout=max(1.0, deadline - time.monotonic()))
-                        for i in ids]
+            statuses = [
+                client.wait_for_completion(i, timeout=max(1.0, deadline - time.monotonic()))
+                for i in ids
+            ]
             failures = []
             for n, status in enumerate(statuses):
                 if status.runtime_status is not df.RuntimeStatus.COMPLETED:
-                    failures.append(f"{status.instance_id}: {status.runtime_status} "
-                                    f"{status.failure_details}")
+                    failures.append(
+                        f"{status.instance_id}: {status.runtime_status} {status.failure_details}"
+                    )
                 elif status.output != crash_app.expected_output(n):
                     failures.append(f"{status.instance_id}: output {status.output}")
                 full = client.get_status(status.instance_id, show_history=True)
@@ -100,6 +119,8 @@ def test_sigkilled_workers_lose_nothing(tmp_path: Path, capsys: pytest.CaptureFi
     assert kills_mid_run >= KILLS // 2, "the kills should land while instances are running"
     assert total >= expected, "an activity execution is missing"
     with capsys.disabled():
-        print(f"\ncrash safety: {INSTANCES} instances, {kills} SIGKILLs ({kills_mid_run} mid-run), "
-              f"{expected} activity "
-              f"steps, {total} executions ({repeated} re-executions: at-least-once)")
+        print(
+            f"\ncrash safety: {INSTANCES} instances, {kills} SIGKILLs ({kills_mid_run} mid-run), "
+            f"{expected} activity "
+            f"steps, {total} executions ({repeated} re-executions: at-least-once)"
+        )

@@ -1,4 +1,4 @@
-"""Changing an orchestrator under an in-flight instance fails it with a message naming both steps."""
+"""A changed orchestrator fails its in-flight instances with a message naming both steps."""
 
 from __future__ import annotations
 
@@ -51,8 +51,9 @@ def test_changed_next_step_fails_the_instance_naming_both_steps(tmp_path: Path) 
 
 def test_unchanged_code_resumes_in_a_new_process(tmp_path: Path) -> None:
     store = f"sqlite:///{tmp_path}/hub.db"
-    with df.Runtime(build_app("charge"), store=store,
-                    options=df.WorkerOptions(activities=False)) as rt:
+    with df.Runtime(
+        build_app("charge"), store=store, options=df.WorkerOptions(activities=False)
+    ) as rt:
         instance_id = rt.client.start_new("order", "o-2")
         time.sleep(0.3)
     with df.Runtime(build_app("charge"), store=store) as rt:

@@ -1,7 +1,9 @@
 """Orchestration scenarios end to end: a real SQLite file, the real background worker, real time.
 
 Every scenario's orchestrator is written twice, as a generator (``yield``) and as ``async def``
-(``await``), and each test runs over both forms: the two styles must behave the same.
+(``await``), and each test runs over both forms: the two styles must behave the same. Tests
+on the ``client`` fixture also run twice more: with the worker's sticky replay cache, and without
+it, so that every episode rebuilds the orchestrator by replaying its whole history.
 """
 
 from __future__ import annotations
@@ -86,6 +88,11 @@ def flaky(key: str) -> str:
     return f"{key} ok after {attempt}"
 
 
+@app.activity
+def count_call(key: str) -> int:
+    return count_attempt(key)
+
+
 class PermanentError(Exception):
     """An error that retrying cannot fix."""
 
@@ -119,14 +126,16 @@ async def chain_async(ctx: df.OrchestrationContext) -> Any:
 
 @app.orchestrator
 def fan_out_gen(ctx: df.OrchestrationContext) -> Any:
-    tasks = [ctx.call_activity(square if i % 2 else async_square, i) for i in range(ctx.get_input())]
+    width = ctx.get_input()
+    tasks = [ctx.call_activity(square if i % 2 else async_square, i) for i in range(width)]
     results = yield ctx.task_all(tasks)
     return results
 
 
 @app.orchestrator
 async def fan_out_async(ctx: df.OrchestrationContext) -> Any:
-    tasks = [ctx.call_activity(square if i % 2 else async_square, i) for i in range(ctx.get_input())]
+    width = ctx.get_input()
+    tasks = [ctx.call_activity(square if i % 2 else async_square, i) for i in range(width)]
     return await ctx.task_all(tasks)
 
 
@@ -202,15 +211,21 @@ async def collect_async(ctx: df.OrchestrationContext) -> Any:
 @app.orchestrator
 def child_gen(ctx: df.OrchestrationContext) -> Any:
     shouted = yield ctx.call_activity("shout", ctx.get_input())
-    return {"value": shouted, "instance_id": ctx.instance_id,
-            "parent_instance_id": ctx.parent_instance_id}
+    return {
+        "value": shouted,
+        "instance_id": ctx.instance_id,
+        "parent_instance_id": ctx.parent_instance_id,
+    }
 
 
 @app.orchestrator
 async def child_async(ctx: df.OrchestrationContext) -> Any:
     shouted = await ctx.call_activity("shout", ctx.get_input())
-    return {"value": shouted, "instance_id": ctx.instance_id,
-            "parent_instance_id": ctx.parent_instance_id}
+    return {
+        "value": shouted,
+        "instance_id": ctx.instance_id,
+        "parent_instance_id": ctx.parent_instance_id,
+    }
 
 
 @app.orchestrator
@@ -233,35 +248,51 @@ def _failure_summary(exc: df.TaskFailedError) -> dict[str, str]:
 @app.orchestrator
 def parent_gen(ctx: df.OrchestrationContext) -> Any:
     by_name = yield ctx.call_sub_orchestrator("child_gen", "a")
-    explicit = yield ctx.call_sub_orchestrator(child_gen, "b",
-                                               instance_id=f"{ctx.instance_id}-child")
+    explicit = yield ctx.call_sub_orchestrator(
+        child_gen, "b", instance_id=f"{ctx.instance_id}-child"
+    )
     try:
         yield ctx.call_sub_orchestrator("failing_child_gen", "c")
         failure = None
     except df.TaskFailedError as exc:
         failure = _failure_summary(exc)
-    return {"instance_id": ctx.instance_id, "parent_instance_id": ctx.parent_instance_id,
-            "by_name": by_name, "explicit": explicit, "failure": failure}
+    return {
+        "instance_id": ctx.instance_id,
+        "parent_instance_id": ctx.parent_instance_id,
+        "by_name": by_name,
+        "explicit": explicit,
+        "failure": failure,
+    }
 
 
 @app.orchestrator
 async def parent_async(ctx: df.OrchestrationContext) -> Any:
     by_name = await ctx.call_sub_orchestrator("child_async", "a")
-    explicit = await ctx.call_sub_orchestrator(child_async, "b",
-                                               instance_id=f"{ctx.instance_id}-child")
+    explicit = await ctx.call_sub_orchestrator(
+        child_async, "b", instance_id=f"{ctx.instance_id}-child"
+    )
     try:
         await ctx.call_sub_orchestrator("failing_child_async", "c")
         failure = None
     except df.TaskFailedError as exc:
         failure = _failure_summary(exc)
-    return {"instance_id": ctx.instance_id, "parent_instance_id": ctx.parent_instance_id,
-            "by_name": by_name, "explicit": explicit, "failure": failure}
+    return {
+        "instance_id": ctx.instance_id,
+        "parent_instance_id": ctx.parent_instance_id,
+        "by_name": by_name,
+        "explicit": explicit,
+        "failure": failure,
+    }
 
 
 def _compensation(exc: df.TaskFailedError, undo: str) -> dict[str, Any]:
     details = exc.failure_details
-    return {"undo": undo, "error_type": details.error_type, "message": details.message,
-            "stack_trace": details.stack_trace}
+    return {
+        "undo": undo,
+        "error_type": details.error_type,
+        "message": details.message,
+        "stack_trace": details.stack_trace,
+    }
 
 
 @app.orchestrator
@@ -298,15 +329,18 @@ async def unhandled_async(ctx: df.OrchestrationContext) -> Any:
     return "unreachable"
 
 
-FAST_RETRY = df.RetryOptions(first_retry_interval=timedelta(seconds=0.1),
-                             max_number_of_attempts=5)
-BACKOFF_RETRY = df.RetryOptions(first_retry_interval=timedelta(seconds=0.05),
-                                max_number_of_attempts=5, backoff_coefficient=2.0)
-UNLESS_PERMANENT = df.RetryOptions(first_retry_interval=timedelta(seconds=0.05),
-                                   max_number_of_attempts=5,
-                                   handle=lambda failure: failure.error_type != "PermanentError")
-TWO_ATTEMPTS = df.RetryOptions(first_retry_interval=timedelta(seconds=0.05),
-                               max_number_of_attempts=2)
+FAST_RETRY = df.RetryOptions(first_retry_interval=timedelta(seconds=0.1), max_number_of_attempts=5)
+BACKOFF_RETRY = df.RetryOptions(
+    first_retry_interval=timedelta(seconds=0.05), max_number_of_attempts=5, backoff_coefficient=2.0
+)
+UNLESS_PERMANENT = df.RetryOptions(
+    first_retry_interval=timedelta(seconds=0.05),
+    max_number_of_attempts=5,
+    handle=lambda failure: failure.error_type != "PermanentError",
+)
+TWO_ATTEMPTS = df.RetryOptions(
+    first_retry_interval=timedelta(seconds=0.05), max_number_of_attempts=2
+)
 
 
 @app.orchestrator
@@ -349,6 +383,47 @@ async def retry_stops_async(ctx: df.OrchestrationContext) -> Any:
     except df.TaskFailedError as exc:
         seen["spent"] = exc.failure_details.error_type
     return seen
+
+
+@app.orchestrator
+def flaky_child_gen(ctx: df.OrchestrationContext) -> Any:
+    attempt = yield ctx.call_activity("count_call", ctx.get_input())
+    if attempt < 3:
+        raise ConnectionError(f"child attempt {attempt} failed")
+    return attempt
+
+
+@app.orchestrator
+async def flaky_child_async(ctx: df.OrchestrationContext) -> Any:
+    attempt = await ctx.call_activity("count_call", ctx.get_input())
+    if attempt < 3:
+        raise ConnectionError(f"child attempt {attempt} failed")
+    return attempt
+
+
+@app.orchestrator
+def retry_child_gen(ctx: df.OrchestrationContext) -> Any:
+    generated = yield ctx.call_sub_orchestrator_with_retry(
+        "flaky_child_gen", FAST_RETRY, f"{ctx.instance_id}/generated"
+    )
+    fixed = yield ctx.call_sub_orchestrator(
+        flaky_child_gen, f"{ctx.instance_id}/fixed", f"{ctx.instance_id}-fixed", retry=BACKOFF_RETRY
+    )
+    return [generated, fixed]
+
+
+@app.orchestrator
+async def retry_child_async(ctx: df.OrchestrationContext) -> Any:
+    generated = await ctx.call_sub_orchestrator_with_retry(
+        "flaky_child_async", FAST_RETRY, f"{ctx.instance_id}/generated"
+    )
+    fixed = await ctx.call_sub_orchestrator(
+        flaky_child_async,
+        f"{ctx.instance_id}/fixed",
+        f"{ctx.instance_id}-fixed",
+        retry=BACKOFF_RETRY,
+    )
+    return [generated, fixed]
 
 
 @app.orchestrator
@@ -531,9 +606,13 @@ async def logging_async(ctx: df.OrchestrationContext) -> Any:
 # ---------------------------------------------------------------------------------- helpers
 
 
-@pytest.fixture
-def rt(store_url: str) -> Iterator[df.Runtime]:
-    with df.Runtime(app, store=store_url) as runtime:
+@pytest.fixture(params=["sticky-cache", "replay-every-episode"])
+def rt(request: pytest.FixtureRequest, store_url: str) -> Iterator[df.Runtime]:
+    """The runtime; every scenario runs with the sticky replay cache, and without it (then each
+    episode rebuilds the orchestrator by replaying its whole history)."""
+    cache_size = 1000 if request.param == "sticky-cache" else 0
+    options = df.WorkerOptions(cache_size=cache_size)
+    with df.Runtime(app, store=store_url, options=options) as runtime:
         yield runtime
 
 
@@ -567,8 +646,9 @@ def completed(status: df.OrchestrationStatus) -> df.OrchestrationStatus:
     return status
 
 
-def wait_for_history(client: df.Client, instance_id: str, kind: str,
-                     wait_until: Callable[..., Any]) -> None:
+def wait_for_history(
+    client: df.Client, instance_id: str, kind: str, wait_until: Callable[..., Any]
+) -> None:
     wait_until(lambda: kind in kinds(history(client, instance_id)), what=f"{kind} in history")
 
 
@@ -576,8 +656,9 @@ def wait_for_history(client: df.Client, instance_id: str, kind: str,
 
 
 @forms
-def test_activity_chain_by_name_and_by_function_sync_and_async(client: df.Client,
-                                                                form: str) -> None:
+def test_activity_chain_by_name_and_by_function_sync_and_async(
+    client: df.Client, form: str
+) -> None:
     status = completed(run(client, f"chain_{form}", "hello"))
 
     assert status.output == ["HELLO", "HELLO!", "HELLO! AGAIN", "HELLO! AGAIN!"]
@@ -596,13 +677,15 @@ def test_fan_out_fan_in_with_task_all(client: df.Client, form: str, width: int) 
     if width:
         # All activities go out in the first episode, before any result comes back.
         assert events.index("TaskCompleted") > max(
-            i for i, kind in enumerate(events) if kind == "TaskScheduled")
+            i for i, kind in enumerate(events) if kind == "TaskScheduled"
+        )
 
 
 @forms
 @pytest.mark.parametrize("cancel_loser", [False, True], ids=["timer-left", "timer-cancelled"])
-def test_task_any_event_beats_one_hour_timer(client: df.Client, form: str, cancel_loser: bool,
-                                             wait_until: Callable[..., Any]) -> None:
+def test_task_any_event_beats_one_hour_timer(
+    client: df.Client, form: str, cancel_loser: bool, wait_until: Callable[..., Any]
+) -> None:
     instance_id = client.start_new(f"race_{form}", cancel_loser)
     wait_for_history(client, instance_id, "TimerCreated", wait_until)
 
@@ -619,8 +702,9 @@ def test_task_any_event_beats_one_hour_timer(client: df.Client, form: str, cance
 
 
 @forms
-def test_event_raised_before_the_orchestrator_waits_is_delivered(client: df.Client,
-                                                                 form: str) -> None:
+def test_event_raised_before_the_orchestrator_waits_is_delivered(
+    client: df.Client, form: str
+) -> None:
     instance_id = client.start_new(f"early_event_{form}")
     client.raise_event(instance_id, "early", {"sent": "right after start"})
 
@@ -632,8 +716,9 @@ def test_event_raised_before_the_orchestrator_waits_is_delivered(client: df.Clie
 
 
 @forms
-def test_event_arriving_before_an_earlier_awaited_event_waits_its_turn(client: df.Client,
-                                                                       form: str) -> None:
+def test_event_arriving_before_an_earlier_awaited_event_waits_its_turn(
+    client: df.Client, form: str
+) -> None:
     instance_id = client.start_new(f"two_events_{form}")
     client.raise_event(instance_id, "second", "2nd")
     client.raise_event(instance_id, "first", "1st")
@@ -645,7 +730,8 @@ def test_event_arriving_before_an_earlier_awaited_event_waits_its_turn(client: d
 
 @forms
 def test_events_of_one_name_are_delivered_in_arrival_order(
-        client: df.Client, form: str, wait_until: Callable[..., Any]) -> None:
+    client: df.Client, form: str, wait_until: Callable[..., Any]
+) -> None:
     instance_id = client.start_new(f"collect_{form}", 5)
     for item in range(3):  # buffered: the orchestrator is still in its timer
         client.raise_event(instance_id, "item", item)
@@ -666,20 +752,32 @@ def test_sub_orchestrations_result_explicit_id_and_failure(client: df.Client, fo
     out = status.output
     assert out["instance_id"] == parent_id
     assert out["parent_instance_id"] is None
-    assert out["by_name"] == {"value": "A", "instance_id": f"{parent_id}:0000",
-                              "parent_instance_id": parent_id}
-    assert out["explicit"] == {"value": "B", "instance_id": f"{parent_id}-child",
-                               "parent_instance_id": parent_id}
+    assert out["by_name"] == {
+        "value": "A",
+        "instance_id": f"{parent_id}:0000",
+        "parent_instance_id": parent_id,
+    }
+    assert out["explicit"] == {
+        "value": "B",
+        "instance_id": f"{parent_id}-child",
+        "parent_instance_id": parent_id,
+    }
     assert out["failure"]["error_type"] == "ValueError"
     assert out["failure"]["message"] == "child rejected 'c'"
     assert f"failing_child_{form}" in out["failure"]["task_message"]
 
     created = of_kind(history(client, parent_id), "SubOrchestrationInstanceCreated")
-    assert [event.name for event in created] == [f"child_{form}", f"child_{form}",
-                                                 f"failing_child_{form}"]
+    assert [event.name for event in created] == [
+        f"child_{form}",
+        f"child_{form}",
+        f"failing_child_{form}",
+    ]
     children = {event.instance_id: client.get_status(event.instance_id) for event in created}
     assert [child.runtime_status for child in children.values()] == [
-        df.RuntimeStatus.COMPLETED, df.RuntimeStatus.COMPLETED, df.RuntimeStatus.FAILED]
+        df.RuntimeStatus.COMPLETED,
+        df.RuntimeStatus.COMPLETED,
+        df.RuntimeStatus.FAILED,
+    ]
     assert all(child.parent_instance_id == parent_id for child in children.values())
     explicit = children[f"{parent_id}-child"]
     assert explicit.input == "b"
@@ -724,8 +822,9 @@ def test_unhandled_activity_failure_fails_the_instance(client: df.Client, form: 
 
 
 @forms
-def test_retries_succeed_after_two_failures_with_durable_timers(client: df.Client,
-                                                                form: str) -> None:
+def test_retries_succeed_after_two_failures_with_durable_timers(
+    client: df.Client, form: str
+) -> None:
     status = completed(run(client, f"retry_{form}"))
     iid = status.instance_id
 
@@ -738,17 +837,21 @@ def test_retries_succeed_after_two_failures_with_durable_timers(client: df.Clien
     timers = of_kind(events, "TimerCreated")
     # The waits are durable timers: first_retry_interval, then backoff_coefficient ** n.
     assert [timer.fire_at - timer.timestamp for timer in timers] == [
-        timedelta(seconds=0.1), timedelta(seconds=0.1),
-        timedelta(seconds=0.05), timedelta(seconds=0.1),
+        timedelta(seconds=0.1),
+        timedelta(seconds=0.1),
+        timedelta(seconds=0.05),
+        timedelta(seconds=0.1),
     ]
     assert len(of_kind(events, "TimerFired")) == 4
-    assert all(failed.failure.error_type == "ConnectionError"
-               for failed in of_kind(events, "TaskFailed"))
+    assert all(
+        failed.failure.error_type == "ConnectionError" for failed in of_kind(events, "TaskFailed")
+    )
 
 
 @forms
-def test_retries_stop_for_a_permanent_error_and_after_max_attempts(client: df.Client,
-                                                                   form: str) -> None:
+def test_retries_stop_for_a_permanent_error_and_after_max_attempts(
+    client: df.Client, form: str
+) -> None:
     status = completed(run(client, f"retry_stops_{form}"))
     iid = status.instance_id
 
@@ -761,6 +864,34 @@ def test_retries_stop_for_a_permanent_error_and_after_max_attempts(client: df.Cl
 
 
 @forms
+def test_sub_orchestration_retries_start_a_child_per_attempt(client: df.Client, form: str) -> None:
+    status = completed(run(client, f"retry_child_{form}"))
+    iid = status.instance_id
+
+    assert status.output == [3, 3]
+    events = history(client, iid)
+    created = [event.instance_id for event in of_kind(events, "SubOrchestrationInstanceCreated")]
+    # A generated child id is new on each attempt; an explicit one is reused.
+    generated = created[:3]
+    assert len(set(generated)) == 3 and all(c.startswith(f"{iid}:") for c in generated)
+    assert created[3:] == [f"{iid}-fixed"] * 3
+    children = [client.get_status(child) for child in generated]
+    assert [child.runtime_status for child in children] == [
+        df.RuntimeStatus.FAILED,
+        df.RuntimeStatus.FAILED,
+        df.RuntimeStatus.COMPLETED,
+    ]
+    assert client.get_status(f"{iid}-fixed").runtime_status is df.RuntimeStatus.COMPLETED
+    timers = of_kind(events, "TimerCreated")
+    assert [timer.fire_at - timer.timestamp for timer in timers] == [
+        timedelta(seconds=0.1),
+        timedelta(seconds=0.1),
+        timedelta(seconds=0.05),
+        timedelta(seconds=0.1),
+    ]
+
+
+@forms
 def test_create_timer_with_timedelta_and_with_datetime(client: df.Client, form: str) -> None:
     status = completed(run(client, f"timers_{form}"))
 
@@ -769,13 +900,16 @@ def test_create_timer_with_timedelta_and_with_datetime(client: df.Client, form: 
     assert end - middle >= timedelta(seconds=0.2)
     events = history(client, status.instance_id)
     assert [timer.fire_at for timer in of_kind(events, "TimerCreated")] == [
-        start + timedelta(seconds=0.2), middle + timedelta(seconds=0.2)]
+        start + timedelta(seconds=0.2),
+        middle + timedelta(seconds=0.2),
+    ]
     assert len(of_kind(events, "TimerFired")) == 2
 
 
 @forms
-def test_continue_as_new_restarts_until_done_with_fresh_history(client: df.Client,
-                                                                form: str) -> None:
+def test_continue_as_new_restarts_until_done_with_fresh_history(
+    client: df.Client, form: str
+) -> None:
     status = completed(run(client, f"counter_{form}", 0))
 
     assert status.output == 4
@@ -789,8 +923,9 @@ def test_continue_as_new_restarts_until_done_with_fresh_history(client: df.Clien
 
 @forms
 @pytest.mark.parametrize("preserve", [True, False], ids=["preserved", "dropped"])
-def test_continue_as_new_carries_unprocessed_events_when_asked(client: df.Client, form: str,
-                                                               preserve: bool) -> None:
+def test_continue_as_new_carries_unprocessed_events_when_asked(
+    client: df.Client, form: str, preserve: bool
+) -> None:
     instance_id = client.start_new(f"carry_{form}", [0, preserve])
     client.raise_event(instance_id, "carried", {"payload": 42})
     client.raise_event(instance_id, "restart")
@@ -802,12 +937,14 @@ def test_continue_as_new_carries_unprocessed_events_when_asked(client: df.Client
 
 
 @forms
-def test_custom_status_is_visible_while_running(client: df.Client, form: str,
-                                                wait_until: Callable[..., Any]) -> None:
+def test_custom_status_is_visible_while_running(
+    client: df.Client, form: str, wait_until: Callable[..., Any]
+) -> None:
     instance_id = client.start_new(f"custom_status_{form}")
 
-    running = wait_until(lambda: (s := client.get_status(instance_id)).custom_status and s,
-                         what="a custom status")
+    running = wait_until(
+        lambda: (s := client.get_status(instance_id)).custom_status and s, what="a custom status"
+    )
     assert running.runtime_status is df.RuntimeStatus.RUNNING
     assert running.custom_status == {"stage": "waiting for approval"}
 
@@ -819,8 +956,13 @@ def test_custom_status_is_visible_while_running(client: df.Client, form: str,
 
 @forms
 def test_get_input_round_trips_rich_values(client: df.Client, form: str) -> None:
-    value = {"when": datetime(2030, 5, 6, 7, 8, 9, tzinfo=UTC), "pair": (1, "two"),
-             "price": Decimal("12.50"), "items": [1, "a", None, True, 2.5], "nested": {"k": []}}
+    value = {
+        "when": datetime(2030, 5, 6, 7, 8, 9, tzinfo=UTC),
+        "pair": (1, "two"),
+        "price": Decimal("12.50"),
+        "items": [1, "a", None, True, 2.5],
+        "nested": {"k": []},
+    }
 
     status = completed(run(client, f"input_{form}", value))
 
@@ -830,8 +972,7 @@ def test_get_input_round_trips_rich_values(client: df.Client, form: str) -> None
 
 
 @forms
-def test_new_uuid_differs_per_call_and_is_stable_across_replays(store_url: str,
-                                                                form: str) -> None:
+def test_new_uuid_differs_per_call_and_is_stable_across_replays(store_url: str, form: str) -> None:
     # Without the sticky cache every episode replays the whole history.
     options = df.WorkerOptions(cache_size=0)
     with df.Runtime(app, store=store_url, options=options) as rt:
@@ -848,8 +989,7 @@ def test_new_uuid_differs_per_call_and_is_stable_across_replays(store_url: str,
 
 
 @forms
-def test_current_utc_datetime_is_within_the_real_run_window(client: df.Client,
-                                                            form: str) -> None:
+def test_current_utc_datetime_is_within_the_real_run_window(client: df.Client, form: str) -> None:
     window_start = datetime.now(UTC)
     status = completed(run(client, f"clock_{form}"))
     window_end = datetime.now(UTC)
@@ -863,8 +1003,9 @@ def test_current_utc_datetime_is_within_the_real_run_window(client: df.Client,
 
 
 @forms
-def test_is_replaying_is_false_live_and_true_on_replay(store_url: str, form: str,
-                                                       wait_until: Callable[..., Any]) -> None:
+def test_is_replaying_is_false_live_and_true_on_replay(
+    store_url: str, form: str, wait_until: Callable[..., Any]
+) -> None:
     with df.Runtime(app, store=store_url) as rt:
         instance_id = rt.client.start_new(f"replay_{form}")
         wait_for_history(rt.client, instance_id, "ExecutionStarted", wait_until)
@@ -878,14 +1019,14 @@ def test_is_replaying_is_false_live_and_true_on_replay(store_url: str, form: str
     assert flags[0] == ("start", False)
     assert ("start", True) in flags
     assert ("after event", False) in flags
-    assert [label for label, replaying in flags if not replaying] == [
-        "start", "after event", "end"]
+    assert [label for label, replaying in flags if not replaying] == ["start", "after event", "end"]
 
 
 @forms
 @pytest.mark.parametrize("cache_size", [0, 1000], ids=["replay-every-episode", "sticky-cache"])
-def test_replay_safe_logger_logs_each_step_once(store_url: str, form: str, cache_size: int,
-                                                caplog: pytest.LogCaptureFixture) -> None:
+def test_replay_safe_logger_logs_each_step_once(
+    store_url: str, form: str, cache_size: int, caplog: pytest.LogCaptureFixture
+) -> None:
     name = f"logging_{form}"
     caplog.set_level(logging.INFO, logger=f"durafn.orchestration.{name}")
     options = df.WorkerOptions(cache_size=cache_size)
@@ -895,7 +1036,12 @@ def test_replay_safe_logger_logs_each_step_once(store_url: str, form: str, cache
 
     records = [r for r in caplog.records if r.name == f"durafn.orchestration.{name}"]
     assert [r.getMessage() for r in records] == [
-        "started with input-1", "step 0 done", "step 1 done", "step 2 done", "finished"]
+        "started with input-1",
+        "step 0 done",
+        "step 1 done",
+        "step 2 done",
+        "finished",
+    ]
     assert all(getattr(r, "instance_id", None) == status.instance_id for r in records)
     assert episodes >= 5
     if cache_size == 0:

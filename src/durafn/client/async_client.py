@@ -6,7 +6,7 @@ import dataclasses
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, cast
 
 from durafn.app import App
@@ -22,6 +22,7 @@ from durafn.core.history import (
 )
 from durafn.core.ids import new_instance_id, validate_event_name, validate_instance_id
 from durafn.core.status import OrchestrationStatus, RuntimeStatus
+from durafn.core.times import as_utc_optional
 from durafn.store import Store, open_store
 from durafn.store.base import InstanceQuery, InstanceRecord, NewInstance
 from durafn.worker.checkpoint import new_execution_id
@@ -89,10 +90,7 @@ class AsyncClient:
             new_instance_id() if instance_id is None else validate_instance_id(instance_id)
         )
         encoded = codec.encode_optional(input, what=f"input of orchestrator {name!r}")
-        if start_at is not None:
-            if not isinstance(start_at, datetime):
-                raise TypeError("start_at must be a datetime")
-            start_at = start_at if start_at.tzinfo else start_at.replace(tzinfo=UTC)
+        start_at = as_utc_optional(start_at, "start_at")
         now = self.clock.now()
         started = ExecutionStarted(
             timestamp=now,
@@ -157,8 +155,8 @@ class AsyncClient:
             raise ValueError("page_size must be between 1 and 1000")
         query = InstanceQuery(
             runtime_status=_statuses(runtime_status),
-            created_from=created_time_from,
-            created_to=created_time_to,
+            created_from=as_utc_optional(created_time_from, "created_time_from"),
+            created_to=as_utc_optional(created_time_to, "created_time_to"),
             name=name,
             instance_id_prefix=instance_id_prefix,
             page_size=page_size,
@@ -249,8 +247,8 @@ class AsyncClient:
         """Delete every finished instance matching the filters; returns how many."""
         query = InstanceQuery(
             runtime_status=_statuses(runtime_status),
-            created_from=created_time_from,
-            created_to=created_time_to,
+            created_from=as_utc_optional(created_time_from, "created_time_from"),
+            created_to=as_utc_optional(created_time_to, "created_time_to"),
         )
         return await self.store.purge_instances(query)
 

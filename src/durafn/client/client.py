@@ -39,9 +39,9 @@ class Client:
         app: App | None = None,
         clock: Clock | None = None,
     ) -> None:
+        self._async = AsyncClient(store, app=app, clock=clock)
         self._portal = LoopThread("durafn-client")
         self._owns_portal = True
-        self._async = AsyncClient(store, app=app, clock=clock)
 
     @classmethod
     def _bound(cls, async_client: AsyncClient, portal: LoopThread) -> Client:

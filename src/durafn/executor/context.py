@@ -5,12 +5,13 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from durafn.core import codec
 from durafn.core.ids import validate_event_name, validate_instance_id
 from durafn.core.retry import RetryOptions
+from durafn.core.times import as_utc
 from durafn.executor.tasks import Task, TimerTask, WhenAllTask, WhenAnyTask
 
 if TYPE_CHECKING:
@@ -152,12 +153,10 @@ class OrchestrationContext:
     def create_timer(self, fire_at: datetime | timedelta) -> TimerTask:
         """A durable timer that fires at ``fire_at`` (UTC datetime) or after a ``timedelta``."""
         if isinstance(fire_at, timedelta):
-            when = self.current_utc_datetime + fire_at
-        elif isinstance(fire_at, datetime):
-            when = fire_at if fire_at.tzinfo else fire_at.replace(tzinfo=UTC)
-        else:
+            return self._executor.create_timer(self.current_utc_datetime + fire_at)
+        if not isinstance(fire_at, datetime):
             raise TypeError(f"create_timer takes a datetime or a timedelta, got {fire_at!r}")
-        return self._executor.create_timer(when.astimezone(UTC))
+        return self._executor.create_timer(as_utc(fire_at, "fire_at"))
 
     def wait_for_external_event(self, name: str) -> Task[Any]:
         """A task that completes with the data of the next event raised under ``name``."""

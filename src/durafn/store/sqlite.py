@@ -109,7 +109,7 @@ class SqliteStore:
         def call() -> T:
             try:
                 return fn(self._connect())
-            except sqlite3.Error as exc:
+            except (sqlite3.Error, OSError) as exc:
                 raise StoreError(f"SQLite error on {self.path}: {exc}") from exc
 
         return await asyncio.get_running_loop().run_in_executor(self._thread, call)
@@ -133,9 +133,10 @@ class SqliteStore:
     async def close(self) -> None:
         if self._closed:
             return
-        await self._run(lambda conn: conn.close())
         self._closed = True
-        self._conn = None
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            await asyncio.get_running_loop().run_in_executor(self._thread, conn.close)
         self._thread.shutdown(wait=True)
 
     # ------------------------------------------------------------------ change notification

@@ -51,14 +51,14 @@ def crash_child(ctx: df.OrchestrationContext):
 @app.orchestrator
 def crash_flow(ctx: df.OrchestrationContext):
     n = ctx.get_input()
-    x = yield ctx.call_activity(add, [n, 1])                       # 1
-    x = yield ctx.call_activity(multiply, [x, 3])                  # 2
-    yield ctx.create_timer(timedelta(milliseconds=50))             # 3
-    child = yield ctx.call_sub_orchestrator(crash_child, x)        # 4 (two activities inside)
+    x = yield ctx.call_activity(add, [n, 1])  # 1
+    x = yield ctx.call_activity(multiply, [x, 3])  # 2
+    yield ctx.create_timer(timedelta(milliseconds=50))  # 3
+    child = yield ctx.call_sub_orchestrator(crash_child, x)  # 4 (two activities inside)
     squares = yield ctx.task_all([ctx.call_activity(square, i) for i in (n, n + 1, n + 2)])  # 5-7
-    x = yield ctx.call_activity(add, [child, sum(squares)])        # 8
-    x = yield ctx.call_activity(multiply, [x, 5])                  # 9
-    x = yield ctx.call_activity(add, [x, 7])                       # 10
+    x = yield ctx.call_activity(add, [child, sum(squares)])  # 8
+    x = yield ctx.call_activity(multiply, [x, 5])  # 9
+    x = yield ctx.call_activity(add, [x, 7])  # 10
     return x
 
 
