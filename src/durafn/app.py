@@ -78,7 +78,7 @@ class App:
         def register(f: F) -> F:
             if not callable(f):
                 raise TypeError(f"@app.{kind} decorates a function, got {f!r}")
-            registered_name = name or f.__name__
+            registered_name = name if name is not None else f.__name__
             _check_name(kind, registered_name)
             if registered_name in table and table[registered_name].func is not f:
                 raise ValueError(f"{kind} {registered_name!r} is already registered")

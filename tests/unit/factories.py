@@ -81,7 +81,9 @@ def orchestrator_started(t: datetime) -> OrchestratorStarted:
     return OrchestratorStarted(timestamp=t)
 
 
-def task_scheduled(id: int, name: str, input: Any = None, *, timestamp: datetime = T0) -> TaskScheduled:
+def task_scheduled(
+    id: int, name: str, input: Any = None, *, timestamp: datetime = T0
+) -> TaskScheduled:
     return TaskScheduled(
         timestamp=timestamp, event_id=id, name=name, input=codec.encode_optional(input)
     )
@@ -217,8 +219,15 @@ def same_result(left: EpisodeResult, right: EpisodeResult) -> list[str]:
     right_events = [event_to_dict(e) for e in right.new_events]
     if left_events != right_events:
         diffs.append(f"new_events:\n  {left_events}\n  {right_events}")
-    for attr in ("actions", "status", "output", "failure", "custom_status", "continue_as_new",
-                 "started"):
+    for attr in (
+        "actions",
+        "status",
+        "output",
+        "failure",
+        "custom_status",
+        "continue_as_new",
+        "started",
+    ):
         if getattr(left, attr) != getattr(right, attr):
             diffs.append(f"{attr}: {getattr(left, attr)!r} != {getattr(right, attr)!r}")
     return diffs
@@ -283,7 +292,9 @@ class Run:
             return self.episode(sub_completed(task_id, value, timestamp=self.now))
         return self.episode(task_completed(task_id, value, timestamp=self.now))
 
-    def fail(self, task_id: int, error_type: str = "ValueError", message: str = "boom") -> EpisodeResult:
+    def fail(
+        self, task_id: int, error_type: str = "ValueError", message: str = "boom"
+    ) -> EpisodeResult:
         """Fail activity (or sub-orchestration) ``#task_id``."""
         if isinstance(self.scheduled(task_id), SubOrchestrationInstanceCreated):
             return self.episode(sub_failed(task_id, error_type, message, timestamp=self.now))

@@ -339,11 +339,6 @@ def test_handle_predicate_gets_failure_details_and_decides(form: str) -> None:
     ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: an exception raised by RetryOptions.handle escapes run_episode "
-    "(OrchestrationExecutor._on_task_failed calls user code outside any try)",
-)
 def test_handle_predicate_that_raises_fails_the_instance_instead_of_the_executor(
     form: str,
 ) -> None:

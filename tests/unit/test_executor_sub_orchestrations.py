@@ -9,8 +9,20 @@ import pytest
 import durafn as df
 from durafn.core.status import RuntimeStatus
 from durafn.executor.actions import CreateTimer, StartSubOrchestration
+from durafn.executor.orchestration import execute
 
-from .factories import INSTANCE_ID, Run, app_with, enc, new_app
+from .factories import (
+    INSTANCE_ID,
+    T0,
+    Run,
+    app_with,
+    enc,
+    new_app,
+    orchestrator_started,
+    started,
+    sub_completed,
+    sub_created,
+)
 
 
 def _app_with_child(form: str, gen, coro) -> df.App:
@@ -103,15 +115,21 @@ def test_unhandled_sub_orchestration_failure_fails_the_parent(form: str) -> None
     assert result.failure.inner.error_type == "KeyError"
 
 
+@pytest.mark.parametrize("spelling", ["retry=", "call_sub_orchestrator_with_retry"])
 @pytest.mark.parametrize("explicit_id", [None, "child-x"])
-def test_sub_orchestration_retry(form: str, explicit_id: str | None) -> None:
+def test_sub_orchestration_retry(form: str, explicit_id: str | None, spelling: str) -> None:
     retry = df.RetryOptions(timedelta(seconds=30), max_number_of_attempts=2)
 
+    def call(ctx):
+        if spelling == "retry=":
+            return ctx.call_sub_orchestrator("child", "in", explicit_id, retry=retry)
+        return ctx.call_sub_orchestrator_with_retry("child", retry, "in", explicit_id)
+
     def gen(ctx):
-        return (yield ctx.call_sub_orchestrator("child", "in", explicit_id, retry=retry))
+        return (yield call(ctx))
 
     async def coro(ctx):
-        return await ctx.call_sub_orchestrator_with_retry("child", retry, "in", explicit_id)
+        return await call(ctx)
 
     run = Run(_app_with_child(form, gen, coro))
     first_id = explicit_id or f"{INSTANCE_ID}:0000"
@@ -179,3 +197,33 @@ def test_child_sees_its_parent_instance_id(form: str) -> None:
     top.start("child")
     top.fire(0)
     assert top.output == ["top", None, "child"]
+
+
+def test_hand_built_sub_orchestration_history(form: str) -> None:
+    def gen(ctx):
+        total = yield ctx.call_sub_orchestrator("child", 5)
+        return total * 2
+
+    async def coro(ctx):
+        total = await ctx.call_sub_orchestrator("child", 5)
+        return total * 2
+
+    app = _app_with_child(form, gen, coro)
+    past = [
+        orchestrator_started(T0),
+        started("main"),
+        sub_created(0, "child", f"{INSTANCE_ID}:0000", 5),
+        # A child finishing twice (an at-least-once delivery) is applied once.
+    ]
+    result = execute(app, INSTANCE_ID, past, [sub_completed(0, 21), sub_completed(0, 99)], T0)
+    assert result.status is RuntimeStatus.COMPLETED
+    assert result.output == enc(42)
+    assert [e.kind for e in result.new_events].count("SubOrchestrationInstanceCompleted") == 1
+
+    renamed = [*past[:2], sub_created(0, "other_child", f"{INSTANCE_ID}:0000", 5)]
+    result = execute(app, INSTANCE_ID, renamed, [], T0)
+    assert result.status is RuntimeStatus.FAILED
+    assert (
+        "expected SubOrchestrationInstanceCreated 'other_child' at #0, "
+        "code asked for CallSubOrchestrator 'child'"
+    ) in result.failure.message

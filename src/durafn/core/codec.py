@@ -9,7 +9,7 @@ type                   stored as
 =====================  =============================================================
 ``datetime``           ``{"$type": "datetime", "value": "2026-01-02T03:04:05+00:00"}``
 ``date``               ``{"$type": "date", "value": "2026-01-02"}``
-``timedelta``          ``{"$type": "timedelta", "value": 3600.0}`` (seconds)
+``timedelta``          ``{"$type": "timedelta", "value": [0, 3600, 0]}`` (days, s, µs)
 ``UUID``               ``{"$type": "uuid", "value": "..."}``
 ``Decimal``            ``{"$type": "decimal", "value": "12.50"}``
 ``tuple``              ``{"$type": "tuple", "value": [...]}``
@@ -48,9 +48,10 @@ def encode(value: Any, *, what: str = "value") -> str:
     """Encode ``value`` as JSON text; ``TypeError`` names what cannot be encoded and where."""
     plain = _to_json(value, what)
     text = json.dumps(plain, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-    if len(text) > MAX_PAYLOAD_BYTES:
+    size = len(text.encode("utf-8"))
+    if size > MAX_PAYLOAD_BYTES:
         raise PayloadTooLarge(
-            f"{what} encodes to {len(text)} bytes, over the limit of {MAX_PAYLOAD_BYTES}; "
+            f"{what} encodes to {size} bytes, over the limit of {MAX_PAYLOAD_BYTES}; "
             "store large data elsewhere and pass a reference"
         )
     return text
@@ -99,7 +100,7 @@ def _to_json(value: Any, path: str) -> JsonValue:
     if isinstance(value, date):
         return {TYPE_KEY: "date", "value": value.isoformat()}
     if isinstance(value, timedelta):
-        return {TYPE_KEY: "timedelta", "value": value.total_seconds()}
+        return {TYPE_KEY: "timedelta", "value": [value.days, value.seconds, value.microseconds]}
     if isinstance(value, uuid.UUID):
         return {TYPE_KEY: "uuid", "value": str(value)}
     if isinstance(value, Decimal):
@@ -151,6 +152,13 @@ def _from_tagged(obj: dict[str, Any]) -> Any:
     return decoder(obj)
 
 
+def _decode_timedelta(value: Any) -> timedelta:
+    if isinstance(value, list):
+        days, seconds, microseconds = value
+        return timedelta(days=days, seconds=seconds, microseconds=microseconds)
+    return timedelta(seconds=value)
+
+
 def _decode_dataclass(obj: dict[str, Any]) -> Any:
     cls = _loaded_class(obj.get("class", ""))
     fields = obj["value"]
@@ -175,7 +183,7 @@ _DECODERS: dict[str, Any] = {
     "tuple": lambda o: tuple(o["value"]),
     "datetime": lambda o: datetime.fromisoformat(o["value"]),
     "date": lambda o: date.fromisoformat(o["value"]),
-    "timedelta": lambda o: timedelta(seconds=o["value"]),
+    "timedelta": lambda o: _decode_timedelta(o["value"]),
     "uuid": lambda o: uuid.UUID(o["value"]),
     "decimal": lambda o: Decimal(o["value"]),
     "dataclass": _decode_dataclass,

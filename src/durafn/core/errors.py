@@ -59,7 +59,8 @@ class FunctionNotFound(DurafnError, LookupError):
 
     def __init__(self, kind: str, name: str, registered: list[str]) -> None:
         known = ", ".join(sorted(registered)) or "none"
-        super().__init__(f"{kind} {name!r} is not registered (registered {kind}s: {known})")
+        plural = "activities" if kind == "activity" else f"{kind}s"
+        super().__init__(f"{kind} {name!r} is not registered (registered {plural}: {known})")
         self.kind = kind
         self.name = name
 

@@ -68,6 +68,15 @@ _SCHEDULING_KINDS = frozenset(
     {"TaskScheduled", "TimerCreated", "SubOrchestrationInstanceCreated", "EventSent"}
 )
 _LIFECYCLE_KINDS = frozenset({"ExecutionSuspended", "ExecutionResumed", "ExecutionTerminated"})
+# What a suspended instance still applies; everything else waits for the resume.
+_RUN_WHILE_SUSPENDED = (
+    _LIFECYCLE_KINDS
+    | _SCHEDULING_KINDS
+    | {
+        "OrchestratorStarted",
+        "OrchestratorCompleted",
+    }
+)
 
 
 @dataclass
@@ -287,11 +296,11 @@ class OrchestrationExecutor:
 
     def _apply(self, event: HistoryEvent) -> None:
         if self._completion is not None:
+            if event.kind in _SCHEDULING_KINDS and self._completion[0] is not RuntimeStatus.FAILED:
+                # The history goes on where the code now ends: the code changed.
+                self._fail_replay(event)
             return
-        if self._suspended and event.kind not in _LIFECYCLE_KINDS | _SCHEDULING_KINDS | {
-            "OrchestratorStarted",
-            "OrchestratorCompleted",
-        }:
+        if self._suspended and event.kind not in _RUN_WHILE_SUSPENDED:
             self._suspended_buffer.append(event)
             return
         try:
@@ -299,10 +308,24 @@ class OrchestrationExecutor:
         except NonDeterminismError as exc:
             self._finish(RuntimeStatus.FAILED, None, FailureDetails.from_exception(exc))
 
+    def _fail_replay(self, event: HistoryEvent) -> None:
+        event_id: int = getattr(event, "event_id")  # noqa: B009 - every scheduling event has one
+        exc = NonDeterminismError(
+            f"expected {describe_event(event)} at #{event_id}, but the code did not ask for it "
+            f"(it asked for nothing more: it returned). {_CHANGED_CODE_HINT}"
+        )
+        self._completion = (RuntimeStatus.FAILED, None, FailureDetails.from_exception(exc))
+        self._continue_as_new = None
+
     def _accepts(self, message: HistoryEvent) -> bool:
         id_field = _COMPLETION_ID_FIELD.get(type(message))
         if id_field is not None:
-            return getattr(message, id_field) in self._open
+            task_id = getattr(message, id_field)
+            held = any(
+                type(m) is type(message) and getattr(m, id_field) == task_id
+                for m in self._suspended_buffer
+            )
+            return task_id in self._open and not held
         if isinstance(message, ExecutionStarted):
             return self._started is None
         return message.kind in _LIFECYCLE_KINDS or isinstance(message, EventRaised)
@@ -347,33 +370,38 @@ class OrchestrationExecutor:
     # ------------------------------------------------------------------ driving user code
 
     def _step(self, value: Any = None, error: BaseException | None = None) -> None:
-        driver = self._driver
-        if driver is None:
-            return
-        try:
-            yielded = driver.throw(error) if error is not None else driver.send(value)
-        except StopIteration as stop:
-            self._complete_with(stop.value)
-            return
-        except ContinueAsNewSignal as signal:
-            self._restart_as_new(signal)
-            return
-        except Exception as exc:
-            self._finish(RuntimeStatus.FAILED, None, FailureDetails.from_exception(exc))
-            return
-        if not isinstance(yielded, Task):
-            hint = (
-                "await only durafn tasks in an async orchestrator "
-                "(ctx.create_timer, not asyncio.sleep)"
-                if inspect.iscoroutine(driver)
-                else "yield only tasks returned by ctx (call_activity, create_timer, task_all, ...)"
-            )
-            error_text = f"orchestrator yielded {yielded!r} ({type(yielded).__name__}): {hint}"
-            misuse = OrchestrationStateError(error_text)
-            self._finish(RuntimeStatus.FAILED, None, FailureDetails.from_exception(misuse))
-            return
-        self._waiting_on = yielded
-        yielded._on_complete(self._resume_after)
+        # A loop, not recursion: a task that is already complete when yielded (a buffered event,
+        # an empty task_all) is answered at once, however many come in a row.
+        while (driver := self._driver) is not None:
+            try:
+                yielded = driver.throw(error) if error is not None else driver.send(value)
+            except StopIteration as stop:
+                self._complete_with(stop.value)
+                return
+            except ContinueAsNewSignal as signal:
+                self._restart_as_new(signal)
+                return
+            except Exception as exc:
+                self._finish(RuntimeStatus.FAILED, None, FailureDetails.from_exception(exc))
+                return
+            if not isinstance(yielded, Task):
+                self._yielded_non_task(driver, yielded)
+                return
+            if not yielded.is_complete:
+                self._waiting_on = yielded
+                yielded._on_complete(self._resume_after)
+                return
+            value, error = yielded._result, yielded.exception
+
+    def _yielded_non_task(self, driver: Driver, yielded: Any) -> None:
+        hint = (
+            "await only durafn tasks in an async orchestrator (ctx.create_timer, not asyncio.sleep)"
+            if inspect.iscoroutine(driver)
+            else "yield only tasks returned by ctx (call_activity, create_timer, task_all, ...)"
+        )
+        error_text = f"orchestrator yielded {yielded!r} ({type(yielded).__name__}): {hint}"
+        misuse = OrchestrationStateError(error_text)
+        self._finish(RuntimeStatus.FAILED, None, FailureDetails.from_exception(misuse))
 
     def _resume_after(self, task: Task[Any]) -> None:
         if task is not self._waiting_on:
@@ -456,6 +484,16 @@ class OrchestrationExecutor:
                 f"{action.describe()}. {_CHANGED_CODE_HINT}"
             )
 
+    def _awaited_tasks(self) -> set[Task[Any]]:
+        """The task the code waits on, and every task inside it (for task_all / task_any)."""
+        found: set[Task[Any]] = set()
+        stack = [self._waiting_on] if self._waiting_on is not None else []
+        while stack:
+            task = stack.pop()
+            found.add(task)
+            stack.extend(getattr(task, "children", ()))
+        return found
+
     def _describe_next_action(self) -> str:
         if self._pending_actions:
             return next(iter(self._pending_actions.values())).describe()
@@ -475,7 +513,12 @@ class OrchestrationExecutor:
         state = entry.retry
         if state is not None:
             elapsed = self.current_time - state.first_attempt_at
-            if state.options.should_retry(event.failure, state.attempts, elapsed):
+            try:
+                retry = state.options.should_retry(event.failure, state.attempts, elapsed)
+            except Exception as exc:  # the user's handle= predicate raised
+                self._finish(RuntimeStatus.FAILED, None, FailureDetails.from_exception(exc))
+                return
+            if retry:
                 state.attempts += 1
                 fire_at = self.current_time + state.options.delay_before(state.attempts)
                 timer_id = self._add_action(lambda i: CreateTimer(i, fire_at))
@@ -502,10 +545,16 @@ class OrchestrationExecutor:
 
     def _on_event_raised(self, event: EventRaised) -> None:
         waiters = self._event_waiters.get(event.name)
-        while waiters:
-            task = waiters.popleft()
-            if not task.is_complete:
-                task._complete(codec.decode(event.input))
+        if waiters:
+            # Oldest first, but a wait the code is awaiting right now beats one it abandoned
+            # (the loser of an earlier task_any against a timer, say).
+            live = [task for task in waiters if not task.is_complete]
+            awaited = self._awaited_tasks()
+            chosen = next((task for task in live if task in awaited), live[0] if live else None)
+            if chosen is not None:
+                live.remove(chosen)
+                self._event_waiters[event.name] = deque(live)
+                chosen._complete(codec.decode(event.input))
                 return
         self._arrivals += 1
         self._event_buffer.setdefault(event.name, deque()).append((self._arrivals, event))

@@ -1,0 +1,80 @@
+"""The SQLite schema: versioned, applied once, safe to apply from several processes at once."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from durafn.core.errors import StoreError
+from durafn.store import open_store
+from durafn.store.sqlite_schema import MIGRATIONS, SCHEMA_VERSION, migrate
+
+
+def schema_of(conn: sqlite3.Connection) -> list[tuple[str, str]]:
+    rows = conn.execute(
+        "SELECT name, sql FROM sqlite_master WHERE sql IS NOT NULL ORDER BY name"
+    ).fetchall()
+    return [(name, sql) for name, sql in rows]
+
+
+def test_a_new_file_gets_the_current_schema_version(tmp_path: Path) -> None:
+    store = open_store(f"sqlite:///{tmp_path}/hub.db")
+    asyncio.run(store.get_instance("x"))
+    asyncio.run(store.close())
+    conn = sqlite3.connect(tmp_path / "hub.db")
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == len(MIGRATIONS)
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    conn.close()
+
+
+def test_migrations_applied_one_by_one_equal_a_fresh_schema(tmp_path: Path) -> None:
+    fresh = sqlite3.connect(tmp_path / "fresh.db", isolation_level=None)
+    migrate(fresh)
+    stepwise = sqlite3.connect(tmp_path / "stepwise.db", isolation_level=None)
+    for version, script in enumerate(MIGRATIONS, start=1):
+        stepwise.executescript(script)
+        stepwise.execute(f"PRAGMA user_version={version}")
+    migrate(stepwise)  # a no-op once everything is applied
+    assert schema_of(fresh) == schema_of(stepwise)
+    fresh.close()
+    stepwise.close()
+
+
+def test_a_newer_schema_is_refused_with_a_clear_error(tmp_path: Path) -> None:
+    conn = sqlite3.connect(tmp_path / "hub.db")
+    conn.execute(f"PRAGMA user_version={SCHEMA_VERSION + 1}")
+    conn.close()
+    store = open_store(f"sqlite:///{tmp_path}/hub.db")
+    with pytest.raises(StoreError, match="newer than this durafn"):
+        asyncio.run(store.get_instance("x"))
+    asyncio.run(store.close())
+
+
+def test_several_processes_may_create_the_schema_at_once(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/hub.db"
+    script = (
+        "import asyncio, sys\n"
+        "from durafn.store import open_store\n"
+        "async def main():\n"
+        "    store = open_store(sys.argv[1])\n"
+        "    await store.get_instance('x')\n"
+        "    await store.close()\n"
+        "asyncio.run(main())\n"
+    )
+    procs = [
+        subprocess.Popen([sys.executable, "-c", script, url], stderr=subprocess.PIPE, text=True)
+        for _ in range(6)
+    ]
+    for proc in procs:
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0, err
+    store = open_store(url)
+    now = datetime(2030, 1, 1, tzinfo=UTC)
+    assert asyncio.run(store.next_visible_at(now)) is None
+    asyncio.run(store.close())
