@@ -62,11 +62,13 @@ if __name__ == "__main__":
     with df.Runtime(app, store="sqlite:///human_interaction.db") as rt:
         # Short timeouts so that the demo ends in a couple of seconds; the default is 3 days.
         first = rt.client.start_new(
-            approval_workflow, {"id": "expense-1", "amount": 120, "timeout_seconds": 2},
+            approval_workflow,
+            {"id": "expense-1", "amount": 120, "timeout_seconds": 2},
             instance_id="expense-1",
         )
         second = rt.client.start_new(
-            approval_workflow, {"id": "expense-2", "amount": 950, "timeout_seconds": 2},
+            approval_workflow,
+            {"id": "expense-2", "amount": 950, "timeout_seconds": 2},
             instance_id="expense-2",
         )
         # Somebody clicks "approve" on the first request; nobody answers the second one.

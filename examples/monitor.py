@@ -56,14 +56,16 @@ def notify_owner(message: str) -> None:
 
 if __name__ == "__main__":
     with df.Runtime(app, store="sqlite:///monitor.db") as rt:
-        # Poll every 0.2 s and give up after 1 s, so that the demo ends quickly.
+        # Poll every 0.25 s and give up after 1 s, so that the demo ends quickly.
         jobs = [
-            {"job_id": "render-42", "interval_seconds": 0.2, "expiry_seconds": 1},
-            {"job_id": "stuck-7", "interval_seconds": 0.2, "expiry_seconds": 1},
+            {"job_id": "render-42", "interval_seconds": 0.25, "expiry_seconds": 1},
+            {"job_id": "stuck-7", "interval_seconds": 0.25, "expiry_seconds": 1},
         ]
         ids = [rt.client.start_new(monitor_job, job, instance_id=job["job_id"]) for job in jobs]
         for instance_id in ids:
             status = rt.client.wait_for_completion(instance_id, timeout=30)
             result = status.output
-            print(f"{result['job_id']}: {result['status']} after {result['checks']} checks "
-                  f"(custom status: {status.custom_status})")
+            print(
+                f"{result['job_id']}: {result['status']} after {result['checks']} checks "
+                f"(custom status: {status.custom_status})"
+            )

@@ -23,7 +23,11 @@ def process_order(ctx: df.OrchestrationContext):
     if not valid:
         return {"status": "rejected", "order_id": order["id"], "reason": "validation failed"}
 
-    payment = yield ctx.call_activity("process_payment", order)
+    # Activities run at least once, so the payment carries a key that lets the gateway spot a
+    # repeated charge. ctx.new_uuid() gives the same UUID on every replay; uuid.uuid4() would not.
+    payment = yield ctx.call_activity(
+        "process_payment", {"order": order, "idempotency_key": str(ctx.new_uuid())}
+    )
     try:
         shipment = yield ctx.call_activity(ship_order, order)
     except df.TaskFailedError as error:
@@ -53,7 +57,8 @@ def validate_order(order: dict) -> bool:
 
 
 @app.activity
-def process_payment(order: dict) -> dict:
+def process_payment(request: dict) -> dict:
+    order = request["order"]
     return {"id": f"pay-{order['id']}", "amount": order["total"]}
 
 

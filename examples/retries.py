@@ -80,7 +80,8 @@ def charge_card(charge: dict) -> str:
 if __name__ == "__main__":
     with df.Runtime(app, store="sqlite:///retries.db") as rt:
         good = rt.client.start_new(
-            pay_in_currency, {"currency": "USD", "amount": 50, "card": "4111-1111"},
+            pay_in_currency,
+            {"currency": "USD", "amount": 50, "card": "4111-1111"},
             instance_id="payment-good",
         )
         result = rt.client.wait_for_completion(good, timeout=30).output
@@ -89,7 +90,8 @@ if __name__ == "__main__":
 
         attempts.clear()
         declined = rt.client.start_new(
-            pay_in_currency, {"currency": "EUR", "amount": 80, "card": "0000-0000"},
+            pay_in_currency,
+            {"currency": "EUR", "amount": 80, "card": "0000-0000"},
             instance_id="payment-declined",
         )
         result = rt.client.wait_for_completion(declined, timeout=30).output

@@ -55,7 +55,10 @@ def test_order_is_paid_shipped_and_confirmed_in_that_order(load_example: LoadExa
         assert status.runtime_status is df.RuntimeStatus.COMPLETED
         assert status.output == {"status": "completed", "order_id": "A-1", "tracking": "TRK-A-1"}
         assert scheduled(rt, instance_id) == [
-            "validate_order", "process_payment", "ship_order", "send_confirmation"
+            "validate_order",
+            "process_payment",
+            "ship_order",
+            "send_confirmation",
         ]
 
 
@@ -75,12 +78,17 @@ def test_failed_shipment_is_compensated_by_a_refund(load_example: LoadExample) -
         # The orchestration completes (it handled the failure) with the compensation's result.
         assert status.runtime_status is df.RuntimeStatus.COMPLETED
         assert status.output == {
-            "status": "refunded", "order_id": "B-2", "refund_id": "R-9",
+            "status": "refunded",
+            "order_id": "B-2",
+            "refund_id": "R-9",
             "reason": "no carrier ships to AQ",
         }
         assert refunded == [{"id": "pay-B-2", "amount": 180.0}]
         assert scheduled(rt, instance_id) == [
-            "validate_order", "process_payment", "ship_order", "refund_payment"
+            "validate_order",
+            "process_payment",
+            "ship_order",
+            "refund_payment",
         ]
 
 
@@ -129,7 +137,9 @@ def test_approval_times_out_after_exactly_the_timer(load_example: LoadExample) -
 
         status = rt.run_to_completion(instance_id)
         assert status.output == {
-            "id": "expense-7", "status": "escalated", "waited_seconds": 3 * 24 * 3600
+            "id": "expense-7",
+            "status": "escalated",
+            "waited_seconds": 3 * 24 * 3600,
         }
         assert status.last_updated_time == START + timedelta(days=3)
         assert escalated == [request]
@@ -138,8 +148,7 @@ def test_approval_times_out_after_exactly_the_timer(load_example: LoadExample) -
 def test_approval_raised_on_day_two_wins(load_example: LoadExample) -> None:
     example = load_example("human_interaction")
     escalated: list[Any] = []
-    with VirtualRuntime(example.app, activities={"escalate": escalated.append},
-                        start=START) as rt:
+    with VirtualRuntime(example.app, activities={"escalate": escalated.append}, start=START) as rt:
         instance_id = rt.client.start_new(example.approval_workflow, {"id": "expense-8"})
         rt.advance(timedelta(days=2))
         assert status_of(rt, instance_id).runtime_status is df.RuntimeStatus.RUNNING
@@ -205,8 +214,9 @@ HOURLY_FOR_A_DAY = {"interval_seconds": 3600, "expiry_seconds": 24 * 3600}
 def test_monitor_polls_until_the_job_is_done(load_example: LoadExample) -> None:
     example = load_example("monitor")  # its fake "render-42" is done on the third poll
     notified: list[str] = []
-    with VirtualRuntime(example.app, activities={"notify_owner": notified.append},
-                        start=START) as rt:
+    with VirtualRuntime(
+        example.app, activities={"notify_owner": notified.append}, start=START
+    ) as rt:
         instance_id = rt.client.start_new(
             example.monitor_job, {"job_id": "render-42", **HOURLY_FOR_A_DAY}
         )
@@ -231,8 +241,7 @@ def test_monitor_gives_up_at_its_expiry(load_example: LoadExample) -> None:
         polls.append(job_id)
         return "running"
 
-    with VirtualRuntime(example.app, activities={"check_job": still_running},
-                        start=START) as rt:
+    with VirtualRuntime(example.app, activities={"check_job": still_running}, start=START) as rt:
         instance_id = rt.client.start_new(
             example.monitor_job, {"job_id": "stuck-7", **HOURLY_FOR_A_DAY}
         )
@@ -304,19 +313,18 @@ def test_counter_stops_at_its_limit_in_arrival_order(load_example: LoadExample) 
         assert status.output == {"total": 10, "generation": 4, "limit": 10}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="store bug: on continue_as_new, _restart (store/sqlite.py and store/memory.py) "
-    "enqueues the carried-over events after events that arrived during the episode, so a "
-    "later event overtakes earlier ones",
-)
+# A regression test: the stores used to queue the carried-over events behind events that
+# arrived while the restarting episode ran, so a later event overtook earlier ones.
 @pytest.mark.parametrize("kind", ["memory", "sqlite"])
 def test_carried_over_events_stay_ahead_of_events_that_arrive_meanwhile(
     load_example: LoadExample, kind: str, tmp_path: Path
 ) -> None:
     example = load_example("eternal_counter")
-    url = f"memory://examples-{uuid.uuid4().hex}" if kind == "memory" else (
-        f"sqlite:///{tmp_path}/counter.db")
+    url = (
+        f"memory://examples-{uuid.uuid4().hex}"
+        if kind == "memory"
+        else (f"sqlite:///{tmp_path}/counter.db")
+    )
     store = open_store(url)
     try:
         with VirtualRuntime(example.app, store=store) as rt:
@@ -357,8 +365,11 @@ def test_a_flaky_activity_is_retried_with_exponential_backoff(load_example: Load
         )
         status = rt.run_to_completion(instance_id)
 
-        assert status.output == {"status": "charged", "amount": 46.0,
-                                 "receipt": "receipt-1111-46.00"}
+        assert status.output == {
+            "status": "charged",
+            "amount": 46.0,
+            "receipt": "receipt-1111-46.00",
+        }
         assert example.attempts == {"fetch_rate": 3, "charge_card": 1}
         # Durable timers before the retries: 0.5 s, then 0.5 s * 2.
         timers = [e.fire_at for e in history(rt, instance_id) if e.kind == "TimerCreated"]
@@ -375,8 +386,11 @@ def test_a_declined_card_is_not_retried(load_example: LoadExample) -> None:
         )
         status = rt.run_to_completion(instance_id)
 
-        assert status.output == {"status": "declined", "amount": 80.0,
-                                 "reason": "card 0000-0000 declined"}
+        assert status.output == {
+            "status": "declined",
+            "amount": 80.0,
+            "reason": "card 0000-0000 declined",
+        }
         assert example.attempts["charge_card"] == 1
         assert status.last_updated_time == START  # no backoff timer at all
 
@@ -390,8 +404,7 @@ def test_transient_charge_errors_are_retried_up_to_the_limit(load_example: LoadE
         calls.append(charge)
         raise ConnectionError("payment gateway unreachable")
 
-    with VirtualRuntime(example.app, activities={"charge_card": gateway_down},
-                        start=START) as rt:
+    with VirtualRuntime(example.app, activities={"charge_card": gateway_down}, start=START) as rt:
         instance_id = rt.client.start_new(
             example.pay_in_currency, {"currency": "EUR", "amount": 10, "card": "4111-1111"}
         )
@@ -440,10 +453,15 @@ class TestSubOrchestrations:
         assert network is not None
         assert network.parent_instance_id == "site-nantes"
         assert network.output == "10.6.0.0/24"
-        children = [e for e in history(durafn_runtime, instance_id)
-                    if e.kind == "SubOrchestrationInstanceCreated"]
+        children = [
+            e
+            for e in history(durafn_runtime, instance_id)
+            if e.kind == "SubOrchestrationInstanceCreated"
+        ]
         assert [c.name for c in children] == [
-            "prepare_network", "provision_device", "provision_device"
+            "prepare_network",
+            "provision_device",
+            "provision_device",
         ]
         for child in children:
             child_status = client.get_status(child.instance_id)
@@ -499,7 +517,11 @@ def test_async_orchestrator_says_hello_in_order(load_example: LoadExample) -> No
         status = rt.run_to_completion(instance_id)
 
         assert status.output == [
-            "Hello Tokyo!", "Hello Seattle!", "Hello London!", "Hello Lyon!", "Hello Oslo!"
+            "Hello Tokyo!",
+            "Hello Seattle!",
+            "Hello London!",
+            "Hello Lyon!",
+            "Hello Oslo!",
         ]
 
 

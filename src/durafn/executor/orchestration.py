@@ -10,6 +10,7 @@ messages. Time comes only from ``OrchestratorStarted`` events; the wall clock is
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import inspect
 from collections import deque
@@ -394,6 +395,11 @@ class OrchestrationExecutor:
             value, error = yielded._result, yielded.exception
 
     def _yielded_non_task(self, driver: Driver, yielded: Any) -> None:
+        if isinstance(yielded, asyncio.Future):
+            # asyncio.gather / ensure_future scheduled real asyncio work on the worker's loop;
+            # cancel it before it runs, the instance fails below with a clear message.
+            yielded.cancel()
+            yielded.add_done_callback(_retrieve_outcome)
         hint = (
             "await only durafn tasks in an async orchestrator (ctx.create_timer, not asyncio.sleep)"
             if inspect.iscoroutine(driver)
@@ -564,6 +570,11 @@ _CHANGED_CODE_HINT = (
     "The orchestrator code changed while this instance was in flight; deploy such changes "
     "under a new orchestrator name, or let old instances finish first."
 )
+
+
+def _retrieve_outcome(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
 
 
 def _ignore(event: HistoryEvent) -> None:
