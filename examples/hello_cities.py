@@ -1,6 +1,8 @@
 """Hello cities: the function-chaining example of Durable Functions, in durafn.
 
-Run it:  python examples/hello_cities.py
+Run it:    python examples/hello_cities.py
+Serve it:  durafn start examples/hello_cities.py
+           curl -X POST http://localhost:7071/api/orchestrators/hello_cities
 """
 
 import durafn as df
@@ -20,6 +22,12 @@ def hello_cities(ctx: df.OrchestrationContext):
 @app.activity
 def say_hello(city: str) -> str:
     return f"Hello {city}!"
+
+
+@app.route("orchestrators/{function_name}", methods=["POST"])
+async def http_start(req: df.HttpRequest, client: df.AsyncClient) -> df.HttpResponse:
+    instance_id = await client.start_new(req.route_params["function_name"], req.get_json())
+    return client.create_check_status_response(req, instance_id)
 
 
 if __name__ == "__main__":

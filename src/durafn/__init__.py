@@ -1,6 +1,6 @@
 """durafn: Durable Functions for Python, self-hosted."""
 
-from durafn.app import App
+from durafn.app import App, AuthLevel
 from durafn.client.async_client import AsyncClient, OrchestrationStatusPage
 from durafn.client.client import Client
 from durafn.core.errors import (
@@ -20,16 +20,20 @@ from durafn.core.retry import RetryOptions
 from durafn.core.status import FailureDetails, OrchestrationStatus, RuntimeStatus
 from durafn.executor.context import OrchestrationContext
 from durafn.executor.tasks import Task, TimerTask
+from durafn.http.messages import HttpRequest, HttpResponse
 from durafn.runtime import Runtime
 from durafn.worker.worker import WorkerOptions
 
 __all__ = [
     "App",
     "AsyncClient",
+    "AuthLevel",
     "Client",
     "DurafnError",
     "FailureDetails",
     "FunctionNotFound",
+    "HttpRequest",
+    "HttpResponse",
     "InstanceAlreadyExists",
     "InstanceNotFound",
     "InstanceNotRunning",

@@ -3,13 +3,37 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any, TypeVar, overload
 
 from durafn.core.errors import FunctionNotFound
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+class AuthLevel(StrEnum):
+    """Who may call an HTTP function (the Azure Functions levels).
+
+    ``anonymous``: anyone; ``function``: a function key or the master key; ``admin``: the
+    master key. On a loopback address the host requires no key at all.
+    """
+
+    ANONYMOUS = "anonymous"
+    FUNCTION = "function"
+    ADMIN = "admin"
+
+
+@dataclass(frozen=True)
+class HttpRoute:
+    """An HTTP function: served at ``/api/<route>`` for ``methods``."""
+
+    route: str
+    methods: tuple[str, ...]
+    func: Callable[..., Any]
+    auth_level: AuthLevel
+    name: str
 
 
 @dataclass(frozen=True)
@@ -45,6 +69,7 @@ class App:
         self._orchestrators: dict[str, RegisteredFunction] = {}
         self._activities: dict[str, RegisteredFunction] = {}
         self._names: dict[int, str] = {}
+        self._routes: list[HttpRoute] = []
 
     @overload
     def orchestrator(self, func: F, /) -> F: ...
@@ -88,6 +113,41 @@ class App:
 
         return register if func is None else register(func)
 
+    def route(
+        self,
+        route: str,
+        methods: Sequence[str] | None = None,
+        *,
+        auth_level: AuthLevel | str = AuthLevel.FUNCTION,
+        name: str | None = None,
+    ) -> Callable[[F], F]:
+        """Register an HTTP function served by ``durafn start`` at ``/api/<route>``.
+
+        ``route`` may hold parameters (``orchestrators/{function_name}``), read from
+        ``req.route_params``. The function takes a ``df.HttpRequest`` and, when it has a parameter
+        annotated ``df.AsyncClient`` (or ``df.Client`` for a plain ``def``), a client. It returns
+        a ``df.HttpResponse``, a Starlette response, or a JSON-able value.
+        """
+        path = route.strip("/")
+        if not path or not path.isprintable() or " " in path:
+            raise ValueError(f"route must be a non-empty URL path: {route!r}")
+        verbs = tuple(m.upper() for m in (methods or ("GET", "POST")))
+        level = AuthLevel(auth_level)
+
+        def register(f: F) -> F:
+            taken = [r for r in self._routes if r.route == path and set(r.methods) & set(verbs)]
+            if taken:
+                raise ValueError(f"route {path!r} is already registered for {taken[0].methods}")
+            self._routes.append(HttpRoute(path, verbs, f, level, name or f.__name__))
+            return f
+
+        return register
+
+    @property
+    def routes(self) -> list[HttpRoute]:
+        """The HTTP functions, in registration order."""
+        return list(self._routes)
+
     def replaced(self, activities: Mapping[str, Callable[..., Any]]) -> App:
         """A copy of this app whose named activities are replaced (mocks in tests).
 
@@ -98,6 +158,7 @@ class App:
         copy._orchestrators = dict(self._orchestrators)
         copy._activities = dict(self._activities)
         copy._names = dict(self._names)
+        copy._routes = list(self._routes)
         for name, func in activities.items():
             self.get_activity(name)
             copy._activities[name] = RegisteredFunction(name, func)

@@ -4,11 +4,14 @@ import durafn
 
 EXPECTED = {
     "App",
+    "AuthLevel",
     "AsyncClient",
     "Client",
     "DurafnError",
     "FailureDetails",
     "FunctionNotFound",
+    "HttpRequest",
+    "HttpResponse",
     "InstanceAlreadyExists",
     "InstanceNotFound",
     "InstanceNotRunning",

@@ -6,9 +6,11 @@ import asyncio
 import logging
 import signal
 from datetime import timedelta
+from pathlib import Path
 
 import click
 
+from durafn.app import App
 from durafn.loader import AppNotFound, load_app
 from durafn.store import STORE_ENV_VAR, open_store
 from durafn.worker.worker import Worker, WorkerOptions
@@ -67,10 +69,7 @@ def worker(
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    try:
-        loaded = load_app(app)
-    except AppNotFound as exc:
-        raise click.UsageError(str(exc)) from exc
+    loaded = _load(app)
     options = WorkerOptions(
         max_concurrent_activities=max_activities,
         max_concurrent_orchestrations=max_orchestrations,
@@ -79,10 +78,7 @@ def worker(
     asyncio.run(_serve(loaded, store_url, options))
 
 
-async def _serve(app: object, store_url: str | None, options: WorkerOptions) -> None:
-    from durafn.app import App
-
-    assert isinstance(app, App)
+async def _serve(app: App, store_url: str | None, options: WorkerOptions) -> None:
     store = open_store(store_url)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -99,6 +95,77 @@ async def _serve(app: object, store_url: str | None, options: WorkerOptions) -> 
         await worker.run(stop)
     finally:
         await store.close()
+
+
+DEFAULT_APP_FILES = ("function_app.py", "app.py")
+
+
+def _load(spec: str | None) -> App:
+    if spec is None:
+        found = [name for name in DEFAULT_APP_FILES if Path(name).is_file()]
+        if not found:
+            raise click.UsageError(
+                f"no APP given and no {' or '.join(DEFAULT_APP_FILES)} here; "
+                "pass module:attribute or path/to/file.py"
+            )
+        spec = found[0]
+    try:
+        return load_app(spec)
+    except AppNotFound as exc:
+        raise click.UsageError(str(exc)) from exc
+
+
+@main.command()
+@click.argument("app", required=False)
+@click.option(
+    "--store",
+    "store_url",
+    envvar=STORE_ENV_VAR,
+    default=None,
+    help="Store URL (default: $DURAFN_STORE or sqlite:///durafn.db).",
+)
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address to listen on; off loopback, keys are required.",
+)
+@click.option("--port", default=7071, show_default=True, help="Port to listen on.")
+@click.option(
+    "--require-keys/--no-require-keys",
+    default=None,
+    help="Force keys on or off (default: required only off loopback).",
+)
+@click.option("--log-level", default="WARNING", show_default=True)
+def start(
+    app: str | None,
+    store_url: str | None,
+    host: str,
+    port: int,
+    require_keys: bool | None,
+    log_level: str,
+) -> None:
+    """Serve APP: its HTTP functions under /api, the management API and the workers.
+
+    APP is module:attribute or path/to/file.py (default: function_app.py or app.py here).
+    Stop with Ctrl-C or SIGTERM: in-flight work finishes or is released first.
+    """
+    from durafn.host.server import HostOptions, serve
+
+    logging.basicConfig(
+        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    loaded = _load(app)
+    options = HostOptions(host=host, port=port, require_keys=require_keys)
+
+    async def run() -> None:
+        store = open_store(store_url)
+        try:
+            await serve(loaded, store, options, announce=lambda line: click.echo(line))
+        finally:
+            await store.close()
+
+    asyncio.run(run())
 
 
 if __name__ == "__main__":

@@ -23,6 +23,8 @@ from durafn.core.history import (
 from durafn.core.ids import new_instance_id, validate_event_name, validate_instance_id
 from durafn.core.status import OrchestrationStatus, RuntimeStatus
 from durafn.core.times import as_utc_optional
+from durafn.http.messages import HttpRequest, HttpResponse
+from durafn.http.urls import base_url_of, management_urls
 from durafn.store import Store, open_store
 from durafn.store.base import InstanceQuery, InstanceRecord, NewInstance
 from durafn.worker.checkpoint import new_execution_id
@@ -56,6 +58,9 @@ class AsyncClient:
         self.store: Store = store if isinstance(store, Store) else open_store(store)
         self.app = app
         self.clock = clock or SystemClock()
+        # Set by the host: where its management API is served, and the key its URLs carry.
+        self.http_base_url: str | None = None
+        self.http_key: str | None = None
 
     async def close(self) -> None:
         """Close the store if this client opened it."""
@@ -191,6 +196,55 @@ class AsyncClient:
                     f"{seconds} s"
                 )
             await self.store.wait_for_change(token, min(remaining, 1.0))
+
+    # ------------------------------------------------------------------ HTTP helpers
+
+    def create_http_management_payload(
+        self, instance_id: str, *, base_url: str | None = None
+    ) -> dict[str, str]:
+        """The management URLs of an instance (``id``, ``statusQueryGetUri``, ...).
+
+        ``base_url`` defaults to the address of the host this client runs in.
+        """
+        validate_instance_id(instance_id)
+        base = base_url or self.http_base_url
+        if base is None:
+            raise ValueError("no base URL: pass base_url= (the host sets it for its clients)")
+        return management_urls(base, instance_id, self.store.task_hub, self.http_key)
+
+    def create_check_status_response(self, req: HttpRequest, instance_id: str) -> HttpResponse:
+        """A 202 response pointing at the instance's status URL (``Location``, ``Retry-After``)
+        with the management URLs as its JSON body, built from the request's base URL."""
+        payload = self.create_http_management_payload(instance_id, base_url=base_url_of(req.url))
+        return HttpResponse.json(
+            payload,
+            status_code=202,
+            headers={"Location": payload["statusQueryGetUri"], "Retry-After": "10"},
+        )
+
+    async def wait_for_completion_or_create_check_status_response(
+        self,
+        req: HttpRequest,
+        instance_id: str,
+        timeout_in_milliseconds: int = 10_000,
+        retry_interval_in_milliseconds: int = 1_000,
+    ) -> HttpResponse:
+        """The instance's output (200) if it finishes within the timeout, else the 202
+        check-status response. A failed or terminated instance answers 500 or 200 with its
+        status document."""
+        del retry_interval_in_milliseconds  # the store tells us when something changed
+        try:
+            status = await self.wait_for_completion(
+                instance_id, timeout=timeout_in_milliseconds / 1000
+            )
+        except TimeoutError:
+            return self.create_check_status_response(req, instance_id)
+        if status.runtime_status is RuntimeStatus.COMPLETED:
+            return HttpResponse.json(status.output)
+        from durafn.http.status_json import status_to_json
+
+        code = 500 if status.runtime_status is RuntimeStatus.FAILED else 200
+        return HttpResponse.json(status_to_json(status), status_code=code)
 
     # ------------------------------------------------------------------ steering
 

@@ -1,0 +1,221 @@
+"""The management API under ``/runtime/webhooks/durabletask``, with Durable Functions routes.
+
+Every handler translates one request into one :class:`~durafn.AsyncClient` call; the mapping of
+errors to status codes lives in :mod:`durafn.host.errors`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from durafn.core.status import RuntimeStatus
+from durafn.host.errors import BadRequest
+from durafn.host.requests import client_of, read_json_body, require_key
+from durafn.http.status_json import status_to_json
+from durafn.http.urls import MANAGEMENT_PREFIX, base_url_of
+
+CONTINUATION_HEADER = "x-ms-continuation-token"
+
+
+async def start_orchestration(request: Request) -> Response:
+    require_key(request, "system")
+    client = client_of(request)
+    name = request.path_params["function_name"]
+    instance_id = request.path_params.get("instance_id")
+    body = await read_json_body(request)
+    instance_id = await client.start_new(name, body, instance_id=instance_id)
+    payload = client.create_http_management_payload(
+        instance_id, base_url=base_url_of(str(request.url))
+    )
+    return JSONResponse(
+        payload,
+        status_code=202,
+        headers={"Location": payload["statusQueryGetUri"], "Retry-After": "10"},
+    )
+
+
+async def get_instance(request: Request) -> Response:
+    require_key(request, "system")
+    client = client_of(request)
+    params = request.query_params
+    status = await client.get_status(
+        request.path_params["instance_id"],
+        show_history=_flag(params.get("showHistory")),
+        show_history_output=_flag(params.get("showHistoryOutput")),
+        show_input=_flag(params.get("showInput"), default=True),
+    )
+    if status is None:
+        return _not_found(request.path_params["instance_id"])
+    code = 200 if status.is_finished else 202
+    if status.runtime_status is RuntimeStatus.FAILED and _flag(
+        params.get("returnInternalServerErrorOnFailure")
+    ):
+        code = 500
+    return JSONResponse(status_to_json(status), status_code=code)
+
+
+async def list_instances(request: Request) -> Response:
+    require_key(request, "system")
+    client = client_of(request)
+    params = request.query_params
+    top = _int(params.get("top"), "top", default=100)
+    statuses = [s for s in (params.get("runtimeStatus") or "").split(",") if s.strip()]
+    page = await client.get_status_by(
+        runtime_status=[s.strip() for s in statuses] or None,
+        created_time_from=_time(params.get("createdTimeFrom"), "createdTimeFrom"),
+        created_time_to=_time(params.get("createdTimeTo"), "createdTimeTo"),
+        instance_id_prefix=params.get("instanceIdPrefix") or None,
+        page_size=top,
+        continuation_token=request.headers.get(CONTINUATION_HEADER) or None,
+        show_input=_flag(params.get("showInput")),
+    )
+    headers = {CONTINUATION_HEADER: page.continuation_token} if page.continuation_token else {}
+    return JSONResponse([status_to_json(s) for s in page.instances], headers=headers)
+
+
+async def purge_instance(request: Request) -> Response:
+    require_key(request, "system")
+    deleted = await client_of(request).purge_instance_history(request.path_params["instance_id"])
+    if deleted == 0:
+        return _not_found(request.path_params["instance_id"])
+    return JSONResponse({"instancesDeleted": deleted})
+
+
+async def purge_instances(request: Request) -> Response:
+    require_key(request, "system")
+    params = request.query_params
+    statuses = [s.strip() for s in (params.get("runtimeStatus") or "").split(",") if s.strip()]
+    deleted = await client_of(request).purge_instance_history_by(
+        created_time_from=_time(params.get("createdTimeFrom"), "createdTimeFrom"),
+        created_time_to=_time(params.get("createdTimeTo"), "createdTimeTo"),
+        runtime_status=statuses or None,
+    )
+    if deleted == 0:
+        return JSONResponse(
+            {"error": "NotFound", "message": "no finished instance matched"}, status_code=404
+        )
+    return JSONResponse({"instancesDeleted": deleted})
+
+
+async def raise_event(request: Request) -> Response:
+    require_key(request, "system")
+    data = await read_json_body(request)
+    await client_of(request).raise_event(
+        request.path_params["instance_id"], request.path_params["event_name"], data
+    )
+    return Response(status_code=202)
+
+
+async def terminate(request: Request) -> Response:
+    require_key(request, "system")
+    await client_of(request).terminate(
+        request.path_params["instance_id"], request.query_params.get("reason")
+    )
+    return Response(status_code=202)
+
+
+async def suspend(request: Request) -> Response:
+    require_key(request, "system")
+    await client_of(request).suspend(
+        request.path_params["instance_id"], request.query_params.get("reason")
+    )
+    return Response(status_code=202)
+
+
+async def resume(request: Request) -> Response:
+    require_key(request, "system")
+    await client_of(request).resume(
+        request.path_params["instance_id"], request.query_params.get("reason")
+    )
+    return Response(status_code=202)
+
+
+async def restart(request: Request) -> Response:
+    """Start the instance's orchestrator again with its original input.
+
+    With ``restartWithNewInstanceId=true`` (the default, as in Durable Functions) the new run
+    gets a new id; otherwise the finished instance is replaced under its own id.
+    """
+    require_key(request, "system")
+    client = client_of(request)
+    instance_id = request.path_params["instance_id"]
+    status = await client.get_status(instance_id)
+    if status is None:
+        return _not_found(instance_id)
+    new_id = (
+        None
+        if _flag(request.query_params.get("restartWithNewInstanceId"), default=True)
+        else instance_id
+    )
+    started = await client.start_new(status.name, status.input, instance_id=new_id)
+    payload = client.create_http_management_payload(started, base_url=base_url_of(str(request.url)))
+    return JSONResponse(
+        payload,
+        status_code=202,
+        headers={"Location": payload["statusQueryGetUri"], "Retry-After": "10"},
+    )
+
+
+def management_routes() -> list[Route]:
+    base = MANAGEMENT_PREFIX
+    instance = f"{base}/instances/{{instance_id}}"
+    return [
+        Route(f"{base}/orchestrators/{{function_name}}", start_orchestration, methods=["POST"]),
+        Route(
+            f"{base}/orchestrators/{{function_name}}/{{instance_id}}",
+            start_orchestration,
+            methods=["POST"],
+        ),
+        Route(f"{base}/instances", list_instances, methods=["GET"]),
+        Route(f"{base}/instances", purge_instances, methods=["DELETE"]),
+        Route(instance, get_instance, methods=["GET"]),
+        Route(instance, purge_instance, methods=["DELETE"]),
+        Route(f"{instance}/raiseEvent/{{event_name}}", raise_event, methods=["POST"]),
+        Route(f"{instance}/terminate", terminate, methods=["POST"]),
+        Route(f"{instance}/suspend", suspend, methods=["POST"]),
+        Route(f"{instance}/resume", resume, methods=["POST"]),
+        Route(f"{instance}/restart", restart, methods=["POST"]),
+    ]
+
+
+def _not_found(instance_id: str) -> Response:
+    return JSONResponse(
+        {"error": "InstanceNotFound", "message": f"no instance with id {instance_id!r}"},
+        status_code=404,
+    )
+
+
+def _flag(value: str | None, default: bool = False) -> bool:
+    if value is None or value == "":
+        return default
+    lowered = value.lower()
+    if lowered in {"true", "1"}:
+        return True
+    if lowered in {"false", "0"}:
+        return False
+    raise BadRequest(f"expected true or false, got {value!r}")
+
+
+def _int(value: str | None, name: str, default: int) -> int:
+    if value is None or value == "":
+        return default
+    try:
+        number = int(value)
+    except ValueError:
+        raise BadRequest(f"{name} must be a whole number, got {value!r}") from None
+    if not 1 <= number <= 1000:
+        raise BadRequest(f"{name} must be between 1 and 1000")
+    return number
+
+
+def _time(value: str | None, name: str) -> datetime | None:
+    if not value:
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise BadRequest(f"{name} must be an ISO 8601 time, got {value!r}") from None

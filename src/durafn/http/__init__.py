@@ -1,0 +1,1 @@
+"""HTTP in the programming model: request and response types, and management URLs."""
