@@ -6,6 +6,7 @@ errors to status codes lives in :mod:`durafn.host.errors`.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 
 from starlette.requests import Request
@@ -193,15 +194,15 @@ def _flag(value: str | None, default: bool = False) -> bool:
     if value is None or value == "":
         return default
     lowered = value.lower()
-    if lowered in {"true", "1"}:
+    if lowered == "true":
         return True
-    if lowered in {"false", "0"}:
+    if lowered == "false":
         return False
     raise BadRequest(f"expected true or false, got {value!r}")
 
 
 def _int(value: str | None, name: str, default: int) -> int:
-    if value is None or value == "":
+    if value is None:
         return default
     try:
         number = int(value)
@@ -212,10 +213,21 @@ def _int(value: str | None, name: str, default: int) -> int:
     return number
 
 
+_DATE_TIME = re.compile(
+    r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,6})?([Zz]|[+-]\d{2}:\d{2})"
+)
+
+
 def _time(value: str | None, name: str) -> datetime | None:
-    if not value:
+    """An RFC 3339 date-time with its offset (``2026-01-02T03:04:05Z``), or ``None``."""
+    if value is None:
         return None
+    if not _DATE_TIME.fullmatch(value):
+        raise BadRequest(
+            f"{name} must be an ISO 8601 date-time with an offset, such as "
+            f"2026-01-02T03:04:05Z; got {value!r}"
+        )
     try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+        return datetime.fromisoformat(value.upper().replace("Z", "+00:00"))
     except ValueError:
-        raise BadRequest(f"{name} must be an ISO 8601 time, got {value!r}") from None
+        raise BadRequest(f"{name} is not a valid date-time: {value!r}") from None

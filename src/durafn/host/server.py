@@ -19,6 +19,7 @@ from durafn.host.errors import exception_handlers
 from durafn.host.functions import function_routes
 from durafn.host.keys import HostKeys, is_loopback
 from durafn.host.management import management_routes
+from durafn.host.openapi import openapi_routes
 from durafn.host.requests import DEFAULT_MAX_BODY_BYTES, HostState
 from durafn.store.base import Store
 from durafn.worker.worker import Worker, WorkerOptions
@@ -48,7 +49,7 @@ def create_asgi_app(
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
 ) -> Starlette:
     """The host's ASGI application (usable on its own, e.g. under another ASGI server)."""
-    routes: list[BaseRoute] = [*function_routes(app), *management_routes()]
+    routes: list[BaseRoute] = [*function_routes(app), *management_routes(), *openapi_routes()]
     asgi = Starlette(routes=routes, exception_handlers=exception_handlers())
     asgi.state.durafn = HostState(client=client, keys=keys, max_body_bytes=max_body_bytes)
     return asgi
