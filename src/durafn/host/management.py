@@ -51,7 +51,13 @@ async def get_instance(request: Request) -> Response:
     )
     if status is None:
         return _not_found(request.path_params["instance_id"])
-    code = 200 if status.is_finished else 202
+    if not status.is_finished:
+        return JSONResponse(
+            status_to_json(status),
+            status_code=202,
+            headers={"Location": str(request.url), "Retry-After": "5"},
+        )
+    code = 200
     if status.runtime_status is RuntimeStatus.FAILED and _flag(
         params.get("returnInternalServerErrorOnFailure")
     ):
@@ -72,7 +78,7 @@ async def list_instances(request: Request) -> Response:
         instance_id_prefix=params.get("instanceIdPrefix") or None,
         page_size=top,
         continuation_token=request.headers.get(CONTINUATION_HEADER) or None,
-        show_input=_flag(params.get("showInput")),
+        show_input=_flag(params.get("showInput"), default=True),
     )
     headers = {CONTINUATION_HEADER: page.continuation_token} if page.continuation_token else {}
     return JSONResponse([status_to_json(s) for s in page.instances], headers=headers)
@@ -90,8 +96,11 @@ async def purge_instances(request: Request) -> Response:
     require_key(request, "system")
     params = request.query_params
     statuses = [s.strip() for s in (params.get("runtimeStatus") or "").split(",") if s.strip()]
+    created_from = _time(params.get("createdTimeFrom"), "createdTimeFrom")
+    if created_from is None:
+        raise BadRequest("createdTimeFrom is required to purge many instances")
     deleted = await client_of(request).purge_instance_history_by(
-        created_time_from=_time(params.get("createdTimeFrom"), "createdTimeFrom"),
+        created_time_from=created_from,
         created_time_to=_time(params.get("createdTimeTo"), "createdTimeTo"),
         runtime_status=statuses or None,
     )

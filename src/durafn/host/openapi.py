@@ -135,7 +135,7 @@ def build_openapi() -> dict[str, Any]:
                             {"type": "integer", "minimum": 1, "maximum": 1000},
                             "Page size (default 100).",
                         ),
-                        _param("showInput", "query", _FLAG, "Include inputs."),
+                        _param("showInput", "query", _FLAG, "Include inputs (default true)."),
                         _param(
                             "x-ms-continuation-token",
                             "header",
@@ -158,7 +158,7 @@ def build_openapi() -> dict[str, Any]:
                 },
                 "delete": {
                     "summary": "Purge finished instances matching the filters",
-                    "parameters": filters,
+                    "parameters": [filters[0], {**filters[1], "required": True}, filters[2]],
                     "responses": {
                         "200": _json(_PURGED, "Purged."),
                         "404": _json(_ERROR, "Nothing matched."),

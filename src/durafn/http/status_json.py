@@ -37,10 +37,10 @@ def to_plain_json(value: Any) -> Any:
 
 
 def timestamp(moment: datetime | None) -> str | None:
-    """``2026-01-02T03:04:05.123456Z``: UTC in ISO 8601 with a ``Z``."""
+    """``2026-01-02T03:04:05Z``: UTC, whole seconds, as Durable Functions writes times."""
     if moment is None:
         return None
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def status_to_json(status: OrchestrationStatus) -> dict[str, Any]:
