@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -752,11 +753,11 @@ def test_sub_orchestrations_result_explicit_id_and_failure(client: df.Client, fo
     out = status.output
     assert out["instance_id"] == parent_id
     assert out["parent_instance_id"] is None
-    assert out["by_name"] == {
-        "value": "A",
-        "instance_id": f"{parent_id}:0000",
-        "parent_instance_id": parent_id,
-    }
+    by_name = out["by_name"]
+    assert by_name["value"] == "A"
+    assert by_name["parent_instance_id"] == parent_id
+    # A default child id is the parent's id, its execution, and the step number.
+    assert re.fullmatch(rf"{parent_id}:[0-9a-f]{{8}}:0000", by_name["instance_id"])
     assert out["explicit"] == {
         "value": "B",
         "instance_id": f"{parent_id}-child",

@@ -12,6 +12,7 @@ from durafn.executor.actions import CreateTimer, StartSubOrchestration
 from durafn.executor.orchestration import execute
 
 from .factories import (
+    EXECUTION_ID,
     INSTANCE_ID,
     T0,
     Run,
@@ -48,11 +49,11 @@ def test_default_child_instance_id_is_derived_from_the_parent(form: str) -> None
 
     run = Run(_app_with_child(form, gen, coro))
     assert run.start().actions == [
-        StartSubOrchestration(0, "child", f"{INSTANCE_ID}:0000", enc({"n": 1}))
+        StartSubOrchestration(0, "child", f"{INSTANCE_ID}:{EXECUTION_ID}:0000", enc({"n": 1}))
     ]
     assert run.kinds()[2] == "SubOrchestrationInstanceCreated"
     assert run.complete(0, "one").actions == [
-        StartSubOrchestration(1, "child", f"{INSTANCE_ID}:0001", enc({"n": 2}))
+        StartSubOrchestration(1, "child", f"{INSTANCE_ID}:{EXECUTION_ID}:0001", enc({"n": 2}))
     ]
     result = run.complete(1, "two")
     assert result.status is RuntimeStatus.COMPLETED
@@ -132,12 +133,12 @@ def test_sub_orchestration_retry(form: str, explicit_id: str | None, spelling: s
         return await call(ctx)
 
     run = Run(_app_with_child(form, gen, coro))
-    first_id = explicit_id or f"{INSTANCE_ID}:0000"
+    first_id = explicit_id or f"{INSTANCE_ID}:{EXECUTION_ID}:0000"
     assert run.start().actions == [StartSubOrchestration(0, "child", first_id, enc("in"))]
     failed_at = run.now
     assert run.fail(0).actions == [CreateTimer(1, failed_at + timedelta(seconds=30))]
     # An explicit id is reused; a derived one follows the retry's own sequence number.
-    retry_id = explicit_id or f"{INSTANCE_ID}:0002"
+    retry_id = explicit_id or f"{INSTANCE_ID}:{EXECUTION_ID}:0002"
     assert run.fire(1).actions == [StartSubOrchestration(2, "child", retry_id, enc("in"))]
     result = run.fail(2)
     assert result.status is RuntimeStatus.FAILED
@@ -187,7 +188,7 @@ def test_child_sees_its_parent_instance_id(form: str) -> None:
         await ctx.create_timer(timedelta(seconds=1))
         return [ctx.instance_id, ctx.parent_instance_id, ctx.name]
 
-    child_id = f"{INSTANCE_ID}:0000"
+    child_id = f"{INSTANCE_ID}:{EXECUTION_ID}:0000"
     run = Run(app_with(form, gen, coro, name="child"), child_id)
     run.start("child", parent_instance_id=INSTANCE_ID)
     run.fire(0)
@@ -212,7 +213,7 @@ def test_hand_built_sub_orchestration_history(form: str) -> None:
     past = [
         orchestrator_started(T0),
         started("main"),
-        sub_created(0, "child", f"{INSTANCE_ID}:0000", 5),
+        sub_created(0, "child", f"{INSTANCE_ID}:{EXECUTION_ID}:0000", 5),
         # A child finishing twice (an at-least-once delivery) is applied once.
     ]
     result = execute(app, INSTANCE_ID, past, [sub_completed(0, 21), sub_completed(0, 99)], T0)
@@ -220,7 +221,7 @@ def test_hand_built_sub_orchestration_history(form: str) -> None:
     assert result.output == enc(42)
     assert [e.kind for e in result.new_events].count("SubOrchestrationInstanceCompleted") == 1
 
-    renamed = [*past[:2], sub_created(0, "other_child", f"{INSTANCE_ID}:0000", 5)]
+    renamed = [*past[:2], sub_created(0, "other_child", f"{INSTANCE_ID}:{EXECUTION_ID}:0000", 5)]
     result = execute(app, INSTANCE_ID, renamed, [], T0)
     assert result.status is RuntimeStatus.FAILED
     assert (

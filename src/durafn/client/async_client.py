@@ -116,7 +116,10 @@ class AsyncClient:
             if not name_or_func:
                 raise ValueError("orchestrator name must not be empty")
             return name_or_func
-        return str(getattr(name_or_func, "__name__", name_or_func))
+        raise TypeError(
+            "without an app the client cannot tell a function's registered name: pass the "
+            "orchestrator's name, or create the client with app="
+        )
 
     # ------------------------------------------------------------------ querying
 

@@ -8,6 +8,9 @@ from datetime import timedelta
 
 from durafn.core.status import FailureDetails
 
+# The longest single retry wait: a durable timer a year out is as good as never.
+_MAX_DELAY = 366 * 24 * 3600.0
+
 
 @dataclass(frozen=True)
 class RetryOptions:
@@ -38,10 +41,16 @@ class RetryOptions:
 
     def delay_before(self, attempt: int) -> timedelta:
         """The wait before attempt number ``attempt`` (2 for the first retry)."""
-        delay = self.first_retry_interval * (self.backoff_coefficient ** (attempt - 2))
-        if self.max_retry_interval is not None:
-            delay = min(delay, self.max_retry_interval)
-        return delay
+        # In float seconds, capped before it becomes a timedelta: a long backoff series must
+        # not overflow.
+        try:
+            seconds = self.first_retry_interval.total_seconds() * (
+                self.backoff_coefficient ** (attempt - 2)
+            )
+        except OverflowError:
+            seconds = float("inf")
+        cap = self.max_retry_interval.total_seconds() if self.max_retry_interval else _MAX_DELAY
+        return timedelta(seconds=min(seconds, cap, _MAX_DELAY))
 
     def should_retry(self, failure: FailureDetails, attempts_made: int, elapsed: timedelta) -> bool:
         """Whether another attempt follows ``attempts_made`` failed ones."""

@@ -100,6 +100,11 @@ class EpisodeResult:
     custom_status: str | None = None
     continue_as_new: ContinueAsNewRequest | None = None
     started: ExecutionStarted | None = None
+    # How many of the episode's messages were looked at; the rest came after the execution
+    # ended (a terminate after a continue_as_new, say) and belong to what follows.
+    applied: int = 0
+    # Sub-orchestrations still running when the instance was terminated: they are terminated too.
+    children_to_terminate: list[str] = field(default_factory=list)
 
     @property
     def is_finished(self) -> bool:
@@ -115,6 +120,7 @@ class _OpenTask:
     kind: str
     name: str
     retry: _RetryState | None = None
+    child_instance_id: str | None = None
 
 
 @dataclass
@@ -190,11 +196,14 @@ class OrchestrationExecutor:
         self.is_replaying = False
         first_new = len(self.history)
         self._record(OrchestratorStarted(timestamp=now))
-        remaining = list(messages)
-        while remaining and self._completion is None:
-            message = remaining.pop(0)
+        applied = 0
+        for message in messages:
+            if self._completion is not None:
+                break
+            applied += 1
             if self._accepts(message):
                 self._record(message)
+        remaining = list(messages[applied:])
         actions: list[Action] = []
         if self._completion is None:
             for action in self._pending_actions.values():
@@ -214,11 +223,23 @@ class OrchestrationExecutor:
             custom_status=self._custom_status,
             continue_as_new=self._continue_as_new,
             started=self._started,
+            applied=applied,
+            children_to_terminate=self._open_children()
+            if status is RuntimeStatus.TERMINATED
+            else [],
         )
+
+    def _open_children(self) -> list[str]:
+        return [e.child_instance_id for e in self._open.values() if e.child_instance_id]
 
     @property
     def is_finished(self) -> bool:
         return self._completion is not None
+
+    @property
+    def started(self) -> ExecutionStarted | None:
+        """The start event of the current execution, once seen."""
+        return self._started
 
     # ------------------------------------------------------------------ called by the context
 
@@ -243,8 +264,8 @@ class OrchestrationExecutor:
     ) -> Task[Any]:
         task: Task[Any] = Task()
         state = self._retry_state(retry, encoded_input, instance_id)
-        event_id = self._start_sub_orchestration(name, encoded_input, instance_id)
-        self._open[event_id] = _OpenTask(task, "sub-orchestration", name, state)
+        event_id, child = self._start_sub_orchestration(name, encoded_input, instance_id)
+        self._open[event_id] = _OpenTask(task, "sub-orchestration", name, state, child)
         return task
 
     def create_timer(self, fire_at: datetime) -> TimerTask:
@@ -284,12 +305,14 @@ class OrchestrationExecutor:
 
     def _start_sub_orchestration(
         self, name: str, encoded_input: str | None, instance_id: str | None
-    ) -> int:
-        return self._add_action(
-            lambda i: StartSubOrchestration(
-                i, name, instance_id or f"{self.instance_id}:{i:04d}", encoded_input
-            )
-        )
+    ) -> tuple[int, str]:
+        # A default child id names the execution too, so the children of an execution that
+        # continued as new never collide with those of the one before.
+        execution = self._started.execution_id[:8] if self._started else "0"
+        event_id = self._sequence
+        child = instance_id or f"{self.instance_id}:{execution}:{event_id:04d}"
+        self._add_action(lambda i: StartSubOrchestration(i, name, child, encoded_input))
+        return event_id, child
 
     def _record(self, event: HistoryEvent) -> None:
         self.history.append(event)
@@ -388,6 +411,8 @@ class OrchestrationExecutor:
             if not isinstance(yielded, Task):
                 self._yielded_non_task(driver, yielded)
                 return
+            if not yielded.is_complete:
+                self._feed_awaited_waiters(yielded)
             if not yielded.is_complete:
                 self._waiting_on = yielded
                 yielded._on_complete(self._resume_after)
@@ -490,10 +515,11 @@ class OrchestrationExecutor:
                 f"{action.describe()}. {_CHANGED_CODE_HINT}"
             )
 
-    def _awaited_tasks(self) -> set[Task[Any]]:
-        """The task the code waits on, and every task inside it (for task_all / task_any)."""
+    @staticmethod
+    def _awaited_tasks(root: Task[Any] | None) -> set[Task[Any]]:
+        """``root`` and every task inside it (for task_all / task_any)."""
         found: set[Task[Any]] = set()
-        stack = [self._waiting_on] if self._waiting_on is not None else []
+        stack = [root] if root is not None else []
         while stack:
             task = stack.pop()
             found.add(task)
@@ -541,7 +567,9 @@ class OrchestrationExecutor:
             if entry.kind == "activity":
                 event_id = self._add_action(lambda i: ScheduleActivity(i, entry.name, state.input))
             else:
-                event_id = self._start_sub_orchestration(entry.name, state.input, state.instance_id)
+                event_id, entry.child_instance_id = self._start_sub_orchestration(
+                    entry.name, state.input, state.instance_id
+                )
             self._open[event_id] = entry
             return
         task = entry.task
@@ -550,20 +578,34 @@ class OrchestrationExecutor:
         task._complete(None)
 
     def _on_event_raised(self, event: EventRaised) -> None:
+        # An event goes to a wait the code is awaiting now (oldest first). A wait it abandoned
+        # (the loser of an earlier task_any against a timer, say) gets nothing: the event is
+        # kept until the code awaits a wait for it again.
         waiters = self._event_waiters.get(event.name)
         if waiters:
-            # Oldest first, but a wait the code is awaiting right now beats one it abandoned
-            # (the loser of an earlier task_any against a timer, say).
-            live = [task for task in waiters if not task.is_complete]
-            awaited = self._awaited_tasks()
-            chosen = next((task for task in live if task in awaited), live[0] if live else None)
+            awaited = self._awaited_tasks(self._waiting_on)
+            chosen = next((t for t in waiters if t in awaited and not t.is_complete), None)
             if chosen is not None:
-                live.remove(chosen)
-                self._event_waiters[event.name] = deque(live)
+                waiters.remove(chosen)
                 chosen._complete(codec.decode(event.input))
                 return
         self._arrivals += 1
         self._event_buffer.setdefault(event.name, deque()).append((self._arrivals, event))
+
+    def _feed_awaited_waiters(self, root: Task[Any]) -> None:
+        """Hand kept events to the waits inside ``root``, which the code is about to await."""
+        if not self._event_buffer:
+            return
+        awaited = self._awaited_tasks(root)
+        for name, waiters in self._event_waiters.items():
+            buffered = self._event_buffer.get(name)
+            for task in list(waiters):
+                if not buffered:
+                    break
+                if task in awaited and not task.is_complete:
+                    waiters.remove(task)
+                    _, event = buffered.popleft()
+                    task._complete(codec.decode(event.input))
 
 
 _CHANGED_CODE_HINT = (

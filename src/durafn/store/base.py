@@ -139,6 +139,8 @@ class Checkpoint:
     # continue_as_new: the new execution's start event and the events it carries over.
     restart: ExecutionStarted | None = None
     carryover: list[EventRaised] = field(default_factory=list)
+    # Events consumed without being applied (they reached an execution that had ended).
+    dropped_events: int = 0
 
 
 @dataclass(frozen=True)

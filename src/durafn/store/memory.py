@@ -378,6 +378,7 @@ class MemoryStore:
         record.failure = cp.failure
         record.updated_at = _moment(now)
         record.completed_at = _moment(now) if finished else None
+        instance.dropped_events += cp.dropped_events
         instance.locked_by = instance.lock_expires_at = None
         for seq in cp.consumed:
             instance.inbox.pop(seq, None)

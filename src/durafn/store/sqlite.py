@@ -120,10 +120,12 @@ class SqliteStore:
             conn.execute("BEGIN IMMEDIATE")
             try:
                 result = fn(conn)
+                conn.execute("COMMIT")
             except BaseException:
-                conn.execute("ROLLBACK")
+                # Also after a failed COMMIT: SQLite asks callers to roll back explicitly.
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
                 raise
-            conn.execute("COMMIT")
             if conn.total_changes != changes:
                 self._local_commits += 1
             return result
@@ -299,7 +301,8 @@ class SqliteStore:
         def tx(conn: sqlite3.Connection) -> OrchestrationWorkItem | None:
             n = to_micros(now)
             row = conn.execute(
-                "SELECT i.instance_id, i.execution_id, i.name, i.status FROM inbox m "
+                "SELECT i.instance_id, i.execution_id, i.name, i.status, i.history_length "
+                "FROM inbox m "
                 "JOIN instances i ON i.task_hub=m.task_hub AND i.instance_id=m.instance_id "
                 "WHERE m.task_hub=? AND m.visible_at<=? "
                 "AND (i.lock_expires_at IS NULL OR i.lock_expires_at<=?) "
@@ -308,7 +311,7 @@ class SqliteStore:
             ).fetchone()
             if row is None:
                 return None
-            instance_id, execution_id, name, status = row
+            instance_id, execution_id, name, status, history_length = row
             token = f"{owner}/{uuid.uuid4().hex[:12]}"
             until = now + lease
             conn.execute(
@@ -330,11 +333,7 @@ class SqliteStore:
                     (self.task_hub, instance_id, n, max_messages),
                 )
             ]
-            length = conn.execute(
-                "SELECT COUNT(*) FROM history WHERE task_hub=? AND instance_id=? "
-                "AND execution_id=?",
-                (self.task_hub, instance_id, execution_id),
-            ).fetchone()[0]
+            length = history_length
             return OrchestrationWorkItem(
                 instance_id=instance_id,
                 execution_id=execution_id,
@@ -401,6 +400,7 @@ class SqliteStore:
         cursor = conn.execute(
             "UPDATE instances SET status=?, output=?, custom_status=?, failure=?, updated_at=?, "
             "completed_at=?, execution_id=?, input=CASE WHEN ? THEN ? ELSE input END, "
+            "history_length=?, "
             "locked_by=NULL, lock_expires_at=NULL "
             "WHERE task_hub=? AND instance_id=? AND locked_by=?",
             (
@@ -413,6 +413,7 @@ class SqliteStore:
                 execution_id,
                 restart is not None,
                 restart.input if restart else None,
+                0 if restart else item.history_length + len(cp.new_events),
                 hub,
                 iid,
                 item.lock_token,
@@ -420,6 +421,7 @@ class SqliteStore:
         )
         if cursor.rowcount != 1:
             raise LeaseLost(f"lease on instance {iid!r} was lost before its checkpoint")
+        self._count_dropped(conn, iid, cp.dropped_events)
         conn.executemany(
             "DELETE FROM inbox WHERE task_hub=? AND instance_id=? AND seq=?",
             [(hub, iid, seq) for seq in cp.consumed],

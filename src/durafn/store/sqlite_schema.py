@@ -69,6 +69,20 @@ MIGRATIONS: list[str] = [
         ON activity_tasks (task_hub, instance_id, execution_id, event_id);
     CREATE INDEX activity_tasks_by_visible ON activity_tasks (task_hub, visible_at, seq);
     """,
+    # 2: the history length on the instance row (no COUNT(*) per claim), and indexes over the
+    # leases that are held, so finding the next expiry does not scan every instance.
+    """
+    ALTER TABLE instances ADD COLUMN history_length INTEGER NOT NULL DEFAULT 0;
+    UPDATE instances SET history_length = (
+        SELECT COUNT(*) FROM history h
+        WHERE h.task_hub = instances.task_hub AND h.instance_id = instances.instance_id
+        AND h.execution_id = instances.execution_id
+    );
+    CREATE INDEX instances_by_lease ON instances (task_hub, lock_expires_at)
+        WHERE lock_expires_at IS NOT NULL;
+    CREATE INDEX activity_tasks_by_lease ON activity_tasks (task_hub, lock_expires_at)
+        WHERE lock_expires_at IS NOT NULL;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -48,8 +48,10 @@ class VirtualRuntime:
             self._store_arg if isinstance(self._store_arg, Store) else open_store(self._store_arg)
         )
         self._store = store
+        # No sticky cache: every episode replays the history, as after a restart, so a test
+        # catches code that does not replay deterministically.
         self._worker = Worker(
-            self.app, store, clock=self.clock, options=WorkerOptions(cache_size=100)
+            self.app, store, clock=self.clock, options=WorkerOptions(cache_size=0)
         )
         self._client = Client._bound(
             AsyncClient(store, app=self.app, clock=self.clock), self._portal

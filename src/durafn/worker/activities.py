@@ -10,7 +10,6 @@ from typing import Any
 
 from durafn.app import App
 from durafn.core import codec
-from durafn.core.errors import FunctionNotFound
 from durafn.core.history import HistoryEvent, TaskCompleted, TaskFailed
 from durafn.core.status import FailureDetails
 from durafn.store.base import ActivityWorkItem
@@ -35,9 +34,11 @@ async def run_activity(
         if inspect.isawaitable(value):
             value = await value
         encoded = codec.encode_optional(value, what=f"result of activity {item.name!r}")
-    except FunctionNotFound as exc:
-        return _failed(item, exc, now)
-    except Exception as exc:
+    except asyncio.CancelledError:
+        raise
+    except BaseException as exc:
+        # SystemExit or KeyboardInterrupt raised by user code is the activity's failure, not a
+        # reason to take the worker down.
         return _failed(item, exc, now)
     return TaskCompleted(timestamp=now, task_scheduled_id=item.event_id, result=encoded)
 

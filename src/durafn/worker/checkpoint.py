@@ -7,14 +7,22 @@ from datetime import datetime
 
 from durafn.core.history import (
     EventRaised,
+    ExecutionCompleted,
     ExecutionStarted,
+    ExecutionTerminated,
     HistoryEvent,
     SubOrchestrationInstanceCompleted,
     SubOrchestrationInstanceFailed,
     TimerFired,
 )
 from durafn.core.status import FailureDetails, RuntimeStatus
-from durafn.executor.actions import CreateTimer, ScheduleActivity, SendEvent, StartSubOrchestration
+from durafn.executor.actions import (
+    Action,
+    CreateTimer,
+    ScheduleActivity,
+    SendEvent,
+    StartSubOrchestration,
+)
 from durafn.executor.orchestration import EpisodeResult
 from durafn.store.base import (
     ActivityTask,
@@ -29,70 +37,118 @@ def build_checkpoint(
     item: OrchestrationWorkItem, result: EpisodeResult, now: datetime
 ) -> Checkpoint:
     """Everything the store must do for ``result``, as one :class:`Checkpoint`."""
+    applied = item.messages[: result.applied]
+    leftover = item.messages[result.applied :]
+    request = result.continue_as_new
+    # Messages that came after the execution ended: a terminate, suspend or resume waits for
+    # the next execution; events are carried over (when asked) or dropped and counted.
+    kept_for_next = [
+        m for m in leftover if request is not None and m.event.kind in _LIFECYCLE_KINDS
+    ]
+    carried = request is not None and bool(request.carryover_events)
     cp = Checkpoint(
         new_events=result.new_events,
-        consumed=[m.seq for m in item.messages],
+        consumed=[m.seq for m in applied] + [m.seq for m in leftover if m not in kept_for_next],
         status=result.status,
         output=result.output,
         custom_status=result.custom_status,
         failure=result.failure,
+        dropped_events=0 if carried else sum(isinstance(m.event, EventRaised) for m in leftover),
     )
     for action in result.actions:
-        if isinstance(action, ScheduleActivity):
-            cp.activities.append(ActivityTask(action.event_id, action.name, action.input))
-        elif isinstance(action, CreateTimer):
-            fired = TimerFired(
-                timestamp=action.fire_at, timer_id=action.event_id, fire_at=action.fire_at
-            )
-            cp.messages.append(
-                OutgoingMessage(item.instance_id, fired, item.execution_id, action.fire_at)
-            )
-        elif isinstance(action, StartSubOrchestration):
-            started = ExecutionStarted(
-                timestamp=now,
-                name=action.name,
-                execution_id=new_execution_id(),
-                input=action.input,
-                parent_instance_id=item.instance_id,
-                parent_execution_id=item.execution_id,
-                parent_task_id=action.event_id,
-            )
-            cp.sub_orchestrations.append(NewInstance(action.instance_id, started))
-        elif isinstance(action, SendEvent):
-            raised = EventRaised(timestamp=now, name=action.name, input=action.input)
-            cp.messages.append(OutgoingMessage(action.instance_id, raised))
-    request = result.continue_as_new
-    if request is not None and result.started is not None:
+        _add_action(cp, item, action, now)
+    for child in result.children_to_terminate:
+        reason = f"parent instance {item.instance_id!r} was terminated"
+        cp.messages.append(
+            OutgoingMessage(child, ExecutionTerminated(timestamp=now, reason=reason))
+        )
+    started = result.started
+    if request is not None and started is not None:
         cp.restart = ExecutionStarted(
             timestamp=now,
-            name=result.started.name,
+            name=started.name,
             execution_id=new_execution_id(),
             input=request.input,
-            parent_instance_id=result.started.parent_instance_id,
-            parent_execution_id=result.started.parent_execution_id,
-            parent_task_id=result.started.parent_task_id,
+            parent_instance_id=started.parent_instance_id,
+            parent_execution_id=started.parent_execution_id,
+            parent_task_id=started.parent_task_id,
         )
         cp.carryover = request.carryover_events
-    elif result.status.is_terminal and result.started is not None:
-        cp.parent_message = _parent_message(result, now)
+    elif result.status.is_terminal and started is not None:
+        cp.parent_message = parent_message(
+            started, result.status, result.output, result.failure, now
+        )
     return cp
 
 
-def _parent_message(result: EpisodeResult, now: datetime) -> OutgoingMessage | None:
-    started = result.started
-    if started is None or started.parent_instance_id is None or started.parent_task_id is None:
+def failed_checkpoint(
+    item: OrchestrationWorkItem,
+    started: ExecutionStarted | None,
+    error: BaseException,
+    now: datetime,
+) -> Checkpoint:
+    """Fail the instance because its episode could not run (a runtime fault, not user code):
+    every message is consumed, and the parent, if any, learns of the failure."""
+    failure = FailureDetails.from_exception(error)
+    completed = ExecutionCompleted(timestamp=now, status=RuntimeStatus.FAILED, failure=failure)
+    cp = Checkpoint(
+        new_events=[completed],
+        consumed=[m.seq for m in item.messages],
+        status=RuntimeStatus.FAILED,
+        failure=failure,
+    )
+    if started is not None:
+        cp.parent_message = parent_message(started, RuntimeStatus.FAILED, None, failure, now)
+    return cp
+
+
+def _add_action(cp: Checkpoint, item: OrchestrationWorkItem, action: Action, now: datetime) -> None:
+    if isinstance(action, ScheduleActivity):
+        cp.activities.append(ActivityTask(action.event_id, action.name, action.input))
+    elif isinstance(action, CreateTimer):
+        fired = TimerFired(
+            timestamp=action.fire_at, timer_id=action.event_id, fire_at=action.fire_at
+        )
+        cp.messages.append(
+            OutgoingMessage(item.instance_id, fired, item.execution_id, action.fire_at)
+        )
+    elif isinstance(action, StartSubOrchestration):
+        started = ExecutionStarted(
+            timestamp=now,
+            name=action.name,
+            execution_id=new_execution_id(),
+            input=action.input,
+            parent_instance_id=item.instance_id,
+            parent_execution_id=item.execution_id,
+            parent_task_id=action.event_id,
+        )
+        cp.sub_orchestrations.append(NewInstance(action.instance_id, started))
+    elif isinstance(action, SendEvent):
+        raised = EventRaised(timestamp=now, name=action.name, input=action.input)
+        cp.messages.append(OutgoingMessage(action.instance_id, raised))
+
+
+def parent_message(
+    started: ExecutionStarted,
+    status: RuntimeStatus,
+    output: str | None,
+    failure: FailureDetails | None,
+    now: datetime,
+) -> OutgoingMessage | None:
+    """What a finished sub-orchestration tells its parent (``None`` for a top-level one)."""
+    if started.parent_instance_id is None or started.parent_task_id is None:
         return None
     event: HistoryEvent
-    if result.status is RuntimeStatus.COMPLETED:
+    if status is RuntimeStatus.COMPLETED:
         event = SubOrchestrationInstanceCompleted(
-            timestamp=now, task_scheduled_id=started.parent_task_id, result=result.output
+            timestamp=now, task_scheduled_id=started.parent_task_id, result=output
         )
     else:
-        failure = result.failure or FailureDetails(
+        failure = failure or FailureDetails(
             error_type="OrchestrationTerminated"
-            if result.status is RuntimeStatus.TERMINATED
+            if status is RuntimeStatus.TERMINATED
             else "OrchestrationFailed",
-            message=f"sub-orchestration {started.name!r} ended as {result.status.value}",
+            message=f"sub-orchestration {started.name!r} ended as {status.value}",
         )
         event = SubOrchestrationInstanceFailed(
             timestamp=now, task_scheduled_id=started.parent_task_id, failure=failure
@@ -102,3 +158,6 @@ def _parent_message(result: EpisodeResult, now: datetime) -> OutgoingMessage | N
 
 def new_execution_id() -> str:
     return uuid.uuid4().hex
+
+
+_LIFECYCLE_KINDS = frozenset({"ExecutionTerminated", "ExecutionSuspended", "ExecutionResumed"})

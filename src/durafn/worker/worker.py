@@ -19,17 +19,18 @@ import uuid
 from collections.abc import Awaitable, Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from durafn.app import App
 from durafn.core.errors import LeaseLost
-from durafn.core.status import FailureDetails, RuntimeStatus
+from durafn.core.history import ExecutionStarted, HistoryEvent, TaskFailed
+from durafn.core.status import FailureDetails
 from durafn.executor.orchestration import OrchestrationExecutor
-from durafn.store.base import ActivityWorkItem, Checkpoint, OrchestrationWorkItem, Store
+from durafn.store.base import ActivityWorkItem, OrchestrationWorkItem, Store
 from durafn.worker.activities import run_activity
 from durafn.worker.cache import ExecutorCache
-from durafn.worker.checkpoint import build_checkpoint
+from durafn.worker.checkpoint import build_checkpoint, failed_checkpoint
 from durafn.worker.clock import Clock, SystemClock
 
 log = logging.getLogger("durafn.worker")
@@ -53,6 +54,9 @@ class WorkerOptions:
     lease: timedelta = timedelta(seconds=30)
     max_idle: float = 2.0
     cache_size: int = 1000
+    # An activity whose worker died this many times (it crashed the process?) fails instead
+    # of running again.
+    max_activity_attempts: int = 10
     shutdown_grace: float = 10.0
 
     def __post_init__(self) -> None:
@@ -60,6 +64,10 @@ class WorkerOptions:
             raise ValueError("a worker must run orchestrations, activities, or both")
         if self.max_concurrent_orchestrations < 1 or self.max_concurrent_activities < 1:
             raise ValueError("concurrency limits must be at least 1")
+        if self.lease < timedelta(seconds=1):
+            raise ValueError("the lease must last at least 1 second")
+        if self.max_activity_attempts < 1:
+            raise ValueError("max_activity_attempts must be at least 1")
 
 
 def new_worker_id() -> str:
@@ -84,11 +92,24 @@ class Worker:
         self.options = options or WorkerOptions()
         self.worker_id = worker_id or new_worker_id()
         self.cache = ExecutorCache(self.options.cache_size)
-        self._threads = ThreadPoolExecutor(
-            self.options.max_concurrent_activities, thread_name_prefix="durafn-activity"
-        )
+        self._pool: ThreadPoolExecutor | None = None
         self.episodes = 0
         self.activities_run = 0
+        self._store_failures: dict[str, int] = {}
+
+    @property
+    def _threads(self) -> ThreadPoolExecutor:
+        """The bounded pool of sync activities, made anew after a stop (a worker may rerun)."""
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(
+                self.options.max_concurrent_activities, thread_name_prefix="durafn-activity"
+            )
+        return self._pool
+
+    def _release_threads(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
 
     # ------------------------------------------------------------------ running
 
@@ -119,7 +140,7 @@ class Worker:
         try:
             await asyncio.gather(*loops)
         finally:
-            self._threads.shutdown(wait=False, cancel_futures=True)
+            self._release_threads()
             log.info("worker %s stopped", self.worker_id)
 
     async def _dispatch(
@@ -141,27 +162,28 @@ class Worker:
 
         while not stop.is_set():
             free = capacity - len(inflight)
-            items: list[W] = []
-            token: object = None
-            if free > 0:
-                try:
+            try:
+                items: list[W] = []
+                token: object = None
+                if free > 0:
                     token = await self.store.change_token()
                     items = await lock(free)
-                except Exception:
-                    log.exception("could not fetch %s work; retrying", kind)
-                    await _sleep_or_stop(stop, 1.0)
+                for item in items:
+                    task = asyncio.create_task(process(item))
+                    inflight.add(task)
+                    task.add_done_callback(finished)
+                if items:
                     continue
-            for item in items:
-                task = asyncio.create_task(process(item))
-                inflight.add(task)
-                task.add_done_callback(finished)
-            if items:
-                continue
-            slot_freed.clear()
-            waiters: list[Awaitable[Any]] = [stop.wait(), slot_freed.wait()]
-            if free > 0:
-                waiters.append(self.store.wait_for_change(token, await self._idle_timeout()))
-            await _first_of(waiters)
+                slot_freed.clear()
+                idle = await self._idle_timeout() if free > 0 else None
+                waiters: list[Awaitable[Any]] = [stop.wait(), slot_freed.wait()]
+                if idle is not None:
+                    waiters.append(self.store.wait_for_change(token, idle))
+                await _first_of(waiters)
+            except Exception:
+                # The store is down or failing: keep the worker alive and try again shortly.
+                log.exception("could not fetch %s work; retrying in 1 s", kind)
+                await _sleep_or_stop(stop, 1.0)
         if inflight:
             _, pending = await asyncio.wait(inflight, timeout=self.options.shutdown_grace)
             for task in pending:
@@ -216,57 +238,99 @@ class Worker:
         raise RuntimeError(f"work did not settle after {max_rounds} rounds")
 
     def close(self) -> None:
-        self._threads.shutdown(wait=False, cancel_futures=True)
+        self._release_threads()
 
     # ------------------------------------------------------------------ one orchestration episode
 
     async def process_orchestration(self, item: OrchestrationWorkItem) -> None:
-        """Run one episode for a leased instance and commit it."""
+        """Run one episode for a leased instance and commit it.
+
+        A fault of the runtime while running the episode (a history that no longer decodes,
+        say) fails the instance; a store fault releases the lease and retries later, backing
+        off. Neither ever stops the worker.
+        """
+        now = self.clock.now()
+        executor = self.cache.take(item.instance_id, item.execution_id, item.history_length)
+        history: list[HistoryEvent] = []
         try:
-            executor = self.cache.take(item.instance_id, item.execution_id, item.history_length)
+            if executor is None:
+                history = await self.store.get_history(item.instance_id)
+        except Exception as exc:
+            await self._retry_later(item, exc)
+            return
+        try:
             if executor is None:
                 executor = OrchestrationExecutor(self.app, item.instance_id)
-                executor.replay(await self.store.get_history(item.instance_id))
-            now = self.clock.now()
-            try:
-                result = executor.run_episode([m.event for m in item.messages], now)
-                checkpoint = build_checkpoint(item, result, now)
-            except Exception as exc:  # an executor bug must fail the instance, not loop forever
-                log.exception("episode of %s crashed", item.instance_id)
-                executor = None
-                checkpoint = _crashed_checkpoint(item, exc)
+                executor.replay(history)
+            result = executor.run_episode([m.event for m in item.messages], now)
+            checkpoint = build_checkpoint(item, result, now)
+        except Exception as exc:
+            log.exception("the episode of %s could not run; failing it", item.instance_id)
+            started = next((e for e in history if isinstance(e, ExecutionStarted)), None)
+            if started is None and executor is not None:
+                started = executor.started
+            executor = None
+            checkpoint = failed_checkpoint(item, started, exc, now)
+        try:
             await self.store.checkpoint(item, checkpoint, now)
         except LeaseLost as exc:
             self.cache.discard(item.instance_id)
             log.warning("dropped an episode of %s: %s", item.instance_id, exc)
+            return
+        except Exception as exc:
+            await self._retry_later(item, exc)
             return
         except BaseException:
             self.cache.discard(item.instance_id)
             with contextlib.suppress(Exception):
                 await self.store.abandon_orchestration(item)
             raise
+        self._store_failures.pop(item.instance_id, None)
         self.episodes += 1
         finished = checkpoint.status.is_terminal or checkpoint.restart is not None
         if executor is not None and not finished:
             self.cache.put(item.instance_id, item.execution_id, executor)
 
+    async def _retry_later(self, item: OrchestrationWorkItem, error: Exception) -> None:
+        """Release the instance for a later attempt, waiting longer after each failure."""
+        self.cache.discard(item.instance_id)
+        failures = self._store_failures.get(item.instance_id, 0) + 1
+        self._store_failures[item.instance_id] = failures
+        delay = timedelta(seconds=min(0.5 * 2 ** (failures - 1), 60.0))
+        log.warning(
+            "episode of %s not committed (%s); retrying in %.1f s",
+            item.instance_id,
+            error,
+            delay.total_seconds(),
+        )
+        with contextlib.suppress(Exception):
+            await self.store.abandon_orchestration(item, retry_at=self.clock.now() + delay)
+
     # ------------------------------------------------------------------ one activity
 
     async def process_activity(self, item: ActivityWorkItem) -> None:
         """Run a leased activity, renewing its lease meanwhile, and deliver its result."""
-        renewal = asyncio.create_task(self._renew_activity(item))
-        try:
-            result = await run_activity(self.app, item, self._threads, self.clock.now())
-        except BaseException:
+        if item.attempts > self.options.max_activity_attempts:
+            result: HistoryEvent = _gave_up(item, self.clock.now())
+        else:
+            renewal = asyncio.create_task(self._renew_activity(item))
+            try:
+                result = await run_activity(self.app, item, self._threads, self.clock.now())
+            except BaseException:
+                renewal.cancel()
+                with contextlib.suppress(Exception):
+                    await self.store.abandon_activity(item)
+                raise
             renewal.cancel()
-            with contextlib.suppress(Exception):
-                await self.store.abandon_activity(item)
-            raise
-        renewal.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await renewal
-        result = dataclasses.replace(result, timestamp=self.clock.now())
-        delivered = await self.store.complete_activity(item, result, self.clock.now())
+            with contextlib.suppress(asyncio.CancelledError):
+                await renewal
+            result = dataclasses.replace(result, timestamp=self.clock.now())
+        try:
+            delivered = await self.store.complete_activity(item, result, self.clock.now())
+        except Exception:
+            # The result is lost with this attempt; the task runs again once its lease ends.
+            log.exception("could not deliver the result of activity %s", item.name)
+            return
         self.activities_run += 1
         if not delivered:
             log.info(
@@ -294,12 +358,13 @@ class Worker:
                 log.exception("could not renew the lease on activity %s", item.name)
 
 
-def _crashed_checkpoint(item: OrchestrationWorkItem, exc: Exception) -> Checkpoint:
-    return Checkpoint(
-        new_events=[],
-        consumed=[m.seq for m in item.messages],
-        status=RuntimeStatus.FAILED,
-        failure=FailureDetails.from_exception(exc),
+def _gave_up(item: ActivityWorkItem, now: datetime) -> TaskFailed:
+    error = RuntimeError(
+        f"activity {item.name!r} was started {item.attempts - 1} times and its worker was "
+        "lost each time (did it crash the process?); giving up"
+    )
+    return TaskFailed(
+        timestamp=now, task_scheduled_id=item.event_id, failure=FailureDetails.from_exception(error)
     )
 
 
