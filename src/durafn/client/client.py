@@ -9,6 +9,7 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 from durafn.app import App
 from durafn.client.async_client import AsyncClient
 from durafn.client.portal import LoopThread
+from durafn.http.messages import HttpRequest, HttpResponse
 from durafn.store import Store
 from durafn.worker.clock import Clock
 
@@ -66,6 +67,19 @@ class Client:
     resume = _blocking(AsyncClient.resume)
     purge_instance_history = _blocking(AsyncClient.purge_instance_history)
     purge_instance_history_by = _blocking(AsyncClient.purge_instance_history_by)
+    wait_for_completion_or_create_check_status_response = _blocking(
+        AsyncClient.wait_for_completion_or_create_check_status_response
+    )
+
+    def create_http_management_payload(
+        self, instance_id: str, *, base_url: str | None = None
+    ) -> dict[str, str]:
+        """The management URLs of an instance (see the AsyncClient method)."""
+        return self._async.create_http_management_payload(instance_id, base_url=base_url)
+
+    def create_check_status_response(self, req: HttpRequest, instance_id: str) -> HttpResponse:
+        """The 202 check-status response; see :meth:`AsyncClient.create_check_status_response`."""
+        return self._async.create_check_status_response(req, instance_id)
 
     def close(self) -> None:
         """Close the store (if this client opened it) and the client's loop thread."""
