@@ -11,6 +11,9 @@ from pathlib import Path
 import click
 
 from durafn.app import App
+from durafn.cli.instances import instances
+from durafn.cli.keys import keys
+from durafn.cli.new import new
 from durafn.loader import AppNotFound, load_app
 from durafn.store import STORE_ENV_VAR, open_store
 from durafn.worker.worker import Worker, WorkerOptions
@@ -166,6 +169,11 @@ def start(
             await store.close()
 
     asyncio.run(run())
+
+
+main.add_command(instances)
+main.add_command(keys)
+main.add_command(new)
 
 
 if __name__ == "__main__":

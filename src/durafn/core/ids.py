@@ -14,6 +14,10 @@ def validate_instance_id(instance_id: object) -> str:
         raise ValueError(f"instance_id must be a str, got {type(instance_id).__name__}")
     if not instance_id or len(instance_id) > MAX_ID_LENGTH:
         raise ValueError(f"instance_id must have 1 to {MAX_ID_LENGTH} characters: {instance_id!r}")
+    if instance_id.startswith("@"):
+        raise ValueError(
+            f"instance_id {instance_id!r} starts with '@', which is reserved for entities"
+        )
     bad = _FORBIDDEN_ID_CHARS.intersection(instance_id)
     if bad or not instance_id.isprintable() or instance_id != instance_id.strip():
         raise ValueError(

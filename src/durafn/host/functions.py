@@ -23,15 +23,23 @@ Endpoint = Callable[[Request], Awaitable[Response]]
 
 
 def function_routes(app: App) -> list[Route]:
-    return [
-        Route(
-            f"/api/{route.route}",
-            _endpoint(route),
-            methods=list(route.methods),
-            name=f"api:{route.name}",
-        )
-        for route in app.routes
-    ]
+    """One Starlette route per path; functions sharing a path split it by method, so a wrong
+    method gets a 405 whose Allow header lists every method of the path."""
+    by_path: dict[str, dict[str, Endpoint]] = {}
+    for route in app.routes:
+        endpoint = _endpoint(route)
+        by_path.setdefault(route.route, {}).update(dict.fromkeys(route.methods, endpoint))
+    return [_route(path, endpoints) for path, endpoints in by_path.items()]
+
+
+def _route(path: str, endpoints: dict[str, Endpoint]) -> Route:
+    async def dispatch(request: Request) -> Response:
+        method = request.method
+        if method == "HEAD" and method not in endpoints:
+            method = "GET"
+        return await endpoints[method](request)
+
+    return Route(f"/api/{path}", dispatch, methods=list(endpoints))
 
 
 def _endpoint(route: HttpRoute) -> Endpoint:
@@ -44,7 +52,7 @@ def _endpoint(route: HttpRoute) -> Endpoint:
         req = HttpRequest(
             method=request.method,
             url=str(request.url),
-            headers=dict(request.headers),
+            headers=request.headers,  # case-insensitive, as in azure.functions
             params=dict(request.query_params),
             route_params=dict(request.path_params),
             body=body,

@@ -20,6 +20,10 @@ KEYS_ENV_VAR = "DURAFN_KEYS_FILE"
 DEFAULT_KEYS_FILE = Path(".durafn") / "keys.json"
 
 
+class KeysFileError(Exception):
+    """The keys file exists but cannot be read as keys."""
+
+
 @dataclass(frozen=True)
 class HostKeys:
     default: str
@@ -35,8 +39,14 @@ class HostKeys:
         """Read the keys file, creating it (mode 600) with fresh keys the first time."""
         path = path or keys_file()
         if path.exists():
-            data = json.loads(path.read_text())
-            return cls(data["default"], data["durabletask"], data["master"])
+            try:
+                data = json.loads(path.read_text())
+                return cls(str(data["default"]), str(data["durabletask"]), str(data["master"]))
+            except (ValueError, KeyError, TypeError) as exc:
+                raise KeysFileError(
+                    f"the keys file {path} is not a durafn keys file ({exc}); fix it, or "
+                    "delete it to generate new keys"
+                ) from exc
         keys = cls.generate()
         path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

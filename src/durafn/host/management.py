@@ -7,12 +7,14 @@ errors to status codes lives in :mod:`durafn.host.errors`.
 from __future__ import annotations
 
 import re
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from durafn.client.async_client import AsyncClient
 from durafn.core.status import RuntimeStatus
 from durafn.host.errors import BadRequest
 from durafn.host.requests import client_of, read_json_body, require_key
@@ -21,11 +23,27 @@ from durafn.http.urls import MANAGEMENT_PREFIX, base_url_of
 
 CONTINUATION_HEADER = "x-ms-continuation-token"
 
+Endpoint = Callable[[Request], Awaitable[Response]]
 
-async def start_orchestration(request: Request) -> Response:
+
+def _client(request: Request) -> AsyncClient:
+    """The client of a management request, once its key and task hub are checked.
+
+    ``taskHub`` (as the management URLs carry it) must name the hub this host serves, matched
+    without regard to case as Durable Functions does: a request meant for another hub must not
+    act on this one. ``connection`` is accepted and ignored.
+    """
     require_key(request, "system")
     client = client_of(request)
-    name = request.path_params["function_name"]
+    task_hub = request.query_params.get("taskHub")
+    if task_hub and task_hub.lower() != client.store.task_hub.lower():
+        raise BadRequest(f"this host serves task hub {client.store.task_hub!r}, not {task_hub!r}")
+    return client
+
+
+async def start_orchestration(request: Request) -> Response:
+    client = _client(request)
+    name = _orchestrator_name(client, request.path_params["function_name"])
     instance_id = request.path_params.get("instance_id")
     body = await read_json_body(request)
     instance_id = await client.start_new(name, body, instance_id=instance_id)
@@ -39,21 +57,40 @@ async def start_orchestration(request: Request) -> Response:
     )
 
 
+def _orchestrator_name(client: AsyncClient, name: str) -> str:
+    """``name``, or the one registered orchestrator it names when case is ignored (function
+    names in Durable Functions URLs are not case-sensitive)."""
+    if client.app is None or name in client.app.orchestrator_names:
+        return name
+    same = [n for n in client.app.orchestrator_names if n.lower() == name.lower()]
+    return same[0] if len(same) == 1 else name
+
+
 async def get_instance(request: Request) -> Response:
-    require_key(request, "system")
-    client = client_of(request)
+    client = _client(request)
     params = request.query_params
+    show_history = _flag(params.get("showHistory"))
+    show_input = _flag(params.get("showInput"), default=True)
+    # Payloads are fetched whenever history is asked for: inputs in the history follow
+    # showInput, results follow showHistoryOutput (as in Durable Functions).
     status = await client.get_status(
         request.path_params["instance_id"],
-        show_history=_flag(params.get("showHistory")),
-        show_history_output=_flag(params.get("showHistoryOutput")),
-        show_input=_flag(params.get("showInput"), default=True),
+        show_history=show_history,
+        show_history_output=show_history,
+        show_input=show_input,
     )
     if status is None:
         return _not_found(request.path_params["instance_id"])
+    if status.runtime_status is RuntimeStatus.PENDING:
+        status.history = None  # not started: no history to show, and no key (as in DF)
+    document = status_to_json(
+        status,
+        show_history_output=_flag(params.get("showHistoryOutput")),
+        show_history_input=show_input,
+    )
     if not status.is_finished:
         return JSONResponse(
-            status_to_json(status),
+            document,
             status_code=202,
             headers={"Location": str(request.url), "Retry-After": "5"},
         )
@@ -62,17 +99,15 @@ async def get_instance(request: Request) -> Response:
         params.get("returnInternalServerErrorOnFailure")
     ):
         code = 500
-    return JSONResponse(status_to_json(status), status_code=code)
+    return JSONResponse(document, status_code=code)
 
 
 async def list_instances(request: Request) -> Response:
-    require_key(request, "system")
-    client = client_of(request)
+    client = _client(request)
     params = request.query_params
     top = _int(params.get("top"), "top", default=100)
-    statuses = [s for s in (params.get("runtimeStatus") or "").split(",") if s.strip()]
     page = await client.get_status_by(
-        runtime_status=[s.strip() for s in statuses] or None,
+        runtime_status=_statuses(request),
         created_time_from=_time(params.get("createdTimeFrom"), "createdTimeFrom"),
         created_time_to=_time(params.get("createdTimeTo"), "createdTimeTo"),
         instance_id_prefix=params.get("instanceIdPrefix") or None,
@@ -80,29 +115,31 @@ async def list_instances(request: Request) -> Response:
         continuation_token=request.headers.get(CONTINUATION_HEADER) or None,
         show_input=_flag(params.get("showInput"), default=True),
     )
-    headers = {CONTINUATION_HEADER: page.continuation_token} if page.continuation_token else {}
-    return JSONResponse([status_to_json(s) for s in page.instances], headers=headers)
+    # Always sent, empty on the last page, as Durable Functions does: clients loop while it is
+    # non-empty.
+    return JSONResponse(
+        [status_to_json(s) for s in page.instances],
+        headers={CONTINUATION_HEADER: page.continuation_token or ""},
+    )
 
 
 async def purge_instance(request: Request) -> Response:
-    require_key(request, "system")
-    deleted = await client_of(request).purge_instance_history(request.path_params["instance_id"])
+    deleted = await _client(request).purge_instance_history(request.path_params["instance_id"])
     if deleted == 0:
         return _not_found(request.path_params["instance_id"])
     return JSONResponse({"instancesDeleted": deleted})
 
 
 async def purge_instances(request: Request) -> Response:
-    require_key(request, "system")
+    client = _client(request)
     params = request.query_params
-    statuses = [s.strip() for s in (params.get("runtimeStatus") or "").split(",") if s.strip()]
     created_from = _time(params.get("createdTimeFrom"), "createdTimeFrom")
     if created_from is None:
         raise BadRequest("createdTimeFrom is required to purge many instances")
-    deleted = await client_of(request).purge_instance_history_by(
+    deleted = await client.purge_instance_history_by(
         created_time_from=created_from,
         created_time_to=_time(params.get("createdTimeTo"), "createdTimeTo"),
-        runtime_status=statuses or None,
+        runtime_status=_statuses(request),
     )
     if deleted == 0:
         return JSONResponse(
@@ -112,33 +149,30 @@ async def purge_instances(request: Request) -> Response:
 
 
 async def raise_event(request: Request) -> Response:
-    require_key(request, "system")
+    client = _client(request)
     data = await read_json_body(request)
-    await client_of(request).raise_event(
+    await client.raise_event(
         request.path_params["instance_id"], request.path_params["event_name"], data
     )
     return Response(status_code=202)
 
 
 async def terminate(request: Request) -> Response:
-    require_key(request, "system")
-    await client_of(request).terminate(
+    await _client(request).terminate(
         request.path_params["instance_id"], request.query_params.get("reason")
     )
     return Response(status_code=202)
 
 
 async def suspend(request: Request) -> Response:
-    require_key(request, "system")
-    await client_of(request).suspend(
+    await _client(request).suspend(
         request.path_params["instance_id"], request.query_params.get("reason")
     )
     return Response(status_code=202)
 
 
 async def resume(request: Request) -> Response:
-    require_key(request, "system")
-    await client_of(request).resume(
+    await _client(request).resume(
         request.path_params["instance_id"], request.query_params.get("reason")
     )
     return Response(status_code=202)
@@ -150,8 +184,7 @@ async def restart(request: Request) -> Response:
     With ``restartWithNewInstanceId=true`` (the default, as in Durable Functions) the new run
     gets a new id; otherwise the finished instance is replaced under its own id.
     """
-    require_key(request, "system")
-    client = client_of(request)
+    client = _client(request)
     instance_id = request.path_params["instance_id"]
     status = await client.get_status(instance_id)
     if status is None:
@@ -173,6 +206,8 @@ async def restart(request: Request) -> Response:
 def management_routes() -> list[Route]:
     base = MANAGEMENT_PREFIX
     instance = f"{base}/instances/{{instance_id}}"
+    # One route per path, so a wrong method gets a 405 whose Allow header lists every method
+    # of the path (two routes on one path would only list the first route's methods).
     return [
         Route(f"{base}/orchestrators/{{function_name}}", start_orchestration, methods=["POST"]),
         Route(
@@ -180,16 +215,35 @@ def management_routes() -> list[Route]:
             start_orchestration,
             methods=["POST"],
         ),
-        Route(f"{base}/instances", list_instances, methods=["GET"]),
-        Route(f"{base}/instances", purge_instances, methods=["DELETE"]),
-        Route(instance, get_instance, methods=["GET"]),
-        Route(instance, purge_instance, methods=["DELETE"]),
+        _by_method(f"{base}/instances", GET=list_instances, DELETE=purge_instances),
+        _by_method(instance, GET=get_instance, DELETE=purge_instance),
         Route(f"{instance}/raiseEvent/{{event_name}}", raise_event, methods=["POST"]),
         Route(f"{instance}/terminate", terminate, methods=["POST"]),
         Route(f"{instance}/suspend", suspend, methods=["POST"]),
         Route(f"{instance}/resume", resume, methods=["POST"]),
         Route(f"{instance}/restart", restart, methods=["POST"]),
     ]
+
+
+def _by_method(path: str, **endpoints: Endpoint) -> Route:
+    """One route serving ``path`` with a handler per method (HEAD is served by GET's)."""
+
+    async def dispatch(request: Request) -> Response:
+        method = "GET" if request.method == "HEAD" else request.method
+        return await endpoints[method](request)
+
+    return Route(path, dispatch, methods=list(endpoints))
+
+
+def _statuses(request: Request) -> list[str] | None:
+    """``runtimeStatus``: a comma list, maybe repeated (``runtimeStatus=A,B&runtimeStatus=C``)."""
+    statuses = [
+        item.strip()
+        for value in request.query_params.getlist("runtimeStatus")
+        for item in value.split(",")
+        if item.strip()
+    ]
+    return statuses or None
 
 
 def _not_found(instance_id: str) -> Response:

@@ -47,6 +47,15 @@ _INSTANCE_ID = _param(
     "instanceId", "path", {"type": "string", "minLength": 1, "maxLength": 256}, "The instance id."
 )
 _REASON = _param("reason", "query", {"type": "string"}, "Why; recorded with the instance.")
+_HUB = [
+    _param(
+        "taskHub",
+        "query",
+        {"type": "string"},
+        "The task hub; when given it must be the host's (matched without regard to case).",
+    ),
+    _param("connection", "query", {"type": "string"}, "Accepted and ignored."),
+]
 _FLAG = {"type": "string", "pattern": "^([Tt][Rr][Uu][Ee]|[Ff][Aa][Ll][Ss][Ee])?$"}
 _TIME = {"type": "string", "format": "date-time"}
 _STATUSES = "Pending,Running,Completed,ContinuedAsNew,Failed,Canceled,Terminated,Suspended"
@@ -87,6 +96,145 @@ def build_openapi() -> dict[str, Any]:
         _param("createdTimeFrom", "query", _TIME, "Created at or after (ISO 8601)."),
         _param("createdTimeTo", "query", _TIME, "Created at or before (ISO 8601)."),
     ]
+    paths: dict[str, dict[str, Any]] = {
+        f"{base}/orchestrators/{{functionName}}": {
+            "parameters": [
+                _param(
+                    "functionName",
+                    "path",
+                    {"type": "string", "minLength": 1},
+                    "The orchestrator's name.",
+                )
+            ],
+            "post": _start(),
+        },
+        f"{base}/orchestrators/{{functionName}}/{{instanceId}}": {
+            "parameters": [
+                _param(
+                    "functionName",
+                    "path",
+                    {"type": "string", "minLength": 1},
+                    "The orchestrator's name.",
+                ),
+                _INSTANCE_ID,
+            ],
+            "post": _start(),
+        },
+        f"{base}/instances": {
+            "get": {
+                "summary": "List instances, newest first",
+                "parameters": [
+                    *filters,
+                    _param(
+                        "instanceIdPrefix",
+                        "query",
+                        {"type": "string"},
+                        "Only ids starting with this.",
+                    ),
+                    _param(
+                        "top",
+                        "query",
+                        {"type": "integer", "minimum": 1, "maximum": 1000},
+                        "Page size (default 100).",
+                    ),
+                    _param("showInput", "query", _FLAG, "Include inputs (default true)."),
+                    _param(
+                        "x-ms-continuation-token",
+                        "header",
+                        {"type": "string"},
+                        "Token of the next page, from the previous response.",
+                    ),
+                ],
+                "responses": {
+                    "200": {
+                        **_json({"type": "array", "items": _STATUS}, "One page."),
+                        "headers": {
+                            "x-ms-continuation-token": {
+                                "schema": {"type": "string"},
+                                "description": "Token of the next page; empty on the last.",
+                            }
+                        },
+                    },
+                    **_errors(400, 401),
+                },
+            },
+            "delete": {
+                "summary": "Purge finished instances matching the filters",
+                "parameters": [filters[0], {**filters[1], "required": True}, filters[2]],
+                "responses": {
+                    "200": _json(_PURGED, "Purged."),
+                    "404": _json(_ERROR, "Nothing matched."),
+                    **_errors(400, 401),
+                },
+            },
+        },
+        instance: {
+            "parameters": [_INSTANCE_ID],
+            "get": {
+                "summary": "Get an instance's status",
+                "parameters": [
+                    _param("showHistory", "query", _FLAG, "Include the history."),
+                    _param("showHistoryOutput", "query", _FLAG, "Include payloads in the history."),
+                    _param("showInput", "query", _FLAG, "Include the input (default true)."),
+                    _param(
+                        "returnInternalServerErrorOnFailure",
+                        "query",
+                        _FLAG,
+                        "Answer 500 for a failed instance.",
+                    ),
+                ],
+                "responses": {
+                    "200": _json(_STATUS, "Finished (Completed, Failed, Terminated)."),
+                    "202": _json(_STATUS, "Pending, Running, Suspended or ContinuedAsNew."),
+                    "500": _json(_STATUS, "Failed, with returnInternalServerErrorOnFailure."),
+                    **_errors(400, 401, 404),
+                },
+            },
+            "delete": {
+                "summary": "Purge a finished instance and its history",
+                "responses": {"200": _json(_PURGED, "Purged."), **_errors(400, 401, 404, 409)},
+            },
+        },
+        f"{instance}/raiseEvent/{{eventName}}": {
+            "parameters": [
+                _INSTANCE_ID,
+                _param(
+                    "eventName", "path", {"type": "string", "minLength": 1}, "The event's name."
+                ),
+            ],
+            "post": {
+                "summary": "Send an external event to an instance",
+                "requestBody": _BODY,
+                "responses": {
+                    "202": {"description": "Accepted."},
+                    **_errors(400, 401, 404, 410, 413),
+                },
+            },
+        },
+        f"{instance}/terminate": {"post": _control("Terminate an instance")},
+        f"{instance}/suspend": {"post": _control("Suspend an instance")},
+        f"{instance}/resume": {"post": _control("Resume a suspended instance")},
+        f"{instance}/restart": {
+            "post": {
+                "summary": "Start the instance's orchestrator again with the same input",
+                "parameters": [
+                    _INSTANCE_ID,
+                    _param(
+                        "restartWithNewInstanceId",
+                        "query",
+                        _FLAG,
+                        "New id (default true) or replace the finished instance.",
+                    ),
+                ],
+                "responses": {
+                    "202": _json(_PAYLOAD, "Started."),
+                    **_errors(400, 401, 404, 409),
+                },
+            },
+        },
+    }
+    for item in paths.values():  # every route takes the task hub parameters of the URLs
+        item["parameters"] = [*item.get("parameters", []), *_HUB]
     return {
         "openapi": "3.0.3",
         "info": {
@@ -94,145 +242,7 @@ def build_openapi() -> dict[str, Any]:
             "version": "1",
             "description": "The Durable Functions HTTP management API, as served by durafn.",
         },
-        "paths": {
-            f"{base}/orchestrators/{{functionName}}": {
-                "parameters": [
-                    _param(
-                        "functionName",
-                        "path",
-                        {"type": "string", "minLength": 1},
-                        "The orchestrator's name.",
-                    )
-                ],
-                "post": _start(),
-            },
-            f"{base}/orchestrators/{{functionName}}/{{instanceId}}": {
-                "parameters": [
-                    _param(
-                        "functionName",
-                        "path",
-                        {"type": "string", "minLength": 1},
-                        "The orchestrator's name.",
-                    ),
-                    _INSTANCE_ID,
-                ],
-                "post": _start(),
-            },
-            f"{base}/instances": {
-                "get": {
-                    "summary": "List instances, newest first",
-                    "parameters": [
-                        *filters,
-                        _param(
-                            "instanceIdPrefix",
-                            "query",
-                            {"type": "string"},
-                            "Only ids starting with this.",
-                        ),
-                        _param(
-                            "top",
-                            "query",
-                            {"type": "integer", "minimum": 1, "maximum": 1000},
-                            "Page size (default 100).",
-                        ),
-                        _param("showInput", "query", _FLAG, "Include inputs (default true)."),
-                        _param(
-                            "x-ms-continuation-token",
-                            "header",
-                            {"type": "string"},
-                            "Token of the next page, from the previous response.",
-                        ),
-                    ],
-                    "responses": {
-                        "200": {
-                            **_json({"type": "array", "items": _STATUS}, "One page."),
-                            "headers": {
-                                "x-ms-continuation-token": {
-                                    "schema": {"type": "string"},
-                                    "description": "Present when there are more pages.",
-                                }
-                            },
-                        },
-                        **_errors(400, 401),
-                    },
-                },
-                "delete": {
-                    "summary": "Purge finished instances matching the filters",
-                    "parameters": [filters[0], {**filters[1], "required": True}, filters[2]],
-                    "responses": {
-                        "200": _json(_PURGED, "Purged."),
-                        "404": _json(_ERROR, "Nothing matched."),
-                        **_errors(400, 401),
-                    },
-                },
-            },
-            instance: {
-                "parameters": [_INSTANCE_ID],
-                "get": {
-                    "summary": "Get an instance's status",
-                    "parameters": [
-                        _param("showHistory", "query", _FLAG, "Include the history."),
-                        _param(
-                            "showHistoryOutput", "query", _FLAG, "Include payloads in the history."
-                        ),
-                        _param("showInput", "query", _FLAG, "Include the input (default true)."),
-                        _param(
-                            "returnInternalServerErrorOnFailure",
-                            "query",
-                            _FLAG,
-                            "Answer 500 for a failed instance.",
-                        ),
-                    ],
-                    "responses": {
-                        "200": _json(_STATUS, "Finished (Completed, Failed, Terminated)."),
-                        "202": _json(_STATUS, "Pending, Running, Suspended or ContinuedAsNew."),
-                        "500": _json(_STATUS, "Failed, with returnInternalServerErrorOnFailure."),
-                        **_errors(400, 401, 404),
-                    },
-                },
-                "delete": {
-                    "summary": "Purge a finished instance and its history",
-                    "responses": {"200": _json(_PURGED, "Purged."), **_errors(400, 401, 404, 409)},
-                },
-            },
-            f"{instance}/raiseEvent/{{eventName}}": {
-                "parameters": [
-                    _INSTANCE_ID,
-                    _param(
-                        "eventName", "path", {"type": "string", "minLength": 1}, "The event's name."
-                    ),
-                ],
-                "post": {
-                    "summary": "Send an external event to an instance",
-                    "requestBody": _BODY,
-                    "responses": {
-                        "202": {"description": "Accepted."},
-                        **_errors(400, 401, 404, 410, 413),
-                    },
-                },
-            },
-            f"{instance}/terminate": {"post": _control("Terminate an instance")},
-            f"{instance}/suspend": {"post": _control("Suspend an instance")},
-            f"{instance}/resume": {"post": _control("Resume a suspended instance")},
-            f"{instance}/restart": {
-                "post": {
-                    "summary": "Start the instance's orchestrator again with the same input",
-                    "parameters": [
-                        _INSTANCE_ID,
-                        _param(
-                            "restartWithNewInstanceId",
-                            "query",
-                            _FLAG,
-                            "New id (default true) or replace the finished instance.",
-                        ),
-                    ],
-                    "responses": {
-                        "202": _json(_PAYLOAD, "Started."),
-                        **_errors(400, 401, 404, 409),
-                    },
-                },
-            },
-        },
+        "paths": paths,
         "components": {"schemas": _SCHEMAS},
     }
 

@@ -111,7 +111,7 @@ async def serve(
         announce(line)
     if keys is not None:
         announce(
-            f"Keys are required off loopback: function key {keys.default}, "
+            f"Keys are required: function key {keys.default}, "
             f"management key {keys.durabletask} (see `durafn keys`)"
         )
     serving = asyncio.create_task(server.serve())

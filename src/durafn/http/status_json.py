@@ -43,8 +43,25 @@ def timestamp(moment: datetime | None) -> str | None:
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def status_to_json(status: OrchestrationStatus) -> dict[str, Any]:
-    """The status document of ``GET /runtime/webhooks/durabletask/instances/{id}``."""
+def precise_timestamp(moment: datetime | None) -> str | None:
+    """``2026-01-02T03:04:05.123456Z``: history times keep their fraction, as in Durable
+    Functions, so events of one second can be told apart."""
+    if moment is None:
+        return None
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def status_to_json(
+    status: OrchestrationStatus,
+    *,
+    show_history_output: bool = True,
+    show_history_input: bool = True,
+) -> dict[str, Any]:
+    """The status document of ``GET /runtime/webhooks/durabletask/instances/{id}``.
+
+    The two flags leave results and inputs out of the history events (when the status carries
+    a history), as ``showHistoryOutput=false`` and ``showInput=false`` do.
+    """
     output = to_plain_json(status.output)
     if status.failure_details is not None and output is None:
         output = f"{status.failure_details.error_type}: {status.failure_details.message}"
@@ -65,7 +82,9 @@ def status_to_json(status: OrchestrationStatus) -> dict[str, Any]:
             "stackTrace": status.failure_details.stack_trace,
         }
     if status.history is not None:
-        document["historyEvents"] = history_to_json(status.history)
+        document["historyEvents"] = history_to_json(
+            status.history, show_output=show_history_output, show_input=show_history_input
+        )
     return document
 
 
@@ -79,9 +98,14 @@ _COMPLETIONS = {
 }
 
 
-def history_to_json(history: list[HistoryEvent]) -> list[dict[str, Any]]:
+def history_to_json(
+    history: list[HistoryEvent], *, show_output: bool = True, show_input: bool = True
+) -> list[dict[str, Any]]:
     """History events as Durable Functions shows them: episode markers left out, and a
-    completed step shown once, with the name and time it was scheduled."""
+    completed step shown once, with the name, input and time it was scheduled.
+
+    ``show_output=False`` leaves out every ``Result``, ``show_input=False`` every ``Input``.
+    """
     scheduled = {getattr(e, "event_id"): e for e in history if hasattr(e, "event_id")}  # noqa: B009
     completed = {getattr(e, _COMPLETIONS[e.kind]) for e in history if e.kind in _COMPLETIONS}
     shown: list[dict[str, Any]] = []
@@ -90,15 +114,25 @@ def history_to_json(history: list[HistoryEvent]) -> list[dict[str, Any]]:
             continue
         if hasattr(event, "event_id") and getattr(event, "event_id") in completed:  # noqa: B009
             continue
-        item: dict[str, Any] = {"EventType": event.kind, "Timestamp": timestamp(event.timestamp)}
+        item: dict[str, Any] = {
+            "EventType": event.kind,
+            "Timestamp": precise_timestamp(event.timestamp),
+        }
         origin_id = getattr(event, _COMPLETIONS.get(event.kind, "-"), None)
         origin = scheduled.get(origin_id) if origin_id is not None else None
         if origin is not None:
             name = getattr(origin, "name", None)
             if name is not None:
                 item["FunctionName"] = name
-            item["ScheduledTime"] = timestamp(origin.timestamp)
+            scheduled_input = getattr(origin, "input", None)
+            if scheduled_input is not None:
+                item["Input"] = to_plain_json(codec.decode(scheduled_input))
+            item["ScheduledTime"] = precise_timestamp(origin.timestamp)
         _add_fields(item, event)
+        if not show_output:
+            item.pop("Result", None)
+        if not show_input:
+            item.pop("Input", None)
         shown.append(item)
     return shown
 
@@ -106,7 +140,9 @@ def history_to_json(history: list[HistoryEvent]) -> list[dict[str, Any]]:
 def _add_fields(item: dict[str, Any], event: HistoryEvent) -> None:
     fields = {f.name: getattr(event, f.name) for f in dataclasses.fields(event)}
     if "name" in fields and fields["name"] is not None:
-        item["FunctionName" if event.kind != "EventRaised" else "Name"] = fields["name"]
+        # As in Durable Functions: the orchestrator's name is FunctionName, any other (an
+        # activity or sub-orchestration not yet completed, an event) stays Name.
+        item["FunctionName" if event.kind == "ExecutionStarted" else "Name"] = fields["name"]
     for source, target in (("input", "Input"), ("result", "Result")):
         if source in fields and fields[source] is not None:
             item[target] = to_plain_json(codec.decode(fields[source]))
@@ -116,11 +152,12 @@ def _add_fields(item: dict[str, Any], event: HistoryEvent) -> None:
         failure = fields["failure"]
         item["FailureDetails"] = {"ErrorType": failure.error_type, "ErrorMessage": failure.message}
     if fields.get("fire_at") is not None:
-        item["FireAt"] = timestamp(fields["fire_at"])
+        item["FireAt"] = precise_timestamp(fields["fire_at"])
     if fields.get("instance_id") is not None:
         item["InstanceId"] = fields["instance_id"]
     if fields.get("reason") is not None:
-        item["Reason"] = fields["reason"]
+        # The Durable Task Framework keeps a termination's reason as the event's Input.
+        item["Input" if event.kind == "ExecutionTerminated" else "Reason"] = fields["reason"]
     for source, target in (
         ("event_id", "EventId"),
         ("task_scheduled_id", "TaskScheduledId"),
