@@ -884,3 +884,27 @@ def test_graceful_shutdown_mid_run_and_restart(start_host: Callable[..., Host]) 
     assert {d["instanceId"]: d["output"] for d in documents} == {
         f"shutdown-{n:03d}": (n + 6) * 10 for n in range(100)
     }
+
+
+# ------------------------------------------------------------------------ every example is servable
+
+EXAMPLES_DIR = Path(__file__).parents[2] / "examples"
+# One orchestrator of each example and an input it accepts.
+EXAMPLE_RUNS = {
+    "async_orchestrator.py": ("hello_cities_async", None),
+    "hello_cities.py": ("hello_cities", None),
+}
+
+
+@pytest.mark.parametrize("example", sorted(p.name for p in EXAMPLES_DIR.glob("*.py")))
+def test_every_example_is_servable(example: str, start_host: Callable[..., Host]) -> None:
+    host = start_host(EXAMPLES_DIR / example)
+    listing = host.http.get(f"{MGMT}/instances")
+    assert listing.status_code == 200
+    output = host.output()
+    assert "Functions:" in output
+    assert "orchestrationTrigger" in output
+    name, body = EXAMPLE_RUNS.get(example, (None, None))
+    if name is not None:
+        instance_id = host.start(name, body)
+        assert host.wait_for(instance_id, "Completed")["output"]
