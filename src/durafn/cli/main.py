@@ -14,13 +14,14 @@ from durafn.app import App
 from durafn.cli.instances import instances
 from durafn.cli.keys import keys
 from durafn.cli.new import new
+from durafn.http.messages import DEFAULT_MAX_BODY_BYTES
 from durafn.loader import AppNotFound, load_app
 from durafn.store import STORE_ENV_VAR, open_store
 from durafn.worker.worker import Worker, WorkerOptions
 
 
 @click.group()
-@click.version_option(package_name="durafn")
+@click.version_option(package_name="durafn", prog_name="durafn")
 def main() -> None:
     """durafn: durable functions for Python, self-hosted."""
 
@@ -139,6 +140,13 @@ def _load(spec: str | None) -> App:
     default=None,
     help="Force keys on or off (default: required only off loopback).",
 )
+@click.option(
+    "--max-body-bytes",
+    default=DEFAULT_MAX_BODY_BYTES,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Largest request body accepted; larger ones get 413.",
+)
 @click.option("--log-level", default="WARNING", show_default=True)
 def start(
     app: str | None,
@@ -146,6 +154,7 @@ def start(
     host: str,
     port: int,
     require_keys: bool | None,
+    max_body_bytes: int,
     log_level: str,
 ) -> None:
     """Serve APP: its HTTP functions under /api, the management API and the workers.
@@ -153,13 +162,21 @@ def start(
     APP is module:attribute or path/to/file.py (default: function_app.py or app.py here).
     Stop with Ctrl-C or SIGTERM: in-flight work finishes or is released first.
     """
+    from durafn.host.keys import HostKeys, KeysFileError
     from durafn.host.server import HostOptions, serve
 
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     loaded = _load(app)
-    options = HostOptions(host=host, port=port, require_keys=require_keys)
+    options = HostOptions(
+        host=host, port=port, require_keys=require_keys, max_body_bytes=max_body_bytes
+    )
+    if options.keys_required:
+        try:
+            HostKeys.load_or_create()
+        except KeysFileError as exc:
+            raise click.ClickException(str(exc)) from exc
 
     async def run() -> None:
         store = open_store(store_url)

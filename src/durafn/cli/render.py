@@ -42,10 +42,6 @@ def stdout_console() -> Console:
     return Console(highlight=False)
 
 
-def stderr_console() -> Console:
-    return Console(stderr=True, highlight=False)
-
-
 def echo_json(document: Any) -> None:
     """Print one JSON document on stdout (plain text: no colours, whatever the terminal)."""
     click.echo(json.dumps(document, indent=2, ensure_ascii=False))

@@ -16,8 +16,8 @@ from durafn.client.portal import LoopThread
 from durafn.core.errors import PayloadTooLarge
 from durafn.host.errors import BadRequest, Unauthorized
 from durafn.host.keys import HostKeys
+from durafn.http.messages import DEFAULT_MAX_BODY_BYTES
 
-DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
 _BLOCKING_LOCK = threading.Lock()
 
 

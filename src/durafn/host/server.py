@@ -20,7 +20,8 @@ from durafn.host.functions import function_routes
 from durafn.host.keys import HostKeys, is_loopback
 from durafn.host.management import management_routes
 from durafn.host.openapi import openapi_routes
-from durafn.host.requests import DEFAULT_MAX_BODY_BYTES, HostState
+from durafn.host.requests import HostState
+from durafn.http.messages import DEFAULT_MAX_BODY_BYTES
 from durafn.store.base import Store
 from durafn.worker.worker import Worker, WorkerOptions
 
