@@ -74,3 +74,46 @@ def test_worker_process_runs_instances_and_stops_on_sigterm(tmp_path: Path) -> N
     assert worker.returncode == 0, stderr
     assert time.monotonic() - started < 30
     assert "serving 1 orchestrator(s) and 1 activity(ies)" in stderr
+
+
+def test_worker_roles_split_the_work(tmp_path: Path) -> None:
+    store = f"sqlite:///{tmp_path}/hub.db"
+    app = str(EXAMPLES / "hello_cities.py")
+    command = [sys.executable, "-m", "durafn", "worker", app, "--store", store]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    orchestrators = subprocess.Popen(
+        [*command, "--orchestrations-only"], env=env, stderr=subprocess.DEVNULL
+    )
+    try:
+        with df.Client(store) as client:
+            instance_id = client.start_new("hello_cities")
+            # Without an activity worker the first step is scheduled and waits.
+            time.sleep(1.0)
+            waiting = client.get_status(instance_id)
+            assert waiting is not None
+            assert waiting.runtime_status is df.RuntimeStatus.RUNNING
+            activities = subprocess.Popen(
+                [*command, "--activities-only"], env=env, stderr=subprocess.DEVNULL
+            )
+            try:
+                status = client.wait_for_completion(instance_id, timeout=30)
+            finally:
+                activities.send_signal(signal.SIGTERM)
+                assert activities.wait(timeout=30) == 0
+        assert status.output == ["Hello Tokyo!", "Hello Seattle!", "Hello London!"]
+    finally:
+        orchestrators.send_signal(signal.SIGTERM)
+        assert orchestrators.wait(timeout=30) == 0
+
+
+def test_worker_roles_exclude_each_other(tmp_path: Path) -> None:
+    result = durafn(
+        "worker",
+        str(EXAMPLES / "hello_cities.py"),
+        "--orchestrations-only",
+        "--activities-only",
+        "--store",
+        f"sqlite:///{tmp_path}/h.db",
+    )
+    assert result.returncode == 2
+    assert "exclude each other" in result.stderr

@@ -36,17 +36,23 @@ def main() -> None:
     help="Store URL (default: $DURAFN_STORE or sqlite:///durafn.db).",
 )
 @click.option(
-    "--activities",
-    "max_activities",
+    "--orchestrations-only",
+    is_flag=True,
+    help="Run orchestration episodes only (scale activity workers separately).",
+)
+@click.option("--activities-only", is_flag=True, help="Run activities only.")
+@click.option(
+    "--max-activities",
     default=16,
     show_default=True,
+    type=click.IntRange(min=1),
     help="How many activities may run at once.",
 )
 @click.option(
-    "--orchestrations",
-    "max_orchestrations",
+    "--max-orchestrations",
     default=4,
     show_default=True,
+    type=click.IntRange(min=1),
     help="How many orchestration episodes may run at once.",
 )
 @click.option(
@@ -60,6 +66,8 @@ def main() -> None:
 def worker(
     app: str,
     store_url: str | None,
+    orchestrations_only: bool,
+    activities_only: bool,
     max_activities: int,
     max_orchestrations: int,
     lease_seconds: float,
@@ -73,8 +81,12 @@ def worker(
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    if orchestrations_only and activities_only:
+        raise click.UsageError("--orchestrations-only and --activities-only exclude each other")
     loaded = _load(app)
     options = WorkerOptions(
+        orchestrations=not activities_only,
+        activities=not orchestrations_only,
         max_concurrent_activities=max_activities,
         max_concurrent_orchestrations=max_orchestrations,
         lease=timedelta(seconds=lease_seconds),
