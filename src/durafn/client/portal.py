@@ -33,13 +33,7 @@ class LoopThread:
                 "a blocking durafn call was made from inside its own event loop; "
                 "use the AsyncClient there"
             )
-        future = asyncio.run_coroutine_threadsafe(coro, self.loop)
-        try:
-            return future.result()
-        except BaseException:
-            # Interrupted (Ctrl-C) or failed: make sure nothing is left running on the loop.
-            future.cancel()
-            raise
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
 
     def close(self) -> None:
         if self.loop.is_closed():
