@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 
@@ -27,6 +27,26 @@ from durafn.client.client import Client
 from durafn.core.errors import InstanceNotFound
 from durafn.core.status import OrchestrationStatus, RuntimeStatus
 from durafn.http.status_json import status_to_json
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def created_range(command: F) -> F:
+    """``--from`` / ``--to``: the creation-time range of the instances a command touches."""
+    command = click.option(
+        "--to",
+        "created_to",
+        callback=parse_time,
+        metavar="ISO-TIME",
+        help="Created at or before this time.",
+    )(command)
+    return click.option(
+        "--from",
+        "created_from",
+        callback=parse_time,
+        metavar="ISO-TIME",
+        help="Created at or after this time.",
+    )(command)
 
 
 @click.group()
@@ -52,20 +72,7 @@ def instances() -> None:
 )
 @click.option("--name", help="Only instances of this orchestrator.")
 @click.option("--prefix", help="Only instance ids starting with this text.")
-@click.option(
-    "--from",
-    "created_from",
-    callback=parse_time,
-    metavar="ISO-TIME",
-    help="Created at or after this time.",
-)
-@click.option(
-    "--to",
-    "created_to",
-    callback=parse_time,
-    metavar="ISO-TIME",
-    help="Created at or before this time.",
-)
+@created_range
 @click.option(
     "--top", type=click.IntRange(1, 1000), default=100, show_default=True, help="Page size."
 )
@@ -264,20 +271,7 @@ resume = _steering_command(
     help="Purge finished instances with this status (Completed, Failed, Canceled, Terminated); "
     "repeat for several.",
 )
-@click.option(
-    "--from",
-    "created_from",
-    callback=parse_time,
-    metavar="ISO-TIME",
-    help="Created at or after this time.",
-)
-@click.option(
-    "--to",
-    "created_to",
-    callback=parse_time,
-    metavar="ISO-TIME",
-    help="Created at or before this time.",
-)
+@created_range
 @click.option("--yes", "-y", is_flag=True, help="Do not ask before a bulk purge.")
 @common_options
 def purge(

@@ -253,6 +253,17 @@ _PURGED = {
     "properties": {"instancesDeleted": {"type": "integer", "minimum": 1}},
 }
 
+_URL_FIELDS = (
+    "id",
+    "statusQueryGetUri",
+    "sendEventPostUri",
+    "terminatePostUri",
+    "purgeHistoryDeleteUri",
+    "restartPostUri",
+    "suspendPostUri",
+    "resumePostUri",
+)
+
 _SCHEMAS: dict[str, Any] = {
     "Error": {
         "type": "object",
@@ -277,29 +288,8 @@ _SCHEMAS: dict[str, Any] = {
     },
     "ManagementUrls": {
         "type": "object",
-        "required": [
-            "id",
-            "statusQueryGetUri",
-            "sendEventPostUri",
-            "terminatePostUri",
-            "purgeHistoryDeleteUri",
-            "restartPostUri",
-            "suspendPostUri",
-            "resumePostUri",
-        ],
-        "properties": {
-            name: {"type": "string"}
-            for name in (
-                "id",
-                "statusQueryGetUri",
-                "sendEventPostUri",
-                "terminatePostUri",
-                "purgeHistoryDeleteUri",
-                "restartPostUri",
-                "suspendPostUri",
-                "resumePostUri",
-            )
-        },
+        "required": list(_URL_FIELDS),
+        "properties": {name: {"type": "string"} for name in _URL_FIELDS},
     },
 }
 
