@@ -497,7 +497,7 @@ def test_unserializable_values_inside_an_orchestrator_fail_it_clearly(
 @pytest.mark.parametrize(
     ("url", "fragment"),
     [
-        ("postgres://localhost/db", "unsupported store URL"),
+        ("mysql://localhost/db", "unsupported store URL"),
         ("sqlite://somehost/hub.db", "has a host"),
         ("sqlite:///", "names no file"),
         ("sqlite:///hub.db?bogus=1", "unknown option"),
@@ -566,12 +566,12 @@ def _loop_threads() -> set[threading.Thread]:
 def test_a_client_with_a_bad_store_url_leaves_no_thread_behind() -> None:
     before = _loop_threads()
     with pytest.raises(df.StoreError):
-        df.Client("postgres://localhost/db")
+        df.Client("mysql://localhost/db")
     assert _loop_threads() == before
 
 
 def test_a_runtime_with_a_bad_store_url_leaves_no_thread_behind() -> None:
     before = _loop_threads()
-    with pytest.raises(df.StoreError), df.Runtime(app, store="postgres://localhost/db"):
+    with pytest.raises(df.StoreError), df.Runtime(app, store="mysql://localhost/db"):
         pass
     assert _loop_threads() == before

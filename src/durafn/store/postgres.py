@@ -1,0 +1,651 @@
+"""The PostgreSQL store: many workers on many machines, one database.
+
+The semantics are the SQLite store's, statement for statement where it matters; what differs
+is concurrency. Workers claim instances and activities with ``FOR UPDATE SKIP LOCKED``, so
+they never wait on each other's claims. A checkpoint is one transaction fenced by the lease
+owner on the instance row (and by the history primary key). Every transaction that makes work
+visible, or changes what a client may be waiting for, sends a NOTIFY on the task hub's channel
+as it commits, which wakes idle workers and waiting clients at once
+(:mod:`durafn.store.postgres_changes`). The SQL is in :mod:`durafn.store.postgres_sql`, the
+pool and the transactions in :mod:`durafn.store.postgres_connections`.
+
+Messages to other instances are delivered without locking the target (two instances messaging
+each other would otherwise deadlock), so a message may race with its target finishing and land
+in a finished instance's inbox. The next claim sweeps such leftovers away, counting the raised
+events as dropped, as the finishing checkpoint would have. Likewise a claim never hands out an
+instance left with nothing to apply (its only visible messages were stale results, or were
+consumed by another worker since the claim's scan began): it drops the stale ones and moves on.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+import psycopg
+
+from durafn.core.errors import (
+    InstanceAlreadyExists,
+    InstanceNotFound,
+    InstanceNotRunning,
+    InstanceStillRunning,
+    LeaseLost,
+    StoreError,
+)
+from durafn.core.history import (
+    EventRaised,
+    ExecutionStarted,
+    ExecutionTerminated,
+    HistoryEvent,
+    SubOrchestrationInstanceFailed,
+    dump_event,
+    load_event,
+)
+from durafn.core.status import FailureDetails, RuntimeStatus
+from durafn.store import postgres_sql as q
+from durafn.store.base import (
+    TERMINAL_STATUSES,
+    ActivityWorkItem,
+    Checkpoint,
+    InboxMessage,
+    InstancePage,
+    InstanceQuery,
+    InstanceRecord,
+    NewInstance,
+    OrchestrationWorkItem,
+    OutgoingMessage,
+    decode_page_token,
+    dump_failure,
+    encode_page_token,
+    from_micros,
+    terminal_filter,
+    to_micros,
+    verb_for,
+)
+from durafn.store.postgres_changes import channel_name
+from durafn.store.postgres_connections import Database, Session
+from durafn.store.postgres_schema import DEFAULT_SCHEMA, quote_schema
+
+_TERMINAL = sorted(s.value for s in TERMINAL_STATUSES)
+# How raised events begin in their stored form (``dump_event``): the SQLite store counts
+# dropped events the same way.
+_RAISED_PREFIX = '{"kind":"EventRaised"'
+
+# (execution_id, visible_at, event text): a message as ``q.ENQUEUE`` queues it.
+_Queued = tuple[str | None, int, str]
+
+
+class PostgresStore:
+    """A task hub in a PostgreSQL database.
+
+    ``conninfo`` is a libpq connection string or ``postgresql://`` URL; the tables live in the
+    PostgreSQL schema ``schema``, created (and migrated) on first use. Nothing connects before
+    the first operation. ``min_size``/``max_size`` bound the connection pool; one more
+    connection LISTENs once :meth:`change_token` or :meth:`wait_for_change` is used.
+    Raises ``StoreError`` for a connection string libpq cannot parse.
+    """
+
+    def __init__(
+        self,
+        conninfo: str,
+        task_hub: str = "default",
+        *,
+        schema: str = DEFAULT_SCHEMA,
+        min_size: int = 1,
+        max_size: int = 10,
+    ) -> None:
+        self.task_hub = task_hub
+        self.schema = schema
+        self._quoted = quote_schema(schema)
+        self._db = Database(
+            conninfo,
+            schema,
+            channel_name(schema, task_hub),
+            min_size=min_size,
+            max_size=max_size,
+        )
+        self._statements: dict[str, str] = {}
+
+    def _sql(self, template: str) -> str:
+        """``template`` with ``{s}`` naming this store's schema."""
+        statement = self._statements.get(template)
+        if statement is None:
+            statement = self._statements[template] = template.replace("{s}", self._quoted)
+        return statement
+
+    def _key(self, instance_id: str, **more: Any) -> dict[str, Any]:
+        return {"hub": self.task_hub, "iid": instance_id, **more}
+
+    @property
+    def listening(self) -> bool:
+        """Whether the LISTEN connection is up (diagnostics; waiters poll while it is not)."""
+        return self._db.changes.listening
+
+    async def close(self) -> None:
+        await self._db.close()
+
+    # ------------------------------------------------------------------ change notification
+
+    async def change_token(self) -> object:
+        return await self._db.change_token()
+
+    async def wait_for_change(self, token: object, timeout: float) -> None:
+        await self._db.wait_for_change(token, timeout)
+
+    # ------------------------------------------------------------------ instances
+
+    async def create_instance(self, new: NewInstance, now: datetime) -> None:
+        async def tx(s: Session) -> None:
+            await self._insert_instance(s, new, now)
+
+        await self._db.write(tx)
+
+    async def _insert_instance(self, s: Session, new: NewInstance, now: datetime) -> None:
+        """Create ``new``, replacing a finished instance of that id; ``InstanceAlreadyExists``."""
+        started = new.started
+        visible = new.start_at if new.start_at and new.start_at > now else now
+        values = self._key(
+            new.instance_id,
+            eid=started.execution_id,
+            name=started.name,
+            status=RuntimeStatus.PENDING.value,
+            input=started.input,
+            now=to_micros(now),
+            scheduled=to_micros(new.start_at) if new.start_at else None,
+            parent=started.parent_instance_id,
+            visible=to_micros(visible),
+            event=dump_event(started),
+        )
+        while True:
+            row = await s.fetchone(self._sql(q.LOCK_INSTANCE_STATUS), values)
+            if row is not None:
+                status = RuntimeStatus(row[0])
+                if not status.is_terminal:
+                    raise InstanceAlreadyExists(new.instance_id, status.value)
+                await self._delete_instance(s, new.instance_id)
+            if await s.fetchone(self._sql(q.INSERT_INSTANCE), values) is not None:
+                s.notify = True
+                return
+            # Another transaction created the id since we looked: look again, under its lock.
+
+    async def _delete_instance(self, s: Session, instance_id: str) -> None:
+        await s.execute(self._sql(q.DELETE_INSTANCE), self._key(instance_id))
+        s.changed = True
+
+    async def _enqueue(self, s: Session, instance_id: str, messages: Sequence[_Queued]) -> None:
+        """Queue messages for one instance, in this order."""
+        if not messages:
+            return
+        executions, times, events = zip(*messages, strict=True)
+        await s.execute(
+            self._sql(q.ENQUEUE),
+            self._key(instance_id, eids=list(executions), times=list(times), events=list(events)),
+        )
+        s.notify = True
+
+    async def send_message(self, instance_id: str, event: HistoryEvent, now: datetime) -> None:
+        # A refused message is returned, not raised, so the drop count still commits.
+        async def tx(s: Session) -> InstanceNotRunning | None:
+            row = await s.fetchone(self._sql(q.LOCK_INSTANCE_FOR_MESSAGE), self._key(instance_id))
+            if row is None:
+                raise InstanceNotFound(instance_id)
+            status = RuntimeStatus(row[0])
+            if status.is_terminal:
+                if isinstance(event, EventRaised):
+                    await s.execute(self._sql(q.COUNT_DROPPED), self._key(instance_id, count=1))
+                    s.changed = True
+                return InstanceNotRunning(instance_id, status.value, verb_for(event))
+            visible = to_micros(now)
+            # An instance scheduled to start later takes its messages from then on, except a
+            # terminate, which may cancel the start.
+            if row[1] is not None and not isinstance(event, ExecutionTerminated):
+                visible = max(visible, row[1])
+            await self._enqueue(s, instance_id, [(None, visible, dump_event(event))])
+            return None
+
+        refused = await self._db.write(tx)
+        if refused is not None:
+            raise refused
+
+    async def get_instance(self, instance_id: str) -> InstanceRecord | None:
+        async def read(s: Session) -> InstanceRecord | None:
+            row = await s.fetchone(self._sql(q.GET_INSTANCE), self._key(instance_id))
+            return _record(row) if row else None
+
+        return await self._db.read(read)
+
+    async def get_history(self, instance_id: str) -> list[HistoryEvent]:
+        async def read(s: Session) -> list[HistoryEvent]:
+            rows = await s.fetchall(self._sql(q.GET_HISTORY), self._key(instance_id))
+            return [load_event(r[0]) for r in rows]
+
+        return await self._db.read(read)
+
+    async def dropped_events(self, instance_id: str) -> int:
+        """How many events were dropped because they reached a finished instance."""
+
+        async def read(s: Session) -> int:
+            row = await s.fetchone(self._sql(q.GET_DROPPED), self._key(instance_id))
+            return int(row[0]) if row else 0
+
+        return await self._db.read(read)
+
+    # ------------------------------------------------------------------ orchestration work
+
+    async def lock_next_orchestration(
+        self, owner: str, lease: timedelta, now: datetime, max_messages: int = 10_000
+    ) -> OrchestrationWorkItem | None:
+        n = to_micros(now)
+        until = now + lease
+
+        async def tx(s: Session) -> OrchestrationWorkItem | None:
+            while True:
+                row = await s.fetchone(
+                    self._sql(q.CLAIM_INSTANCE), {"hub": self.task_hub, "now": n}
+                )
+                if row is None:
+                    return None
+                instance_id, execution_id, name, status, history_length = row
+                s.changed = True
+                if RuntimeStatus(status).is_terminal:
+                    await self._drop_inbox(s, instance_id)  # leftovers of a race; look again
+                    continue
+                token = f"{owner}/{uuid.uuid4().hex[:12]}"
+                rows = await s.fetchall(
+                    self._sql(q.LEASE_INSTANCE),
+                    self._key(
+                        instance_id,
+                        token=token,
+                        until=to_micros(until),
+                        eid=execution_id,
+                        now=n,
+                        max=max(1, max_messages),  # an episode applies one message at least
+                    ),
+                )
+                if not rows:
+                    continue  # nothing left to apply there: look for another instance
+                return OrchestrationWorkItem(
+                    instance_id=instance_id,
+                    execution_id=execution_id,
+                    name=name,
+                    status=RuntimeStatus(status),
+                    lock_token=token,
+                    locked_until=until,
+                    messages=[InboxMessage(seq, load_event(text)) for seq, text in rows],
+                    history_length=history_length,
+                )
+
+        return await self._db.write(tx)
+
+    async def _drop_inbox(self, s: Session, instance_id: str) -> None:
+        await s.execute(self._sql(q.DROP_INBOX), self._key(instance_id, raised=_RAISED_PREFIX))
+        s.changed = True
+
+    async def renew_orchestration_lease(
+        self, item: OrchestrationWorkItem, lease: timedelta, now: datetime
+    ) -> None:
+        until = now + lease
+        values = self._key(item.instance_id, until=to_micros(until), token=item.lock_token)
+
+        async def tx(s: Session) -> int:
+            return await s.execute(self._sql(q.RENEW_INSTANCE_LEASE), values)
+
+        if await self._db.write(tx, transaction=False) != 1:
+            raise LeaseLost(f"lease on instance {item.instance_id!r} was lost")
+        item.locked_until = until
+
+    async def abandon_orchestration(
+        self, item: OrchestrationWorkItem, retry_at: datetime | None = None
+    ) -> None:
+        # A lease that expires at ``retry_at`` keeps other workers off until then.
+        until = to_micros(retry_at) if retry_at else None
+        values = self._key(item.instance_id, until=until, token=item.lock_token)
+
+        async def tx(s: Session) -> None:
+            s.notify = await s.execute(self._sql(q.RELEASE_INSTANCE), values) > 0
+
+        await self._db.write(tx)
+
+    async def checkpoint(
+        self, item: OrchestrationWorkItem, checkpoint: Checkpoint, now: datetime
+    ) -> None:
+        for sub in checkpoint.sub_orchestrations:
+            if sub.started.parent_task_id is None:
+                raise ValueError(f"sub-orchestration {sub.instance_id!r} has no parent_task_id")
+
+        async def tx(s: Session) -> None:
+            await self._apply_checkpoint(s, item, checkpoint, now)
+
+        await self._db.write(tx)
+
+    async def _apply_checkpoint(
+        self, s: Session, item: OrchestrationWorkItem, cp: Checkpoint, now: datetime
+    ) -> None:
+        iid = item.instance_id
+        n = to_micros(now)
+        finished = cp.status.is_terminal
+        restart = cp.restart
+        updated = await s.execute(
+            self._sql(q.CHECKPOINT_INSTANCE),
+            self._key(
+                iid,
+                status=cp.status.value,
+                output=cp.output,
+                custom=cp.custom_status,
+                failure=dump_failure(cp.failure),
+                now=n,
+                completed=n if finished else None,
+                eid=restart.execution_id if restart else item.execution_id,
+                restart=restart is not None,
+                input=restart.input if restart else None,
+                length=0 if restart else item.history_length + len(cp.new_events),
+                dropped=cp.dropped_events,
+                token=item.lock_token,
+            ),
+        )
+        if updated != 1:
+            raise LeaseLost(f"lease on instance {iid!r} was lost before its checkpoint")
+        # Clients wait for status changes, and other workers for the released instance.
+        s.notify = True
+        if cp.consumed:
+            await s.execute(self._sql(q.DELETE_MESSAGES), self._key(iid, seqs=cp.consumed))
+        if restart is not None:
+            await self._restart(s, item, restart, cp.carryover, now)
+            return
+        await self._append_history(s, item, cp.new_events)
+        await self._schedule_activities(s, item, cp, n)
+        for sub in cp.sub_orchestrations:
+            await self._start_child(s, item, sub, now)
+        await self._deliver(s, cp.messages, now)
+        if finished:
+            # Tasks first: a completion racing with this finish then commits before the sweep
+            # of the inbox below (deleting its task waits for its row lock).
+            await s.execute(self._sql(q.DELETE_ACTIVITIES), self._key(iid))
+            await self._drop_inbox(s, iid)
+            if cp.parent_message is not None:
+                await self._deliver(s, [cp.parent_message], now)
+
+    async def _append_history(
+        self, s: Session, item: OrchestrationWorkItem, events: list[HistoryEvent]
+    ) -> None:
+        if not events:
+            return
+        values = self._key(
+            item.instance_id,
+            eid=item.execution_id,
+            first=item.history_length,
+            events=[dump_event(e) for e in events],
+        )
+        try:
+            await s.execute(self._sql(q.APPEND_HISTORY), values)
+        except psycopg.errors.UniqueViolation as exc:
+            raise LeaseLost(
+                f"history of {item.instance_id!r} was extended by another worker"
+            ) from exc
+
+    async def _schedule_activities(
+        self, s: Session, item: OrchestrationWorkItem, cp: Checkpoint, n: int
+    ) -> None:
+        if not cp.activities:
+            return
+        values = self._key(
+            item.instance_id,
+            eid=item.execution_id,
+            now=n,
+            event_ids=[a.event_id for a in cp.activities],
+            names=[a.name for a in cp.activities],
+            inputs=[a.input for a in cp.activities],
+        )
+        try:
+            await s.execute(self._sql(q.SCHEDULE_ACTIVITIES), values)
+        except psycopg.errors.UniqueViolation as exc:
+            raise StoreError(
+                f"an activity of {item.instance_id!r} is already scheduled: {exc}"
+            ) from exc
+
+    async def _restart(
+        self,
+        s: Session,
+        item: OrchestrationWorkItem,
+        started: ExecutionStarted,
+        carryover: Iterable[EventRaised],
+        now: datetime,
+    ) -> None:
+        n = to_micros(now)
+        waiting = await s.fetchall(self._sql(q.RESET_EXECUTION), self._key(item.instance_id))
+        # The new execution starts, and receives its carried-over events, before the events that
+        # arrived while the last episode ran: those are queued again behind them, in order.
+        queue: list[_Queued] = [(None, n, dump_event(started))]
+        queue += [(None, n, dump_event(event)) for event in carryover]
+        queue += [(None, at, text) for _, eid, at, text in sorted(waiting) if eid is None]
+        await self._enqueue(s, item.instance_id, queue)
+
+    async def _start_child(
+        self, s: Session, item: OrchestrationWorkItem, sub: NewInstance, now: datetime
+    ) -> None:
+        try:
+            await self._insert_instance(s, sub, now)
+        except InstanceAlreadyExists as exc:
+            parent_task = sub.started.parent_task_id
+            assert parent_task is not None  # checked before the transaction began
+            event = SubOrchestrationInstanceFailed(
+                timestamp=now,
+                task_scheduled_id=parent_task,
+                failure=FailureDetails.from_exception(exc),
+            )
+            failed = (item.execution_id, to_micros(now), dump_event(event))
+            await self._enqueue(s, item.instance_id, [failed])
+
+    async def _deliver(self, s: Session, messages: list[OutgoingMessage], now: datetime) -> None:
+        if not messages:
+            return
+        n = to_micros(now)
+        values = {
+            "hub": self.task_hub,
+            "iids": [m.instance_id for m in messages],
+            "eids": [m.execution_id for m in messages],
+            "times": [to_micros(m.visible_at) if m.visible_at else n for m in messages],
+            "events": [dump_event(m.event) for m in messages],
+            "raised": [isinstance(m.event, EventRaised) for m in messages],
+            "terminal": _TERMINAL,
+        }
+        s.changed = True
+        if await s.execute(self._sql(q.DELIVER), values):
+            s.notify = True
+
+    # ------------------------------------------------------------------ activity work
+
+    async def lock_next_activities(
+        self, owner: str, lease: timedelta, now: datetime, limit: int
+    ) -> list[ActivityWorkItem]:
+        if limit <= 0:
+            return []
+        until = now + lease
+        values = {
+            "hub": self.task_hub,
+            "now": to_micros(now),
+            "limit": limit,
+            # One token per task: the claim's own prefix and the task's sequence number.
+            "prefix": f"{owner}/{uuid.uuid4().hex[:12]}.",
+            "until": to_micros(until),
+        }
+
+        async def tx(s: Session) -> list[tuple[Any, ...]]:
+            rows = await s.fetchall(self._sql(q.CLAIM_ACTIVITIES), values)
+            s.changed = bool(rows)
+            return rows
+
+        rows = await self._db.write(tx, transaction=False)
+        rows.sort(key=lambda r: (r[8], r[0]))  # (visible_at, seq), the order of the claim
+        return [
+            ActivityWorkItem(
+                task_id=seq,
+                instance_id=iid,
+                execution_id=eid,
+                event_id=event_id,
+                name=name,
+                input=input_,
+                lock_token=token,
+                locked_until=until,
+                attempts=attempts,
+            )
+            for seq, iid, eid, event_id, name, input_, token, attempts, _ in rows
+        ]
+
+    def _task_key(self, item: ActivityWorkItem, **more: Any) -> dict[str, Any]:
+        return self._key(item.instance_id, seq=item.task_id, token=item.lock_token, **more)
+
+    async def renew_activity_lease(
+        self, item: ActivityWorkItem, lease: timedelta, now: datetime
+    ) -> None:
+        until = now + lease
+        values = self._task_key(item, until=to_micros(until))
+
+        async def tx(s: Session) -> int:
+            return await s.execute(self._sql(q.RENEW_ACTIVITY_LEASE), values)
+
+        if await self._db.write(tx, transaction=False) != 1:
+            raise LeaseLost(f"lease on activity {item.name!r} #{item.event_id} was lost")
+        item.locked_until = until
+
+    async def complete_activity(
+        self, item: ActivityWorkItem, result: HistoryEvent, now: datetime
+    ) -> bool:
+        async def tx(s: Session) -> bool:
+            if await s.execute(self._sql(q.TAKE_ACTIVITY), self._task_key(item)) != 1:
+                return False
+            await self._deliver(
+                s, [OutgoingMessage(item.instance_id, result, item.execution_id)], now
+            )
+            return True
+
+        return await self._db.write(tx)
+
+    async def abandon_activity(
+        self, item: ActivityWorkItem, retry_at: datetime | None = None
+    ) -> None:
+        values = self._task_key(item, retry_at=to_micros(retry_at) if retry_at else None)
+
+        async def tx(s: Session) -> None:
+            s.notify = await s.execute(self._sql(q.RELEASE_ACTIVITY), values) > 0
+
+        await self._db.write(tx)
+
+    # ------------------------------------------------------------------ queries and purge
+
+    async def query_instances(self, query: InstanceQuery) -> InstancePage:
+        where, values = self._where(query)
+        if query.continuation_token:
+            created, last_id = decode_page_token(query.continuation_token)
+            where.append("(created_at, instance_id) < (%(after_created)s, %(after_id)s)")
+            values.update(after_created=created, after_id=last_id)
+        values["limit"] = query.page_size + 1
+        statement = self._sql(q.QUERY_INSTANCES).replace("{where}", " AND ".join(where))
+
+        async def read(s: Session) -> list[tuple[Any, ...]]:
+            return await s.fetchall(statement, values)
+
+        rows = await self._db.read(read)
+        records = [_record(r) for r in rows[: query.page_size]]
+        token = None
+        if len(rows) > query.page_size and records:
+            token = encode_page_token(records[-1].created_at, records[-1].instance_id)
+        return InstancePage(records, token)
+
+    def _where(self, query: InstanceQuery) -> tuple[list[str], dict[str, Any]]:
+        where = ["task_hub = %(hub)s"]
+        values: dict[str, Any] = {"hub": self.task_hub}
+        if query.runtime_status is not None:
+            where.append("status = ANY(%(statuses)s::text[])")
+            values["statuses"] = sorted(s.value for s in query.runtime_status)
+        if query.created_from is not None:
+            where.append("created_at >= %(created_from)s")
+            values["created_from"] = to_micros(query.created_from)
+        if query.created_to is not None:
+            where.append("created_at <= %(created_to)s")
+            values["created_to"] = to_micros(query.created_to)
+        if query.name is not None:
+            where.append("name = %(name)s")
+            values["name"] = query.name
+        if query.instance_id_prefix is not None:
+            where.append("starts_with(instance_id, %(prefix)s)")
+            values["prefix"] = query.instance_id_prefix
+        return where, values
+
+    async def purge_instance(self, instance_id: str) -> int:
+        async def tx(s: Session) -> int:
+            row = await s.fetchone(self._sql(q.LOCK_INSTANCE_STATUS), self._key(instance_id))
+            if row is None:
+                return 0
+            status = RuntimeStatus(row[0])
+            if not status.is_terminal:
+                raise InstanceStillRunning(instance_id, status.value)
+            await self._delete_instance(s, instance_id)
+            return 1
+
+        return await self._db.write(tx)
+
+    async def purge_instances(self, query: InstanceQuery) -> int:
+        narrowed = InstanceQuery(
+            runtime_status=terminal_filter(query.runtime_status),
+            created_from=query.created_from,
+            created_to=query.created_to,
+            name=query.name,
+            instance_id_prefix=query.instance_id_prefix,
+        )
+        where, values = self._where(narrowed)
+        statement = self._sql(q.PURGE_INSTANCES).replace("{where}", " AND ".join(where))
+
+        async def tx(s: Session) -> int:
+            row = await s.fetchone(statement, values)
+            purged = int(row[0]) if row else 0
+            s.changed = purged > 0
+            return purged
+
+        return await self._db.write(tx, transaction=False)
+
+    async def next_visible_at(self, now: datetime) -> datetime | None:
+        values = {"hub": self.task_hub, "now": to_micros(now)}
+
+        async def read(s: Session) -> int | None:
+            row = await s.fetchone(self._sql(q.NEXT_VISIBLE_AT), values)
+            return None if row is None or row[0] is None else int(row[0])
+
+        micros = await self._db.read(read)
+        return from_micros(micros) if micros is not None else None
+
+
+def _record(row: tuple[Any, ...]) -> InstanceRecord:
+    (
+        instance_id,
+        name,
+        execution_id,
+        status,
+        created,
+        updated,
+        input_,
+        output,
+        custom,
+        failure,
+        parent,
+        scheduled,
+        completed,
+    ) = row
+    return InstanceRecord(
+        instance_id=instance_id,
+        name=name,
+        execution_id=execution_id,
+        status=RuntimeStatus(status),
+        created_at=from_micros(created),
+        updated_at=from_micros(updated),
+        input=input_,
+        output=output,
+        custom_status=custom,
+        failure=FailureDetails.from_dict(json.loads(failure)) if failure else None,
+        parent_instance_id=parent,
+        scheduled_start_at=from_micros(scheduled) if scheduled is not None else None,
+        completed_at=from_micros(completed) if completed is not None else None,
+    )

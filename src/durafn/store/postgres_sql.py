@@ -1,0 +1,300 @@
+"""The SQL of the PostgreSQL store, one named statement each.
+
+``{s}`` stands for the quoted schema name (filled in once per store); parameters are named.
+Every statement stays inside one ``(task_hub, instance_id)`` except the claims, the queries and
+the bulk purge (DESIGN.md §4). Times are integer microseconds since the epoch.
+"""
+
+from __future__ import annotations
+
+# ---------------------------------------------------------------------- instances
+
+LOCK_INSTANCE_STATUS = """
+SELECT status FROM {s}.instances
+WHERE task_hub = %(hub)s AND instance_id = %(iid)s
+FOR UPDATE
+"""
+
+# Creates the instance and queues its start; no row back when the id was taken meanwhile.
+# Rows a racing delivery may have left for the id while nobody had it are cleared, only when
+# the insert won (then no one else can be creating the id).
+INSERT_INSTANCE = """
+WITH created AS (
+    INSERT INTO {s}.instances (task_hub, instance_id, execution_id, name, status, input,
+        created_at, updated_at, scheduled_start_at, parent_instance_id)
+    VALUES (%(hub)s, %(iid)s, %(eid)s, %(name)s, %(status)s, %(input)s,
+        %(now)s, %(now)s, %(scheduled)s, %(parent)s)
+    ON CONFLICT (task_hub, instance_id) DO NOTHING
+    RETURNING instance_id
+), h AS (
+    DELETE FROM {s}.history WHERE task_hub = %(hub)s AND instance_id = %(iid)s
+        AND EXISTS (SELECT 1 FROM created)
+), a AS (
+    DELETE FROM {s}.activity_tasks WHERE task_hub = %(hub)s AND instance_id = %(iid)s
+        AND EXISTS (SELECT 1 FROM created)
+), m AS (
+    DELETE FROM {s}.inbox WHERE task_hub = %(hub)s AND instance_id = %(iid)s
+        AND EXISTS (SELECT 1 FROM created)
+)
+INSERT INTO {s}.inbox (task_hub, instance_id, execution_id, visible_at, event)
+SELECT %(hub)s, instance_id, NULL, %(visible)s, %(event)s FROM created
+RETURNING seq
+"""
+
+DELETE_INSTANCE = """
+WITH i AS (DELETE FROM {s}.instances WHERE task_hub = %(hub)s AND instance_id = %(iid)s),
+     h AS (DELETE FROM {s}.history WHERE task_hub = %(hub)s AND instance_id = %(iid)s),
+     a AS (DELETE FROM {s}.activity_tasks WHERE task_hub = %(hub)s AND instance_id = %(iid)s)
+DELETE FROM {s}.inbox WHERE task_hub = %(hub)s AND instance_id = %(iid)s
+"""
+
+# Messages ``(execution_id, visible_at, event)`` for one instance, queued in array order.
+ENQUEUE = """
+INSERT INTO {s}.inbox (task_hub, instance_id, execution_id, visible_at, event)
+SELECT %(hub)s, %(iid)s, m.execution_id, m.visible_at, m.event
+FROM unnest(%(eids)s::text[], %(times)s::bigint[], %(events)s::text[])
+    WITH ORDINALITY AS m(execution_id, visible_at, event, ord)
+ORDER BY m.ord
+"""
+
+# The instance row stays locked until the message is queued, so it cannot finish in between.
+LOCK_INSTANCE_FOR_MESSAGE = """
+SELECT status, scheduled_start_at FROM {s}.instances
+WHERE task_hub = %(hub)s AND instance_id = %(iid)s
+FOR NO KEY UPDATE
+"""
+
+COUNT_DROPPED = """
+UPDATE {s}.instances SET dropped_events = dropped_events + %(count)s
+WHERE task_hub = %(hub)s AND instance_id = %(iid)s
+"""
+
+GET_INSTANCE = """
+SELECT instance_id, name, execution_id, status, created_at, updated_at, input, output,
+    custom_status, failure, parent_instance_id, scheduled_start_at, completed_at
+FROM {s}.instances
+WHERE task_hub = %(hub)s AND instance_id = %(iid)s
+"""
+
+GET_HISTORY = """
+SELECT h.event FROM {s}.history h
+JOIN {s}.instances i ON i.task_hub = h.task_hub AND i.instance_id = h.instance_id
+    AND i.execution_id = h.execution_id
+WHERE h.task_hub = %(hub)s AND h.instance_id = %(iid)s
+ORDER BY h.sequence
+"""
+
+GET_DROPPED = """
+SELECT dropped_events FROM {s}.instances WHERE task_hub = %(hub)s AND instance_id = %(iid)s
+"""
+
+# ---------------------------------------------------------------------- orchestration work
+
+# The instance whose oldest visible message is the oldest, among those no lease holds; rows
+# another claim is locking right now are skipped, not waited for.
+CLAIM_INSTANCE = """
+SELECT i.instance_id, i.execution_id, i.name, i.status, i.history_length
+FROM {s}.inbox m
+JOIN {s}.instances i ON i.task_hub = m.task_hub AND i.instance_id = m.instance_id
+WHERE m.task_hub = %(hub)s AND m.visible_at <= %(now)s
+    AND (i.lock_expires_at IS NULL OR i.lock_expires_at <= %(now)s)
+ORDER BY m.visible_at, m.seq
+LIMIT 1
+FOR UPDATE OF i SKIP LOCKED
+"""
+
+# Drops the results and timers of earlier executions (they can never apply); then, if a
+# message is left to apply, takes the lease and returns the messages (no row: not leased; the
+# message that made the claim pick the instance was consumed meanwhile, or was stale). Every
+# part sees the inbox as it was before the DELETE, hence the execution filter everywhere.
+LEASE_INSTANCE = """
+WITH stale AS (
+    DELETE FROM {s}.inbox
+    WHERE task_hub = %(hub)s AND instance_id = %(iid)s
+        AND execution_id IS NOT NULL AND execution_id <> %(eid)s
+), leased AS (
+    UPDATE {s}.instances SET locked_by = %(token)s, lock_expires_at = %(until)s
+    WHERE task_hub = %(hub)s AND instance_id = %(iid)s AND EXISTS (
+        SELECT 1 FROM {s}.inbox
+        WHERE task_hub = %(hub)s AND instance_id = %(iid)s AND visible_at <= %(now)s
+            AND (execution_id IS NULL OR execution_id = %(eid)s)
+    )
+    RETURNING instance_id
+)
+SELECT seq, event FROM {s}.inbox
+WHERE task_hub = %(hub)s AND instance_id = %(iid)s AND visible_at <= %(now)s
+    AND (execution_id IS NULL OR execution_id = %(eid)s) AND EXISTS (SELECT 1 FROM leased)
+ORDER BY seq
+LIMIT %(max)s
+"""
+
+# Deletes an instance's queued messages, counting the raised events among them as dropped.
+DROP_INBOX = """
+WITH gone AS (
+    DELETE FROM {s}.inbox WHERE task_hub = %(hub)s AND instance_id = %(iid)s RETURNING event
+)
+UPDATE {s}.instances
+SET dropped_events = dropped_events
+    + (SELECT count(*) FROM gone WHERE starts_with(gone.event, %(raised)s))
+WHERE task_hub = %(hub)s AND instance_id = %(iid)s
+"""
+
+RENEW_INSTANCE_LEASE = """
+UPDATE {s}.instances SET lock_expires_at = %(until)s
+WHERE task_hub = %(hub)s AND instance_id = %(iid)s AND locked_by = %(token)s
+"""
+
+RELEASE_INSTANCE = """
+UPDATE {s}.instances SET locked_by = NULL, lock_expires_at = %(until)s
+WHERE task_hub = %(hub)s AND instance_id = %(iid)s AND locked_by = %(token)s
+"""
+
+# The fence of a checkpoint: no row when the lease is no longer the caller's.
+CHECKPOINT_INSTANCE = """
+UPDATE {s}.instances
+SET status = %(status)s, output = %(output)s, custom_status = %(custom)s,
+    failure = %(failure)s, updated_at = %(now)s, completed_at = %(completed)s,
+    execution_id = %(eid)s, input = CASE WHEN %(restart)s THEN %(input)s ELSE input END,
+    history_length = %(length)s, dropped_events = dropped_events + %(dropped)s,
+    locked_by = NULL, lock_expires_at = NULL
+WHERE task_hub = %(hub)s AND instance_id = %(iid)s AND locked_by = %(token)s
+"""
+
+DELETE_MESSAGES = """
+DELETE FROM {s}.inbox
+WHERE task_hub = %(hub)s AND instance_id = %(iid)s AND seq = ANY(%(seqs)s::bigint[])
+"""
+
+APPEND_HISTORY = """
+INSERT INTO {s}.history (task_hub, instance_id, execution_id, sequence, event)
+SELECT %(hub)s, %(iid)s, %(eid)s, %(first)s + e.ord - 1, e.event
+FROM unnest(%(events)s::text[]) WITH ORDINALITY AS e(event, ord)
+"""
+
+SCHEDULE_ACTIVITIES = """
+INSERT INTO {s}.activity_tasks (task_hub, instance_id, execution_id, event_id, name, input,
+    visible_at, attempts)
+SELECT %(hub)s, %(iid)s, %(eid)s, a.event_id, a.name, a.input, %(now)s, 0
+FROM unnest(%(event_ids)s::integer[], %(names)s::text[], %(inputs)s::text[])
+    WITH ORDINALITY AS a(event_id, name, input, ord)
+ORDER BY a.ord
+"""
+
+DELETE_ACTIVITIES = """
+DELETE FROM {s}.activity_tasks WHERE task_hub = %(hub)s AND instance_id = %(iid)s
+"""
+
+# continue_as_new: the history and tasks go; the inbox comes back to be queued again.
+RESET_EXECUTION = """
+WITH h AS (DELETE FROM {s}.history WHERE task_hub = %(hub)s AND instance_id = %(iid)s),
+     a AS (DELETE FROM {s}.activity_tasks WHERE task_hub = %(hub)s AND instance_id = %(iid)s)
+DELETE FROM {s}.inbox WHERE task_hub = %(hub)s AND instance_id = %(iid)s
+RETURNING seq, execution_id, visible_at, event
+"""
+
+# Messages to instances, queued in array order, except those that cannot apply: to a missing
+# instance, to a finished one (raised events are counted there), to an execution not current.
+# The targets are read, not locked: see the module docstring of ``postgres``.
+DELIVER = """
+WITH m AS (
+    SELECT * FROM unnest(%(iids)s::text[], %(eids)s::text[], %(times)s::bigint[],
+        %(events)s::text[], %(raised)s::boolean[])
+        WITH ORDINALITY AS m(instance_id, execution_id, visible_at, event, raised, ord)
+), t AS (
+    SELECT m.*, i.status = ANY(%(terminal)s::text[]) AS finished,
+        i.execution_id AS current_execution
+    FROM m JOIN {s}.instances i ON i.task_hub = %(hub)s AND i.instance_id = m.instance_id
+), d AS (
+    UPDATE {s}.instances i SET dropped_events = i.dropped_events + c.n
+    FROM (
+        SELECT instance_id, count(*) AS n FROM t WHERE finished AND raised GROUP BY instance_id
+    ) c
+    WHERE i.task_hub = %(hub)s AND i.instance_id = c.instance_id
+)
+INSERT INTO {s}.inbox (task_hub, instance_id, execution_id, visible_at, event)
+SELECT %(hub)s, t.instance_id, t.execution_id, t.visible_at, t.event FROM t
+WHERE NOT t.finished AND (t.execution_id IS NULL OR t.execution_id = t.current_execution)
+ORDER BY t.ord
+"""
+
+# ---------------------------------------------------------------------- activity work
+
+CLAIM_ACTIVITIES = """
+WITH picked AS (
+    SELECT task_hub, instance_id, seq FROM {s}.activity_tasks
+    WHERE task_hub = %(hub)s AND visible_at <= %(now)s
+        AND (lock_expires_at IS NULL OR lock_expires_at <= %(now)s)
+    ORDER BY visible_at, seq
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE {s}.activity_tasks t
+SET locked_by = %(prefix)s || t.seq, lock_expires_at = %(until)s, attempts = t.attempts + 1
+FROM picked p
+WHERE t.task_hub = p.task_hub AND t.instance_id = p.instance_id AND t.seq = p.seq
+RETURNING t.seq, t.instance_id, t.execution_id, t.event_id, t.name, t.input, t.locked_by,
+    t.attempts, t.visible_at
+"""
+
+RENEW_ACTIVITY_LEASE = """
+UPDATE {s}.activity_tasks SET lock_expires_at = %(until)s
+WHERE task_hub = %(hub)s AND instance_id = %(iid)s AND seq = %(seq)s
+    AND locked_by = %(token)s
+"""
+
+# A result is accepted while the task is leased by its caller or by nobody.
+TAKE_ACTIVITY = """
+DELETE FROM {s}.activity_tasks
+WHERE task_hub = %(hub)s AND instance_id = %(iid)s AND seq = %(seq)s
+    AND (locked_by = %(token)s OR locked_by IS NULL)
+"""
+
+RELEASE_ACTIVITY = """
+UPDATE {s}.activity_tasks
+SET locked_by = NULL, lock_expires_at = NULL, visible_at = COALESCE(%(retry_at)s, visible_at)
+WHERE task_hub = %(hub)s AND instance_id = %(iid)s AND seq = %(seq)s
+    AND locked_by = %(token)s
+"""
+
+# ---------------------------------------------------------------------- queries and purge
+
+# ``{where}`` is filled by the store from the query's filters.
+QUERY_INSTANCES = """
+SELECT instance_id, name, execution_id, status, created_at, updated_at, input, output,
+    custom_status, failure, parent_instance_id, scheduled_start_at, completed_at
+FROM {s}.instances
+WHERE {where}
+ORDER BY created_at DESC, instance_id DESC
+LIMIT %(limit)s
+"""
+
+# The filters are checked again on the rows as they are when deleted: an instance restarted
+# since the statement began stays.
+PURGE_INSTANCES = """
+WITH doomed AS (
+    DELETE FROM {s}.instances WHERE {where} RETURNING instance_id
+), h AS (
+    DELETE FROM {s}.history
+    WHERE task_hub = %(hub)s AND instance_id IN (SELECT instance_id FROM doomed)
+), m AS (
+    DELETE FROM {s}.inbox
+    WHERE task_hub = %(hub)s AND instance_id IN (SELECT instance_id FROM doomed)
+), a AS (
+    DELETE FROM {s}.activity_tasks
+    WHERE task_hub = %(hub)s AND instance_id IN (SELECT instance_id FROM doomed)
+)
+SELECT count(*) FROM doomed
+"""
+
+NEXT_VISIBLE_AT = """
+SELECT LEAST(
+    (SELECT MIN(visible_at) FROM {s}.inbox
+        WHERE task_hub = %(hub)s AND visible_at > %(now)s),
+    (SELECT MIN(visible_at) FROM {s}.activity_tasks
+        WHERE task_hub = %(hub)s AND visible_at > %(now)s),
+    (SELECT MIN(lock_expires_at) FROM {s}.instances
+        WHERE task_hub = %(hub)s AND lock_expires_at > %(now)s),
+    (SELECT MIN(lock_expires_at) FROM {s}.activity_tasks
+        WHERE task_hub = %(hub)s AND lock_expires_at > %(now)s)
+)
+"""
