@@ -11,6 +11,7 @@ from pathlib import Path
 import click
 
 from durafn.app import App
+from durafn.cli.db import db
 from durafn.cli.instances import instances
 from durafn.cli.keys import keys
 from durafn.cli.new import new
@@ -200,6 +201,7 @@ def start(
     asyncio.run(run())
 
 
+main.add_command(db)
 main.add_command(instances)
 main.add_command(keys)
 main.add_command(new)
