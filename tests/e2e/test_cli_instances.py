@@ -13,6 +13,7 @@ import signal
 import stat
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -250,6 +251,8 @@ def test_wait_interrupted_with_ctrl_c(store_url: str) -> None:
     try:
         assert process.stderr is not None
         assert process.stderr.readline().startswith("Waiting for instance 'pending'")
+        # Ctrl-C while the command waits (not while it is still starting up).
+        time.sleep(0.5)
         process.send_signal(signal.SIGINT)
         stdout, stderr = process.communicate(timeout=30)
     finally:

@@ -3,9 +3,6 @@ and every database connection terminated once, while 500 instances run."""
 
 from __future__ import annotations
 
-import os
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
@@ -14,29 +11,9 @@ from crashkit import run_crash_test
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
-SERVER = os.environ.get("DURAFN_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 
-
-@pytest.fixture
-def postgres_url() -> Iterator[str]:
-    """A task hub in a fresh PostgreSQL schema, dropped afterwards."""
-    try:
-        psycopg.connect(SERVER, connect_timeout=3).close()
-    except psycopg.OperationalError as exc:
-        if os.environ.get("DURAFN_REQUIRE_POSTGRES") == "1":
-            pytest.fail(f"PostgreSQL is required but unreachable at {SERVER}: {exc}")
-        pytest.skip(f"no PostgreSQL server at {SERVER}: {exc}")
-    schema = f"durafn_e2e_{uuid.uuid4().hex[:12]}"
-    try:
-        yield f"{SERVER}?schema={schema}"
-    finally:
-        # A fresh connection: the test terminates every connection it finds.
-        with psycopg.connect(SERVER, autocommit=True) as admin:
-            admin.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-
-
-def terminate_every_connection() -> None:
-    with psycopg.connect(SERVER, autocommit=True) as conn:
+def terminate_every_connection(postgres_url: str) -> None:
+    with psycopg.connect(postgres_url.partition("?")[0], autocommit=True) as conn:
         conn.execute(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
             "WHERE datname = current_database() AND pid <> pg_backend_pid()"
@@ -52,7 +29,7 @@ def test_three_workers_survive_kills_and_a_database_disconnect(
         instances=500,
         workers=3,
         kills=2,
-        disturb=terminate_every_connection,
+        disturb=lambda: terminate_every_connection(postgres_url),
         deadline_seconds=420,
     )
     assert report.kills == 2

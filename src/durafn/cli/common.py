@@ -7,10 +7,12 @@ finished instance, busy id, store failure), 2 for bad input, as Click's usage er
 from __future__ import annotations
 
 import json
+import os
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import IO, Any, TypeVar
 
 import click
 
@@ -45,6 +47,14 @@ class Interrupted(click.ClickException):
 
     def __init__(self) -> None:
         super().__init__("interrupted (Ctrl-C)")
+
+    def show(self, file: IO[Any] | None = None) -> None:
+        super().show(file)
+        # The interrupted call may still hold the store's thread, which interpreter exit would
+        # wait for: say why, then leave at once.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(self.exit_code)
 
 
 def parse_time(ctx: click.Context, param: click.Parameter, value: str | None) -> datetime | None:

@@ -23,7 +23,7 @@ import base64
 import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from durafn.core.history import EventRaised, ExecutionStarted, HistoryEvent
 from durafn.core.status import FailureDetails, RuntimeStatus
@@ -342,3 +342,37 @@ _VERBS = {
 def dump_failure(failure: FailureDetails | None) -> str | None:
     """The stored (JSON text) form of failure details."""
     return json.dumps(failure.to_dict()) if failure else None
+
+
+def record_from_row(row: tuple[Any, ...]) -> InstanceRecord:
+    """An :class:`InstanceRecord` from a row of the SQL stores' instance columns, in order."""
+    (
+        instance_id,
+        name,
+        execution_id,
+        status,
+        created,
+        updated,
+        input_,
+        output,
+        custom,
+        failure,
+        parent,
+        scheduled,
+        completed,
+    ) = row
+    return InstanceRecord(
+        instance_id=instance_id,
+        name=name,
+        execution_id=execution_id,
+        status=RuntimeStatus(status),
+        created_at=from_micros(created),
+        updated_at=from_micros(updated),
+        input=input_,
+        output=output,
+        custom_status=custom,
+        failure=FailureDetails.from_dict(json.loads(failure)) if failure else None,
+        parent_instance_id=parent,
+        scheduled_start_at=from_micros(scheduled) if scheduled is not None else None,
+        completed_at=from_micros(completed) if completed is not None else None,
+    )

@@ -19,7 +19,6 @@ consumed by another worker since the claim's scan began): it drops the stale one
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
@@ -61,6 +60,7 @@ from durafn.store.base import (
     dump_failure,
     encode_page_token,
     from_micros,
+    record_from_row,
     terminal_filter,
     to_micros,
     verb_for,
@@ -213,7 +213,7 @@ class PostgresStore:
     async def get_instance(self, instance_id: str) -> InstanceRecord | None:
         async def read(s: Session) -> InstanceRecord | None:
             row = await s.fetchone(self._sql(q.GET_INSTANCE), self._key(instance_id))
-            return _record(row) if row else None
+            return record_from_row(row) if row else None
 
         return await self._db.read(read)
 
@@ -549,7 +549,7 @@ class PostgresStore:
             return await s.fetchall(statement, values)
 
         rows = await self._db.read(read)
-        records = [_record(r) for r in rows[: query.page_size]]
+        records = [record_from_row(r) for r in rows[: query.page_size]]
         token = None
         if len(rows) > query.page_size and records:
             token = encode_page_token(records[-1].created_at, records[-1].instance_id)
@@ -616,36 +616,3 @@ class PostgresStore:
 
         micros = await self._db.read(read)
         return from_micros(micros) if micros is not None else None
-
-
-def _record(row: tuple[Any, ...]) -> InstanceRecord:
-    (
-        instance_id,
-        name,
-        execution_id,
-        status,
-        created,
-        updated,
-        input_,
-        output,
-        custom,
-        failure,
-        parent,
-        scheduled,
-        completed,
-    ) = row
-    return InstanceRecord(
-        instance_id=instance_id,
-        name=name,
-        execution_id=execution_id,
-        status=RuntimeStatus(status),
-        created_at=from_micros(created),
-        updated_at=from_micros(updated),
-        input=input_,
-        output=output,
-        custom_status=custom,
-        failure=FailureDetails.from_dict(json.loads(failure)) if failure else None,
-        parent_instance_id=parent,
-        scheduled_start_at=from_micros(scheduled) if scheduled is not None else None,
-        completed_at=from_micros(completed) if completed is not None else None,
-    )

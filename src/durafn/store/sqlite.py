@@ -8,7 +8,6 @@ connection; the event loop never blocks on the disk.
 from __future__ import annotations
 
 import asyncio
-import json
 import sqlite3
 import time
 import uuid
@@ -50,6 +49,7 @@ from durafn.store.base import (
     dump_failure,
     encode_page_token,
     from_micros,
+    record_from_row,
     terminal_filter,
     to_micros,
     verb_for,
@@ -264,7 +264,7 @@ class SqliteStore:
                 f"SELECT {_INSTANCE_COLUMNS} FROM instances WHERE task_hub=? AND instance_id=?",
                 (self.task_hub, instance_id),
             ).fetchone()
-            return _record(row) if row else None
+            return record_from_row(row) if row else None
 
         return await self._run(read)
 
@@ -624,7 +624,7 @@ class SqliteStore:
                 "ORDER BY created_at DESC, instance_id DESC LIMIT ?",
                 [*params, query.page_size + 1],
             ).fetchall()
-            records = [_record(r) for r in rows[: query.page_size]]
+            records = [record_from_row(r) for r in rows[: query.page_size]]
             token = None
             if len(rows) > query.page_size and records:
                 token = encode_page_token(records[-1].created_at, records[-1].instance_id)
@@ -713,36 +713,3 @@ class SqliteStore:
             return from_micros(row[0]) if row and row[0] is not None else None
 
         return await self._run(read)
-
-
-def _record(row: tuple[Any, ...]) -> InstanceRecord:
-    (
-        instance_id,
-        name,
-        execution_id,
-        status,
-        created,
-        updated,
-        input_,
-        output,
-        custom,
-        failure,
-        parent,
-        scheduled,
-        completed,
-    ) = row
-    return InstanceRecord(
-        instance_id=instance_id,
-        name=name,
-        execution_id=execution_id,
-        status=RuntimeStatus(status),
-        created_at=from_micros(created),
-        updated_at=from_micros(updated),
-        input=input_,
-        output=output,
-        custom_status=custom,
-        failure=FailureDetails.from_dict(json.loads(failure)) if failure else None,
-        parent_instance_id=parent,
-        scheduled_start_at=from_micros(scheduled) if scheduled is not None else None,
-        completed_at=from_micros(completed) if completed is not None else None,
-    )
