@@ -2,9 +2,9 @@
 
 An orchestration episode: lease an instance with visible messages, take its executor from the
 sticky cache or replay its history, run the episode, commit the checkpoint (which releases the
-lease). An activity: lease a task, run the function (sync ones in a bounded thread pool), deliver
-its result; its lease is renewed while it runs. Idle dispatchers sleep until the store changes or
-the next message becomes visible.
+lease); the lease keeper renews the lease meanwhile. An activity: lease a task, run the function
+(sync ones in a bounded thread pool), deliver its result; its lease is renewed while it runs.
+Idle dispatchers sleep until the store changes or the next message becomes visible.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from durafn.worker.activities import run_activity
 from durafn.worker.cache import ExecutorCache
 from durafn.worker.checkpoint import build_checkpoint, failed_checkpoint
 from durafn.worker.clock import Clock, SystemClock
+from durafn.worker.leases import LeaseKeeper
 
 log = logging.getLogger("durafn.worker")
 
@@ -92,6 +93,7 @@ class Worker:
         self.options = options or WorkerOptions()
         self.worker_id = worker_id or new_worker_id()
         self.cache = ExecutorCache(self.options.cache_size)
+        self.leases = LeaseKeeper(store, self.options.lease, self.clock)
         self._pool: ThreadPoolExecutor | None = None
         self.episodes = 0
         self.activities_run = 0
@@ -137,9 +139,13 @@ class Worker:
                     stop,
                 )
             )
+        keeper = asyncio.create_task(self.leases.run()) if self.options.orchestrations else None
         try:
             await asyncio.gather(*loops)
         finally:
+            if keeper is not None:
+                keeper.cancel()
+                await asyncio.gather(keeper, return_exceptions=True)
             self._release_threads()
             log.info("worker %s stopped", self.worker_id)
 
@@ -249,6 +255,13 @@ class Worker:
         say) fails the instance; a store fault releases the lease and retries later, backing
         off. Neither ever stops the worker.
         """
+        self.leases.hold(item)
+        try:
+            await self._run_episode(item)
+        finally:
+            self.leases.release(item)
+
+    async def _run_episode(self, item: OrchestrationWorkItem) -> None:
         now = self.clock.now()
         executor = self.cache.take(item.instance_id, item.execution_id, item.history_length)
         history: list[HistoryEvent] = []

@@ -1,0 +1,110 @@
+"""Orchestration leases are renewed while an episode runs, so a slow episode keeps its instance."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+import durafn as df
+from durafn.client.async_client import AsyncClient
+from durafn.core.history import HistoryEvent
+from durafn.store.memory import MemoryStore
+from durafn.worker.clock import VirtualClock
+from durafn.worker.leases import LeaseKeeper
+from durafn.worker.worker import Worker, WorkerOptions
+
+app = df.App()
+
+
+@app.activity
+def echo(value: Any) -> Any:
+    return value
+
+
+@app.orchestrator
+def two_steps(ctx: df.OrchestrationContext):  # type: ignore[no-untyped-def]
+    first = yield ctx.call_activity("echo", 1)
+    second = yield ctx.call_activity("echo", 2)
+    return [first, second]
+
+
+class SlowHistoryStore(MemoryStore):
+    """A memory store whose history reads take ``delay`` seconds, like a loaded database."""
+
+    delay = 0.0
+
+    async def get_history(self, instance_id: str) -> list[HistoryEvent]:
+        await asyncio.sleep(self.delay)
+        return await super().get_history(instance_id)
+
+
+def test_the_keeper_renews_held_leases_and_lets_go_of_lost_ones() -> None:
+    async def scenario() -> None:
+        clock = VirtualClock()
+        store = MemoryStore(uuid.uuid4().hex)
+        client = AsyncClient(store, app=app, clock=clock)
+        await client.start_new("two_steps", instance_id="slow")
+        lease = timedelta(seconds=30)
+        item = await store.lock_next_orchestration("me", lease, clock.now())
+        assert item is not None
+        keeper = LeaseKeeper(store, lease, clock)
+        keeper.hold(item)
+
+        clock.advance(timedelta(seconds=5))
+        await keeper.renew_due()
+        assert keeper.renewals == 0, "a fresh lease is not renewed"
+
+        clock.advance(timedelta(seconds=6))
+        await keeper.renew_due()
+        assert keeper.renewals == 1
+        assert item.locked_until == clock.now() + lease
+        clock.advance(timedelta(seconds=25))  # past the first lease, inside the renewed one
+        assert await store.lock_next_orchestration("other", lease, clock.now()) is None
+
+        clock.advance(timedelta(seconds=60))  # the holder went silent: the lease expires
+        taken = await store.lock_next_orchestration("other", lease, clock.now())
+        assert taken is not None
+        await keeper.renew_due()
+        assert keeper.renewals == 1, "a lost lease is not renewed"
+        await keeper.renew_due()
+        assert keeper.renewals == 1, "a lost lease is let go"
+        await client.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_slow_episode_keeps_its_instance_from_a_second_worker(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def scenario() -> tuple[Worker, Any]:
+        name = uuid.uuid4().hex
+        store = SlowHistoryStore(name)
+        other_store = MemoryStore(name)
+        # No sticky cache: every episode reads its history, slowly (2.5 leases).
+        options = WorkerOptions(lease=timedelta(seconds=1), cache_size=0, max_idle=0.05)
+        slow = Worker(app, store, options=options, worker_id="slow")
+        rival = Worker(app, other_store, options=WorkerOptions(activities=False, max_idle=0.05))
+        client = AsyncClient(other_store, app=app)
+        instance_id = await client.start_new("two_steps")
+        stop = asyncio.Event()
+        running = [asyncio.create_task(slow.run(stop))]
+        # The first episode has no history to wait for; slow it down from then on.
+        store.delay = 2.5
+        running.append(asyncio.create_task(rival.run(stop)))
+        status = await client.wait_for_completion(instance_id, timeout=30)
+        stop.set()
+        await asyncio.gather(*running)
+        await client.close()
+        return slow, status
+
+    with caplog.at_level(logging.WARNING, logger="durafn.worker"):
+        slow, status = asyncio.run(scenario())
+    assert status.runtime_status is df.RuntimeStatus.COMPLETED
+    assert status.output == [1, 2]
+    assert "dropped an episode" not in caplog.text
+    assert slow.leases.renewals >= 2
