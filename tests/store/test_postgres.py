@@ -9,6 +9,7 @@ import sys
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -300,7 +301,7 @@ def test_a_newer_schema_is_refused_with_a_clear_error(pg: Backend) -> None:
 
 
 def _catalog(url: str) -> list[tuple[Any, ...]]:
-    """The tables, columns and indexes of the URL's schema, without the schema's name."""
+    """The tables, columns, indexes and functions of the URL's schema, without its name."""
     schema = postgres_target(url).schema
     columns = _sql(
         url,
@@ -314,7 +315,15 @@ def _catalog(url: str) -> list[tuple[Any, ...]]:
         "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = %s ORDER BY indexname",
         (schema,),
     )
-    return [tuple(str(v).replace(schema, "<schema>") for v in row) for row in columns + indexes]
+    functions = _sql(
+        url,
+        "SELECT p.proname, pg_get_function_arguments(p.oid), pg_get_function_result(p.oid), "
+        "p.prosrc FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace "
+        "WHERE n.nspname = %s ORDER BY p.proname",
+        (schema,),
+    )
+    rows = columns + indexes + functions
+    return [tuple(str(v).replace(schema, "<schema>") for v in row) for row in rows]
 
 
 def test_migrations_applied_one_by_one_equal_a_fresh_schema(pg: Backend, tmp_path: Path) -> None:
@@ -334,6 +343,35 @@ def test_migrations_applied_one_by_one_equal_a_fresh_schema(pg: Backend, tmp_pat
         assert len(_catalog(stepwise)) > 40
     finally:
         drop_postgres_schema(stepwise)
+
+
+# ------------------------------------------------------------------ the scale signal
+
+
+def test_the_scale_functions_read_what_the_store_reads(pg: Backend) -> None:
+    store = pg.open()
+    # Real times: without an explicit time the SQL functions read the server's clock.
+    now = datetime.now(UTC) - timedelta(seconds=1)
+
+    async def body() -> None:
+        for i in range(9):
+            await store.create_instance(new_instance(f"i{i}"), now)
+        item = await lock_instance(store, "i0", now)
+        await commit(store, item, now, activities=[activity(n) for n in range(20)])
+        later = new_instance("later", start_at=now + timedelta(hours=1))
+        await store.create_instance(later, now)
+
+    asyncio.run(body())
+    backlog = asyncio.run(store.backlog(now))
+    assert (backlog.orchestrations, backlog.activities, backlog.scheduled) == (8, 20, 1)
+    micros = int(now.timestamp() * 1_000_000)
+    assert _sql(pg.url, "SELECT * FROM {s}.backlog('default', %s)", (micros,)) == [(8, 20, 1)]
+    assert _sql(pg.url, "SELECT * FROM {s}.backlog('default')") == [(8, 20, 1)]
+    assert backlog.recommended_workers() == 2
+    assert _sql(pg.url, "SELECT {s}.recommended_workers()") == [(2,)]
+    assert _sql(pg.url, "SELECT {s}.recommended_workers('default', 1, 1)") == [(20,)]
+    assert _sql(pg.url, "SELECT {s}.recommended_workers('default', 8, 4)") == [(5,)]
+    assert _sql(pg.url, "SELECT {s}.recommended_workers('blue')") == [(0,)]
 
 
 # ------------------------------------------------------------------ concurrency

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol, runtime_checkable
@@ -164,6 +165,31 @@ class InstancePage:
     continuation_token: str | None
 
 
+@dataclass(frozen=True)
+class Backlog:
+    """The work waiting in a task hub at one moment: what scaling decisions are made from.
+
+    ``orchestrations`` counts instances with a visible message (waiting for an episode or in
+    one), ``activities`` the activity tasks that are visible (waiting or running), and
+    ``scheduled`` the messages that become visible later (timers, delayed starts, retries).
+    """
+
+    orchestrations: int
+    activities: int
+    scheduled: int
+
+    def recommended_workers(
+        self, orchestrations_per_worker: int = 4, activities_per_worker: int = 16
+    ) -> int:
+        """Workers needed to serve the backlog at once, given each worker's concurrency."""
+        if orchestrations_per_worker < 1 or activities_per_worker < 1:
+            raise ValueError("per-worker capacities must be at least 1")
+        return max(
+            math.ceil(self.orchestrations / orchestrations_per_worker),
+            math.ceil(self.activities / activities_per_worker),
+        )
+
+
 @runtime_checkable
 class Store(Protocol):
     """The operations of a task hub's storage. All methods are coroutines."""
@@ -243,6 +269,9 @@ class Store(Protocol):
 
     async def next_visible_at(self, now: datetime) -> datetime | None:
         """The earliest time after ``now`` at which a queued message or task becomes visible."""
+
+    async def backlog(self, now: datetime) -> Backlog:
+        """How much work is visible at ``now`` and how much is scheduled for later."""
 
     async def change_token(self) -> object:
         """An opaque token that changes whenever the task hub may hold new work."""

@@ -33,6 +33,7 @@ from durafn.core.history import (
 from durafn.core.status import FailureDetails, RuntimeStatus
 from durafn.store.base import (
     ActivityWorkItem,
+    Backlog,
     Checkpoint,
     InboxMessage,
     InstancePage,
@@ -586,6 +587,18 @@ class MemoryStore:
             for instance_id in doomed:
                 self._delete_instance(hub, instance_id)
             return len(doomed)
+
+    async def backlog(self, now: datetime) -> Backlog:
+        n = to_micros(now)
+        with self._db.lock:
+            hub = self._hub()
+            activities = sum(1 for t in hub.tasks.values() if t.visible_at <= n)
+            orchestrations = scheduled = 0
+            for instance in hub.instances.values():
+                visible = sum(1 for m in instance.inbox.values() if m.visible_at <= n)
+                orchestrations += visible > 0
+                scheduled += len(instance.inbox) - visible
+        return Backlog(orchestrations, activities, scheduled)
 
     async def next_visible_at(self, now: datetime) -> datetime | None:
         n = to_micros(now)

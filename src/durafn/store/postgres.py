@@ -48,6 +48,7 @@ from durafn.store import postgres_sql as q
 from durafn.store.base import (
     TERMINAL_STATUSES,
     ActivityWorkItem,
+    Backlog,
     Checkpoint,
     InboxMessage,
     InstancePage,
@@ -606,6 +607,16 @@ class PostgresStore:
             return purged
 
         return await self._db.write(tx, transaction=False)
+
+    async def backlog(self, now: datetime) -> Backlog:
+        values = {"hub": self.task_hub, "now": to_micros(now)}
+
+        async def read(s: Session) -> Backlog:
+            row = await s.fetchone(self._sql(q.BACKLOG), values)
+            assert row is not None
+            return Backlog(int(row[0]), int(row[1]), int(row[2]))
+
+        return await self._db.read(read)
 
     async def next_visible_at(self, now: datetime) -> datetime | None:
         values = {"hub": self.task_hub, "now": to_micros(now)}

@@ -112,6 +112,40 @@ MIGRATIONS: list[str] = [
     CREATE INDEX activity_tasks_by_lease ON {s}.activity_tasks (task_hub, lock_expires_at)
         WHERE lock_expires_at IS NOT NULL;
     """,
+    # The scale signal: the store's backlog and KEDA's postgresql scaler read the same numbers.
+    """
+    CREATE FUNCTION {s}.backlog(
+        hub TEXT,
+        now_micros BIGINT DEFAULT NULL
+    ) RETURNS TABLE (orchestrations BIGINT, activities BIGINT, scheduled BIGINT)
+    LANGUAGE sql STABLE AS $$
+        WITH clock AS (
+            SELECT COALESCE(
+                now_micros, (extract(epoch FROM clock_timestamp()) * 1000000)::BIGINT
+            ) AS now
+        )
+        SELECT
+            (SELECT count(DISTINCT m.instance_id) FROM {s}.inbox m, clock
+                WHERE m.task_hub = hub AND m.visible_at <= clock.now),
+            (SELECT count(*) FROM {s}.activity_tasks a, clock
+                WHERE a.task_hub = hub AND a.visible_at <= clock.now),
+            (SELECT count(*) FROM {s}.inbox m, clock
+                WHERE m.task_hub = hub AND m.visible_at > clock.now)
+    $$;
+
+    CREATE FUNCTION {s}.recommended_workers(
+        hub TEXT DEFAULT 'default',
+        orchestrations_per_worker INTEGER DEFAULT 4,
+        activities_per_worker INTEGER DEFAULT 16
+    ) RETURNS INTEGER
+    LANGUAGE sql STABLE AS $$
+        SELECT GREATEST(
+            ceil(b.orchestrations::NUMERIC / GREATEST(orchestrations_per_worker, 1)),
+            ceil(b.activities::NUMERIC / GREATEST(activities_per_worker, 1))
+        )::INTEGER
+        FROM {s}.backlog(hub) b
+    $$;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -286,6 +286,11 @@ WITH doomed AS (
 SELECT count(*) FROM doomed
 """
 
+# The same function serves KEDA's postgresql scaler (see docs/scale-out.md).
+BACKLOG = """
+SELECT orchestrations, activities, scheduled FROM {s}.backlog(%(hub)s, %(now)s)
+"""
+
 NEXT_VISIBLE_AT = """
 SELECT LEAST(
     (SELECT MIN(visible_at) FROM {s}.inbox

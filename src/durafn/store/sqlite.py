@@ -37,6 +37,7 @@ from durafn.core.history import (
 from durafn.core.status import FailureDetails, RuntimeStatus
 from durafn.store.base import (
     ActivityWorkItem,
+    Backlog,
     Checkpoint,
     InboxMessage,
     InstancePage,
@@ -695,6 +696,21 @@ class SqliteStore:
             return len(ids)
 
         return await self._write(tx)
+
+    async def backlog(self, now: datetime) -> Backlog:
+        def read(conn: sqlite3.Connection) -> Backlog:
+            n = to_micros(now)
+            row = conn.execute(
+                "SELECT "
+                "(SELECT COUNT(DISTINCT instance_id) FROM inbox "
+                "WHERE task_hub=? AND visible_at<=?), "
+                "(SELECT COUNT(*) FROM activity_tasks WHERE task_hub=? AND visible_at<=?), "
+                "(SELECT COUNT(*) FROM inbox WHERE task_hub=? AND visible_at>?)",
+                (self.task_hub, n) * 3,
+            ).fetchone()
+            return Backlog(int(row[0]), int(row[1]), int(row[2]))
+
+        return await self._run(read)
 
     async def next_visible_at(self, now: datetime) -> datetime | None:
         def read(conn: sqlite3.Connection) -> datetime | None:
