@@ -17,6 +17,7 @@ from durafn.core.errors import PayloadTooLarge
 from durafn.host.errors import BadRequest, Unauthorized
 from durafn.host.keys import HostKeys
 from durafn.http.messages import DEFAULT_MAX_BODY_BYTES
+from durafn.worker.worker import Worker
 
 _BLOCKING_LOCK = threading.Lock()
 
@@ -28,6 +29,8 @@ class HostState:
     client: AsyncClient
     keys: HostKeys | None
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    # The worker running in the same process, when there is one (``durafn start``).
+    worker: Worker | None = None
     _portal: LoopThread | None = None
     _blocking: Client | None = None
 

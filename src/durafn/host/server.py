@@ -19,6 +19,7 @@ from durafn.host.errors import exception_handlers
 from durafn.host.functions import function_routes
 from durafn.host.keys import HostKeys, is_loopback
 from durafn.host.management import management_routes
+from durafn.host.metrics import metrics_routes
 from durafn.host.openapi import openapi_routes
 from durafn.host.requests import HostState
 from durafn.http.messages import DEFAULT_MAX_BODY_BYTES
@@ -50,7 +51,12 @@ def create_asgi_app(
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
 ) -> Starlette:
     """The host's ASGI application (usable on its own, e.g. under another ASGI server)."""
-    routes: list[BaseRoute] = [*function_routes(app), *management_routes(), *openapi_routes()]
+    routes: list[BaseRoute] = [
+        *function_routes(app),
+        *management_routes(),
+        *openapi_routes(),
+        *metrics_routes(),
+    ]
     asgi = Starlette(routes=routes, exception_handlers=exception_handlers())
     asgi.state.durafn = HostState(client=client, keys=keys, max_body_bytes=max_body_bytes)
     return asgi
@@ -75,6 +81,7 @@ def describe(app: App, base_url: str) -> list[str]:
     for name in app.activity_names:
         lines.append(f"        {name}: activityTrigger")
     lines += ["", f"Management API: {base_url}/runtime/webhooks/durabletask/instances"]
+    lines += [f"Metrics: {base_url}/metrics"]
     return lines
 
 
@@ -99,6 +106,7 @@ async def serve(
     )
     server = _Server(config)
     worker = Worker(app, store, options=options.worker)
+    asgi.state.durafn.worker = worker
     stop = asyncio.Event()
 
     def shut_down() -> None:
