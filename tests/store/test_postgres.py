@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import subprocess
 import sys
 import time
@@ -372,6 +373,19 @@ def test_the_scale_functions_read_what_the_store_reads(pg: Backend) -> None:
     assert _sql(pg.url, "SELECT {s}.recommended_workers('default', 1, 1)") == [(20,)]
     assert _sql(pg.url, "SELECT {s}.recommended_workers('default', 8, 4)") == [(5,)]
     assert _sql(pg.url, "SELECT {s}.recommended_workers('blue')") == [(0,)]
+
+
+def test_the_scale_out_page_queries_run_as_written(pg: Backend) -> None:
+    page = (Path(__file__).resolve().parents[2] / "docs" / "scale-out.md").read_text()
+    blocks = re.findall(r"```sql\n(.*?)```", page, flags=re.S)
+    statements = [line for block in blocks for line in block.splitlines() if line.strip()]
+    assert len(statements) == 2
+    keda_query = re.search(r'query: "(.*)"', page)
+    assert keda_query is not None and keda_query[1] + ";" in statements
+    asyncio.run(pg.open().get_instance("x"))  # creates the schema
+    for statement in statements:
+        # The page uses the default schema name; the test runs in a schema of its own.
+        assert len(_sql(pg.url, statement.replace("durafn.", "{s}."))) == 1
 
 
 # ------------------------------------------------------------------ concurrency
