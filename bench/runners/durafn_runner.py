@@ -1,0 +1,196 @@
+"""durafn's side of the bench, through its public API only.
+
+Most workloads run a ``df.Runtime`` (worker and client in this process), as a script or a
+notebook would. E over HTTP serves the app with ``durafn start``; F runs the worker as a
+separate ``durafn worker`` process, so its peak RSS is the worker's own.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import sys
+import time
+from pathlib import Path
+
+import durafn as df
+from bench.runners import durafn_app
+from bench.runners.durafn_app import app
+from bench.runners.protocol import (
+    Metrics,
+    Run,
+    Workloads,
+    free_port,
+    latency_metrics,
+    peak_rss_mib,
+    rate,
+    start_process,
+    step_time_metrics,
+    stop_process,
+    wait_for_port,
+)
+
+APP_FILE = Path(durafn_app.__file__).resolve()
+workloads = Workloads()
+
+
+def _run_to_completion(client: df.Client, name: str, value: object, run: Run) -> object:
+    instance_id = client.start_new(name, value)
+    return _completed(client, instance_id, run)
+
+
+def _completed(client: df.Client, instance_id: str, run: Run) -> object:
+    status = client.wait_for_completion(instance_id, timeout=run.remaining())
+    if status.runtime_status is not df.RuntimeStatus.COMPLETED:
+        raise RuntimeError(f"instance {instance_id} ended {status.runtime_status.value}")
+    return status.output
+
+
+def _warm_up(client: df.Client, run: Run) -> None:
+    """Open the store, create the schema, start the pools: not part of any measurement."""
+    _run_to_completion(client, "chain", 2, run)
+
+
+@workloads("A")
+def sequential_chains(run: Run) -> Metrics:
+    steps, series = run.params["steps"], run.params["series"]
+    with df.Runtime(app, store=run.store) as rt:
+        _warm_up(rt.client, run)
+        started = time.perf_counter()
+        for _ in range(series):
+            _run_to_completion(rt.client, "chain", steps, run)
+        elapsed = time.perf_counter() - started
+    return {"steps_per_s": rate(steps * series, elapsed)}
+
+
+@workloads("B")
+def concurrent_chains(run: Run) -> Metrics:
+    instances, steps = run.params["instances"], run.params["steps"]
+    with df.Runtime(app, store=run.store) as rt:
+        _warm_up(rt.client, run)
+        started = time.perf_counter()
+        ids = [rt.client.start_new("chain", steps) for _ in range(instances)]
+        for instance_id in ids:
+            _completed(rt.client, instance_id, run)
+        elapsed = time.perf_counter() - started
+    return {
+        "steps_per_s": rate(instances * steps, elapsed),
+        "instances_per_s": rate(instances, elapsed),
+    }
+
+
+@workloads("C1")
+def sub_orchestrations(run: Run) -> Metrics:
+    count = run.params["count"]
+    with df.Runtime(app, store=run.store) as rt:
+        _warm_up(rt.client, run)
+        started = time.perf_counter()
+        _run_to_completion(rt.client, "sub_orchestrations", count, run)
+        elapsed = time.perf_counter() - started
+    return {"sub_orchestrations_per_s": rate(count, elapsed)}
+
+
+@workloads("C2")
+def fan_out(run: Run) -> Metrics:
+    count = run.params["count"]
+    with df.Runtime(app, store=run.store) as rt:
+        _warm_up(rt.client, run)
+        started = time.perf_counter()
+        _run_to_completion(rt.client, "fan_out", count, run)
+        elapsed = time.perf_counter() - started
+    return {"activities_per_s": rate(count, elapsed)}
+
+
+@workloads("D")
+def long_chain(run: Run) -> Metrics:
+    steps = run.params["steps"]
+    with df.Runtime(app, store=run.store) as rt:
+        _warm_up(rt.client, run)
+        durafn_app.STAMPS.clear()
+        instance_id = rt.client.start_new("stamped_chain", steps)
+        try:
+            _completed(rt.client, instance_id, run)
+        except TimeoutError:
+            done = len(durafn_app.STAMPS)
+            run.note(f"stopped at the deadline after {done} of {steps} steps")
+            if done <= 200:
+                raise
+    stamps = list(durafn_app.STAMPS)
+    return step_time_metrics(stamps, len(stamps))
+
+
+@workloads("E")
+def hello_cities_latency(run: Run) -> Metrics:
+    runs = run.params["runs"]
+    metrics: Metrics = {}
+    with df.Runtime(app, store=run.store) as rt:
+        for _ in range(5):
+            _run_to_completion(rt.client, "hello_cities", None, run)
+        samples = []
+        for _ in range(runs):
+            started = time.perf_counter()
+            _run_to_completion(rt.client, "hello_cities", None, run)
+            samples.append(time.perf_counter() - started)
+    metrics.update(latency_metrics("client", samples))
+    metrics.update(_http_latency(run, runs))
+    return metrics
+
+
+def _http_latency(run: Run, runs: int) -> Metrics:
+    """hello_cities through ``durafn start``: one POST that starts it and answers its output."""
+    port = free_port()
+    server = start_process(
+        [sys.executable, "-m", "durafn", "start", str(APP_FILE), "--store", run.store]
+        + ["--port", str(port), "--log-level", "WARNING"],
+        run.workdir / "durafn-start.log",
+    )
+    try:
+        wait_for_port(port, 30, server)
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+
+        def call() -> None:
+            connection.request(
+                "POST", "/api/run/hello_cities", body=b"null", headers={"Content-Type": "application/json"}
+            )
+            answer = connection.getresponse()
+            body = answer.read()
+            if answer.status != 200:
+                raise RuntimeError(f"HTTP {answer.status}: {body[:300]!r}")
+            if len(json.loads(body)) != 3:
+                raise RuntimeError(f"unexpected output {body[:300]!r}")
+
+        for _ in range(5):
+            call()
+        samples = []
+        for _ in range(runs):
+            started = time.perf_counter()
+            call()
+            samples.append(time.perf_counter() - started)
+        connection.close()
+    finally:
+        stop_process(server)
+    return latency_metrics("http", samples)
+
+
+@workloads("F")
+def large_fan_out(run: Run) -> Metrics:
+    count = run.params["count"]
+    worker = start_process(
+        [sys.executable, "-m", "durafn", "worker", str(APP_FILE), "--store", run.store]
+        + ["--log-level", "WARNING"],
+        run.workdir / "durafn-worker.log",
+    )
+    try:
+        with df.Client(run.store, app=app) as client:
+            _run_to_completion(client, "chain", 2, run)
+            started = time.perf_counter()
+            _run_to_completion(client, "fan_out", count, run)
+            elapsed = time.perf_counter() - started
+        rss = peak_rss_mib(worker.pid)
+    finally:
+        stop_process(worker)
+    return {"wall_s": elapsed, "worker_peak_rss_mib": rss, "activities_per_s": rate(count, elapsed)}
+
+
+if __name__ == "__main__":
+    raise SystemExit(workloads.main())
