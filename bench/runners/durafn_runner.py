@@ -140,8 +140,19 @@ def _http_latency(run: Run, runs: int) -> Metrics:
     """hello_cities through ``durafn start``: one POST that starts it and answers its output."""
     port = free_port()
     server = start_process(
-        [sys.executable, "-m", "durafn", "start", str(APP_FILE), "--store", run.store]
-        + ["--port", str(port), "--log-level", "WARNING"],
+        [
+            sys.executable,
+            "-m",
+            "durafn",
+            "start",
+            str(APP_FILE),
+            "--store",
+            run.store,
+            "--port",
+            str(port),
+            "--log-level",
+            "WARNING",
+        ],
         run.workdir / "durafn-start.log",
     )
     try:
@@ -150,7 +161,10 @@ def _http_latency(run: Run, runs: int) -> Metrics:
 
         def call() -> None:
             connection.request(
-                "POST", "/api/run/hello_cities", body=b"null", headers={"Content-Type": "application/json"}
+                "POST",
+                "/api/run/hello_cities",
+                body=b"null",
+                headers={"Content-Type": "application/json"},
             )
             answer = connection.getresponse()
             body = answer.read()
@@ -176,8 +190,17 @@ def _http_latency(run: Run, runs: int) -> Metrics:
 def large_fan_out(run: Run) -> Metrics:
     count = run.params["count"]
     worker = start_process(
-        [sys.executable, "-m", "durafn", "worker", str(APP_FILE), "--store", run.store]
-        + ["--log-level", "WARNING"],
+        [
+            sys.executable,
+            "-m",
+            "durafn",
+            "worker",
+            str(APP_FILE),
+            "--store",
+            run.store,
+            "--log-level",
+            "WARNING",
+        ],
         run.workdir / "durafn-worker.log",
     )
     try:

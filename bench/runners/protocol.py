@@ -6,6 +6,7 @@ Standard library only: this module is imported inside the peers' environments to
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -139,10 +140,8 @@ def versions() -> dict[str, str]:
 
     found = {"python": sys.version.split()[0]}
     for name in ("durafn", "dbos", "sqlalchemy", "restate-sdk", "hypercorn", "psycopg"):
-        try:
+        with contextlib.suppress(metadata.PackageNotFoundError):
             found[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            pass
     return found
 
 

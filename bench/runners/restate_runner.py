@@ -10,18 +10,15 @@ handler's result). Both processes are stopped when the run ends, however it ends
 from __future__ import annotations
 
 import asyncio
-import os
 import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import httpx
 
 from bench.runners.protocol import (
-    REPO_ROOT,
     Metrics,
     Run,
     Workloads,
@@ -35,14 +32,7 @@ from bench.runners.protocol import (
     wait_for_http,
     wait_for_port,
 )
-
-SERVER_BINARY = Path(
-    os.environ.get(
-        "RESTATE_SERVER",
-        REPO_ROOT
-        / "bench/.envs/restate/node_modules/@restatedev/restate-server-linux-x64/bin/restate-server",
-    )
-)
+from bench.systems import RESTATE_SERVER
 
 workloads = Workloads()
 workloads.none(
@@ -69,12 +59,18 @@ class Restate:
 
 @contextmanager
 def restate_running(run: Run) -> Iterator[Restate]:
-    if not SERVER_BINARY.exists():
-        raise RuntimeError(f"no restate-server at {SERVER_BINARY}; run bench/run.sh --setup")
+    if not RESTATE_SERVER.exists():
+        raise RuntimeError(f"no restate-server at {RESTATE_SERVER}; run bash bench/run.sh")
     ingress_port, admin_port, node_port, handlers_port = (free_port() for _ in range(4))
     server = start_process(
-        [str(SERVER_BINARY), "--base-dir", str(run.workdir / "restate-data")]
-        + ["--no-logo", "--listen-mode", "tcp"],
+        [
+            str(RESTATE_SERVER),
+            "--base-dir",
+            str(run.workdir / "restate-data"),
+            "--no-logo",
+            "--listen-mode",
+            "tcp",
+        ],
         run.workdir / "restate-server.log",
         env={
             "RESTATE_INGRESS__BIND_ADDRESS": f"127.0.0.1:{ingress_port}",
@@ -88,8 +84,14 @@ def restate_running(run: Run) -> Iterator[Restate]:
     handlers = None
     try:
         handlers = start_process(
-            [sys.executable, "-m", "hypercorn", "bench.runners.restate_services:app"]
-            + ["--bind", f"127.0.0.1:{handlers_port}"],
+            [
+                sys.executable,
+                "-m",
+                "hypercorn",
+                "bench.runners.restate_services:app",
+                "--bind",
+                f"127.0.0.1:{handlers_port}",
+            ],
             run.workdir / "hypercorn.log",
         )
         admin = f"http://127.0.0.1:{admin_port}"

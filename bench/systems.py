@@ -1,0 +1,101 @@
+"""The systems measured: durafn on two stores, DBOS on three, Restate; each in its environment."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+ENVS = REPO_ROOT / "bench" / ".envs"
+RESTATE_SERVER = (
+    ENVS / "restate/node_modules/@restatedev/restate-server-linux-x64/bin/restate-server"
+)
+
+# Workloads left out of a run unless --include-slow asks for them, and why.
+_SLOW_F = "100,000 activities take minutes here; --include-slow runs it"
+
+
+@dataclass(frozen=True)
+class System:
+    name: str  # column key, e.g. "durafn-sqlite"
+    peer: str  # family selected by --peers: durafn, dbos, restate
+    label: str  # column header
+    runner: str  # module run with ``python -m`` from the repository's root
+    store: str  # "sqlite" (a file in the run's temp dir), "postgres" (a fresh database), "none"
+    slow: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def python(self) -> Path:
+        """The interpreter of this system's environment (durafn: the one running the bench)."""
+        if self.peer == "durafn":
+            return Path(sys.executable)
+        return ENVS / self.peer / "bin" / "python"
+
+    def missing_environment(self) -> str | None:
+        """Why this system cannot run here, or None."""
+        if not self.python.exists():
+            return f"no environment at {self.python.parent.parent} (run bash bench/run.sh)"
+        if self.peer == "restate" and not RESTATE_SERVER.exists():
+            return f"no restate-server at {RESTATE_SERVER} (run bash bench/run.sh)"
+        return None
+
+
+SYSTEMS: tuple[System, ...] = (
+    System("durafn-sqlite", "durafn", "durafn SQLite", "bench.runners.durafn_runner", "sqlite"),
+    System(
+        "durafn-postgres",
+        "durafn",
+        "durafn PG",
+        "bench.runners.durafn_runner",
+        "postgres",
+        slow={"F": _SLOW_F},
+    ),
+    System(
+        "dbos-sqlite",
+        "dbos",
+        "DBOS SQLite",
+        "bench.runners.dbos_runner",
+        "sqlite",
+        slow={"F": _SLOW_F},
+    ),
+    System(
+        "dbos-wal",
+        "dbos",
+        "DBOS WAL",
+        "bench.runners.dbos_runner",
+        "sqlite",
+        slow={"F": _SLOW_F},
+    ),
+    System(
+        "dbos-postgres",
+        "dbos",
+        "DBOS PG",
+        "bench.runners.dbos_runner",
+        "postgres",
+        slow={"F": _SLOW_F},
+    ),
+    System(
+        "restate", "restate", "Restate", "bench.runners.restate_runner", "none", slow={"F": _SLOW_F}
+    ),
+)
+
+BY_NAME = {system.name: system for system in SYSTEMS}
+PEERS = tuple(dict.fromkeys(system.peer for system in SYSTEMS))
+
+# The ratios the report prints: (durafn system, peer system).
+RATIOS: tuple[tuple[str, str], ...] = (
+    ("durafn-sqlite", "dbos-sqlite"),
+    ("durafn-sqlite", "dbos-wal"),
+    ("durafn-sqlite", "restate"),
+    ("durafn-postgres", "dbos-postgres"),
+)
+
+
+def select(names: list[str]) -> list[System]:
+    """Systems named by peer family (``dbos``) or by system name (``dbos-wal``), in table order."""
+    unknown = [name for name in names if name not in PEERS and name not in BY_NAME]
+    if unknown:
+        choices = ", ".join([*PEERS, *BY_NAME])
+        raise ValueError(f"unknown peer(s) {', '.join(unknown)}; choose from {choices}")
+    return [s for s in SYSTEMS if s.peer in names or s.name in names]
