@@ -8,11 +8,12 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
-from conftest import poll
 from crashkit import duplicated_steps
 
 import durafn as df
@@ -44,7 +45,7 @@ def stop(*workers: subprocess.Popen[bytes]) -> None:
 
 
 def test_a_paused_worker_loses_its_instance_and_its_late_commit_is_rejected(
-    postgres_url: str, tmp_path: Path
+    postgres_url: str, tmp_path: Path, wait_until: Callable[..., Any]
 ) -> None:
     markers = tmp_path / "markers"
     markers.mkdir()
@@ -57,7 +58,7 @@ def test_a_paused_worker_loses_its_instance_and_its_late_commit_is_rejected(
         with df.Client(postgres_url) as client:
             instance_id = client.start_new("lingering", instance_id="fenced")
             marker_a = markers / f"episode-{paused.pid}"
-            poll(marker_a.exists, timeout=60, what="worker A inside the lingering episode")
+            wait_until(marker_a.exists, timeout=60, what="worker A inside the lingering episode")
             paused.send_signal(signal.SIGSTOP)
             stopped_at = time.monotonic()
 
@@ -73,7 +74,7 @@ def test_a_paused_worker_loses_its_instance_and_its_late_commit_is_rejected(
 
             # A wakes up, finishes its episode and tries to commit: the store refuses.
             paused.send_signal(signal.SIGCONT)
-            poll(
+            wait_until(
                 lambda: "dropped an episode of fenced" in log_a.read_text(),
                 timeout=30,
                 what="worker A's late commit to be rejected",
@@ -98,7 +99,7 @@ def _line(log: Path, text: str) -> str:
 
 
 def test_twenty_workers_starting_at_once_create_one_schema(
-    postgres_url: str, tmp_path: Path
+    postgres_url: str, tmp_path: Path, wait_until: Callable[..., Any]
 ) -> None:
     target = postgres_target(postgres_url)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -125,7 +126,7 @@ def test_twenty_workers_starting_at_once_create_one_schema(
                 ).fetchall()
             return len(rows) == 20
 
-        poll(connected, timeout=180, what="20 workers connected")
+        wait_until(connected, timeout=180, what="20 workers connected")
         assert all(worker.poll() is None for worker in workers), "a worker exited"
         with psycopg.connect(target.conninfo, autocommit=True) as conn:
             versions = conn.execute(
