@@ -201,6 +201,57 @@ def start(
     asyncio.run(run())
 
 
+@main.command()
+@click.option(
+    "--store",
+    "store_url",
+    envvar=STORE_ENV_VAR,
+    default=None,
+    help="Store URL (default: $DURAFN_STORE or sqlite:///durafn.db).",
+)
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address to listen on; off loopback, the management key is required.",
+)
+@click.option("--port", default=7072, show_default=True, help="Port to listen on.")
+@click.option("--read-only", is_flag=True, help="Show everything, refuse every action (403).")
+@click.option(
+    "--require-keys/--no-require-keys",
+    default=None,
+    help="Force keys on or off (default: required only off loopback).",
+)
+def dashboard(
+    store_url: str | None, host: str, port: int, read_only: bool, require_keys: bool | None
+) -> None:
+    """Serve the dashboard alone over a store (no workers, no HTTP functions).
+
+    ``durafn start`` serves the same dashboard at / next to the app.
+    """
+    from durafn.dashboard.server import serve_dashboard
+    from durafn.host.keys import KeysFileError
+
+    async def run() -> None:
+        store = open_store(store_url)
+        try:
+            await serve_dashboard(
+                store,
+                host,
+                port,
+                read_only=read_only,
+                require_keys=require_keys,
+                announce=lambda line: click.echo(line),
+            )
+        finally:
+            await store.close()
+
+    try:
+        asyncio.run(run())
+    except KeysFileError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
 main.add_command(db)
 main.add_command(instances)
 main.add_command(keys)

@@ -175,6 +175,36 @@ class AsyncClient:
             [_status(r, show_input) for r in page.instances], page.continuation_token
         )
 
+    async def count_instances_by_status(
+        self,
+        created_time_from: datetime | None = None,
+        created_time_to: datetime | None = None,
+        name: str | None = None,
+        instance_id_prefix: str | None = None,
+        *,
+        runtime_status: Iterable[RuntimeStatus | str] | None = None,
+    ) -> dict[RuntimeStatus, int]:
+        """How many instances match the filters, per runtime status (statuses with none are 0).
+
+        Reads the matching instances page by page, so it costs one pass over them.
+        """
+        query = InstanceQuery(
+            runtime_status=_statuses(runtime_status),
+            created_from=as_utc_optional(created_time_from, "created_time_from"),
+            created_to=as_utc_optional(created_time_to, "created_time_to"),
+            name=name,
+            instance_id_prefix=instance_id_prefix,
+            page_size=1000,
+        )
+        counts = dict.fromkeys(RuntimeStatus, 0)
+        while True:
+            page = await self.store.query_instances(query)
+            for record in page.instances:
+                counts[record.status] += 1
+            if page.continuation_token is None:
+                return counts
+            query = dataclasses.replace(query, continuation_token=page.continuation_token)
+
     async def wait_for_completion(
         self, instance_id: str, timeout: float | timedelta | None = None
     ) -> OrchestrationStatus:
@@ -300,12 +330,17 @@ class AsyncClient:
         created_time_from: datetime | None = None,
         created_time_to: datetime | None = None,
         runtime_status: Iterable[RuntimeStatus | str] | None = None,
+        *,
+        name: str | None = None,
+        instance_id_prefix: str | None = None,
     ) -> int:
         """Delete every finished instance matching the filters; returns how many."""
         query = InstanceQuery(
             runtime_status=_statuses(runtime_status),
             created_from=as_utc_optional(created_time_from, "created_time_from"),
             created_to=as_utc_optional(created_time_to, "created_time_to"),
+            name=name,
+            instance_id_prefix=instance_id_prefix,
         )
         return await self.store.purge_instances(query)
 

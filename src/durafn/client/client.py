@@ -60,6 +60,7 @@ class Client:
     start_new = _blocking(AsyncClient.start_new)
     get_status = _blocking(AsyncClient.get_status)
     get_status_by = _blocking(AsyncClient.get_status_by)
+    count_instances_by_status = _blocking(AsyncClient.count_instances_by_status)
     wait_for_completion = _blocking(AsyncClient.wait_for_completion)
     raise_event = _blocking(AsyncClient.raise_event)
     terminate = _blocking(AsyncClient.terminate)

@@ -15,6 +15,7 @@ from starlette.routing import BaseRoute
 
 from durafn.app import App
 from durafn.client.async_client import AsyncClient
+from durafn.dashboard.routes import dashboard_routes
 from durafn.host.errors import exception_handlers
 from durafn.host.functions import function_routes
 from durafn.host.keys import HostKeys, is_loopback
@@ -56,6 +57,7 @@ def create_asgi_app(
         *management_routes(),
         *openapi_routes(),
         *metrics_routes(),
+        *dashboard_routes(),
     ]
     asgi = Starlette(routes=routes, exception_handlers=exception_handlers())
     asgi.state.durafn = HostState(client=client, keys=keys, max_body_bytes=max_body_bytes)
@@ -82,6 +84,7 @@ def describe(app: App, base_url: str) -> list[str]:
         lines.append(f"        {name}: activityTrigger")
     lines += ["", f"Management API: {base_url}/runtime/webhooks/durabletask/instances"]
     lines += [f"Metrics: {base_url}/metrics"]
+    lines += [f"Dashboard: {base_url}/"]
     return lines
 
 
