@@ -3,6 +3,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ -x .venv/bin/python ] || { python3 -m venv .venv; .venv/bin/python -m pip install --quiet -e '.[dev]'; }
-.venv/bin/ruff check src tests examples
-.venv/bin/ruff format --check src tests examples
+.venv/bin/ruff check src tests examples bench
+.venv/bin/ruff format --check src tests examples bench
 .venv/bin/mypy
