@@ -3,6 +3,13 @@
 from durafn.app import App, AuthLevel
 from durafn.client.async_client import AsyncClient, OrchestrationStatusPage
 from durafn.client.client import Client
+from durafn.client.entities import (
+    CleanEntityStorageResult,
+    EntityMetadata,
+    EntityQueryResult,
+    EntityStateResponse,
+)
+from durafn.core.entities import EntityId
 from durafn.core.errors import (
     DurafnError,
     FunctionNotFound,
@@ -11,6 +18,7 @@ from durafn.core.errors import (
     InstanceNotRunning,
     InstanceStillRunning,
     NonDeterminismError,
+    OperationNotFound,
     OrchestrationStateError,
     PayloadTooLarge,
     StoreError,
@@ -19,7 +27,8 @@ from durafn.core.errors import (
 from durafn.core.retry import RetryOptions
 from durafn.core.status import FailureDetails, OrchestrationStatus, RuntimeStatus
 from durafn.executor.context import OrchestrationContext
-from durafn.executor.tasks import Task, TimerTask
+from durafn.executor.entity_context import EntityContext
+from durafn.executor.tasks import CriticalSection, LockTask, Task, TimerTask
 from durafn.http.messages import HttpRequest, HttpResponse
 from durafn.runtime import Runtime
 from durafn.worker.worker import WorkerOptions
@@ -28,8 +37,15 @@ __all__ = [
     "App",
     "AsyncClient",
     "AuthLevel",
+    "CleanEntityStorageResult",
     "Client",
+    "CriticalSection",
     "DurafnError",
+    "EntityContext",
+    "EntityId",
+    "EntityMetadata",
+    "EntityQueryResult",
+    "EntityStateResponse",
     "FailureDetails",
     "FunctionNotFound",
     "HttpRequest",
@@ -38,7 +54,9 @@ __all__ = [
     "InstanceNotFound",
     "InstanceNotRunning",
     "InstanceStillRunning",
+    "LockTask",
     "NonDeterminismError",
+    "OperationNotFound",
     "OrchestrationContext",
     "OrchestrationStateError",
     "OrchestrationStatus",

@@ -1,4 +1,4 @@
-"""The app: a registry of orchestrators and activities, addressed by name."""
+"""The app: a registry of orchestrators, activities and entities, addressed by name."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, TypeVar, overload
 
+from durafn.core.entities import normalize_entity_name
 from durafn.core.errors import FunctionNotFound
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -48,6 +49,19 @@ class RegisteredFunction:
         return inspect.iscoroutinefunction(self.func)
 
 
+@dataclass(frozen=True)
+class RegisteredEntity:
+    """An entity: a function taking an ``EntityContext``, or a class whose public methods are
+    its operations. ``name`` is lowercase (entity names are case-insensitive)."""
+
+    name: str
+    target: Callable[..., Any]
+
+    @property
+    def is_class(self) -> bool:
+        return inspect.isclass(self.target)
+
+
 class App:
     """Holds the functions of one durafn application.
 
@@ -68,6 +82,7 @@ class App:
     def __init__(self) -> None:
         self._orchestrators: dict[str, RegisteredFunction] = {}
         self._activities: dict[str, RegisteredFunction] = {}
+        self._entities: dict[str, RegisteredEntity] = {}
         self._names: dict[int, str] = {}
         self._routes: list[HttpRoute] = []
 
@@ -92,6 +107,29 @@ class App:
     ) -> Any:
         """Register an activity: a plain function, sync or ``async``, taking at most one input."""
         return self._decorate(self._activities, "activity", func, name)
+
+    @overload
+    def entity(self, func: F, /) -> F: ...
+    @overload
+    def entity(self, func: None = None, /, *, name: str | None = None) -> Callable[[F], F]: ...
+    def entity(self, func: Callable[..., Any] | None = None, /, *, name: str | None = None) -> Any:
+        """Register an entity: a function ``f(ctx: df.EntityContext)`` that handles every
+        operation, or a class whose public methods are the operations and whose attributes
+        (JSON-encodable) are the state; its ``__init__`` takes no argument and sets the initial
+        state. Entity names are case-insensitive."""
+
+        def register(f: F) -> F:
+            if not callable(f):
+                raise TypeError(f"@app.entity decorates a function or a class, got {f!r}")
+            registered_name = normalize_entity_name(name if name is not None else f.__name__)
+            taken = self._entities.get(registered_name)
+            if taken is not None and taken.target is not f:
+                raise ValueError(f"entity {registered_name!r} is already registered")
+            self._entities[registered_name] = RegisteredEntity(registered_name, f)
+            self._names[id(f)] = registered_name
+            return f
+
+        return register if func is None else register(func)
 
     def _decorate(
         self,
@@ -157,6 +195,7 @@ class App:
         copy = App()
         copy._orchestrators = dict(self._orchestrators)
         copy._activities = dict(self._activities)
+        copy._entities = dict(self._entities)
         copy._names = dict(self._names)
         copy._routes = list(self._routes)
         for name, func in activities.items():
@@ -177,6 +216,21 @@ class App:
             return self._activities[name]
         except KeyError:
             raise FunctionNotFound("activity", name, list(self._activities)) from None
+
+    def get_entity(self, name: str) -> RegisteredEntity:
+        """The entity registered as ``name`` (any case); :class:`FunctionNotFound` lists the
+        others."""
+        try:
+            return self._entities[name.lower()]
+        except KeyError:
+            raise FunctionNotFound("entity", name, list(self._entities)) from None
+
+    def has_entity(self, name: str) -> bool:
+        return name.lower() in self._entities
+
+    @property
+    def entity_names(self) -> list[str]:
+        return sorted(self._entities)
 
     def has_orchestrator(self, name: str) -> bool:
         return name in self._orchestrators

@@ -19,6 +19,13 @@ from durafn.core.errors import PayloadTooLarge
 from durafn.core.history import (
     EVENT_TYPES,
     ContinueAsNew,
+    EntityLockGranted,
+    EntityLockRequested,
+    EntityOperationCalled,
+    EntityOperationCompleted,
+    EntityOperationFailed,
+    EntityOperationSignaled,
+    EntityUnlockSent,
     EventRaised,
     EventSent,
     ExecutionCompleted,
@@ -364,6 +371,38 @@ SAMPLES: list[HistoryEvent] = [
     EventRaised(timestamp=AT, name="approval", input='{"by":"ann"}'),
     EventRaised(timestamp=AT, name="no-data"),
     ContinueAsNew(timestamp=AT, input="5"),
+    EntityOperationCalled(
+        timestamp=AT,
+        event_id=4,
+        request_id="r-1",
+        instance_id="@counter@a",
+        operation="add",
+        input="1",
+        parent_instance_id="caller",
+        parent_execution_id="e-1",
+    ),
+    EntityOperationSignaled(
+        timestamp=AT, event_id=-1, request_id="r-2", instance_id="@counter@a", operation="reset"
+    ),
+    EntityOperationCompleted(timestamp=AT, task_scheduled_id=4, request_id="r-1", result="1"),
+    EntityOperationFailed(timestamp=AT, task_scheduled_id=4, request_id="r-1", failure=CAUSE),
+    EntityLockRequested(
+        timestamp=AT,
+        event_id=5,
+        critical_section_id="cs-1",
+        lock_set=["@account@a", "@account@b"],
+        position=1,
+        parent_instance_id="caller",
+        parent_execution_id="e-1",
+    ),
+    EntityLockGranted(timestamp=AT, task_scheduled_id=5, critical_section_id="cs-1"),
+    EntityUnlockSent(
+        timestamp=AT,
+        event_id=6,
+        critical_section_id="cs-1",
+        instance_id="@account@a",
+        parent_instance_id="caller",
+    ),
 ]
 
 

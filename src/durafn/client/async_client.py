@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 from typing import Any, cast
 
 from durafn.app import App
+from durafn.client.entities import EntityClient
 from durafn.core import codec
 from durafn.core.errors import InstanceNotFound
 from durafn.core.history import (
@@ -39,8 +40,9 @@ class OrchestrationStatusPage:
     continuation_token: str | None
 
 
-class AsyncClient:
-    """Starts, queries and steers orchestration instances in one task hub.
+class AsyncClient(EntityClient):
+    """Starts, queries and steers orchestration instances, and signals and reads entities, in
+    one task hub.
 
     ``store`` is a store URL (see :func:`durafn.store.open_store`; default ``$DURAFN_STORE`` or
     ``sqlite:///durafn.db``) or an open store. When ``app`` is given, orchestrator names are

@@ -68,6 +68,10 @@ class Client:
     resume = _blocking(AsyncClient.resume)
     purge_instance_history = _blocking(AsyncClient.purge_instance_history)
     purge_instance_history_by = _blocking(AsyncClient.purge_instance_history_by)
+    signal_entity = _blocking(AsyncClient.signal_entity)
+    read_entity_state = _blocking(AsyncClient.read_entity_state)
+    get_entities = _blocking(AsyncClient.get_entities)
+    clean_entity_storage = _blocking(AsyncClient.clean_entity_storage)
     wait_for_completion_or_create_check_status_response = _blocking(
         AsyncClient.wait_for_completion_or_create_check_status_response
     )

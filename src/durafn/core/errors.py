@@ -59,7 +59,7 @@ class FunctionNotFound(DurafnError, LookupError):
 
     def __init__(self, kind: str, name: str, registered: list[str]) -> None:
         known = ", ".join(sorted(registered)) or "none"
-        plural = "activities" if kind == "activity" else f"{kind}s"
+        plural = {"activity": "activities", "entity": "entities"}.get(kind, f"{kind}s")
         super().__init__(f"{kind} {name!r} is not registered (registered {plural}: {known})")
         self.kind = kind
         self.name = name
@@ -94,3 +94,15 @@ class PayloadTooLarge(DurafnError, ValueError):
 
 class StoreError(DurafnError):
     """The store failed or was configured wrongly (bad URL, newer schema, I/O error)."""
+
+
+class OperationNotFound(DurafnError, LookupError):
+    """A class entity was asked for an operation it does not define."""
+
+    def __init__(self, entity: str, operation: str, operations: list[str]) -> None:
+        known = ", ".join(sorted(operations)) or "none"
+        super().__init__(
+            f"entity {entity!r} has no operation {operation!r} (its operations: {known})"
+        )
+        self.entity = entity
+        self.operation = operation

@@ -153,6 +153,86 @@ class ContinueAsNew(HistoryEvent):
     input: str | None = None
 
 
+@dataclass(frozen=True, kw_only=True)
+class EntityOperationSignaled(HistoryEvent):
+    """A one-way operation for entity ``instance_id``: in the sender's history (``event_id``
+    is its step) and, as a message, in the entity's inbox. ``parent_*`` name the sender."""
+
+    kind: ClassVar[str] = "EntityOperationSignaled"
+    event_id: int
+    request_id: str
+    instance_id: str
+    operation: str
+    input: str | None = None
+    parent_instance_id: str | None = None
+    parent_execution_id: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class EntityOperationCalled(HistoryEvent):
+    """A two-way operation: the entity answers with ``EntityOperationCompleted``/``Failed``
+    pointing back at ``event_id``."""
+
+    kind: ClassVar[str] = "EntityOperationCalled"
+    event_id: int
+    request_id: str
+    instance_id: str
+    operation: str
+    input: str | None = None
+    parent_instance_id: str | None = None
+    parent_execution_id: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class EntityOperationCompleted(HistoryEvent):
+    kind: ClassVar[str] = "EntityOperationCompleted"
+    task_scheduled_id: int
+    request_id: str
+    result: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class EntityOperationFailed(HistoryEvent):
+    kind: ClassVar[str] = "EntityOperationFailed"
+    task_scheduled_id: int
+    request_id: str
+    failure: FailureDetails
+
+
+@dataclass(frozen=True, kw_only=True)
+class EntityLockRequested(HistoryEvent):
+    """A request to lock every entity of ``lock_set`` (sorted) for critical section
+    ``critical_section_id``; it travels along the set, ``position`` being where it is now."""
+
+    kind: ClassVar[str] = "EntityLockRequested"
+    event_id: int
+    critical_section_id: str
+    lock_set: list[str]
+    position: int = 0
+    parent_instance_id: str | None = None
+    parent_execution_id: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class EntityLockGranted(HistoryEvent):
+    """Every entity of the critical section is locked (sent by the last one)."""
+
+    kind: ClassVar[str] = "EntityLockGranted"
+    task_scheduled_id: int
+    critical_section_id: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class EntityUnlockSent(HistoryEvent):
+    """The owner releases its lock on entity ``instance_id``."""
+
+    kind: ClassVar[str] = "EntityUnlockSent"
+    event_id: int
+    critical_section_id: str
+    instance_id: str
+    parent_instance_id: str | None = None
+
+
 EVENT_TYPES: dict[str, type[HistoryEvent]] = {
     cls.kind: cls
     for cls in (
@@ -174,6 +254,13 @@ EVENT_TYPES: dict[str, type[HistoryEvent]] = {
         EventSent,
         EventRaised,
         ContinueAsNew,
+        EntityOperationSignaled,
+        EntityOperationCalled,
+        EntityOperationCompleted,
+        EntityOperationFailed,
+        EntityLockRequested,
+        EntityLockGranted,
+        EntityUnlockSent,
     )
 }
 

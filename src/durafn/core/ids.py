@@ -16,7 +16,9 @@ def validate_instance_id(instance_id: object) -> str:
         raise ValueError(f"instance_id must have 1 to {MAX_ID_LENGTH} characters: {instance_id!r}")
     if instance_id.startswith("@"):
         raise ValueError(
-            f"instance_id {instance_id!r} starts with '@', which is reserved for entities"
+            f"instance_id {instance_id!r} starts with '@', which is reserved for entities: "
+            "address entities with df.EntityId and the entity methods (signal_entity, "
+            "read_entity_state, get_entities, clean_entity_storage)"
         )
     bad = _FORBIDDEN_ID_CHARS.intersection(instance_id)
     if bad or not instance_id.isprintable() or instance_id != instance_id.strip():

@@ -6,6 +6,10 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from durafn.core.history import (
+    EntityLockRequested,
+    EntityOperationCalled,
+    EntityOperationSignaled,
+    EntityUnlockSent,
     EventSent,
     HistoryEvent,
     SubOrchestrationInstanceCreated,
@@ -105,7 +109,109 @@ class SendEvent(Action):
         return isinstance(event, EventSent) and event.name == self.name
 
 
+@dataclass(frozen=True)
+class CallEntity(Action):
+    instance_id: str
+    operation: str
+    input: str | None
+    request_id: str
+
+    def to_event(self, timestamp: datetime) -> HistoryEvent:
+        return EntityOperationCalled(
+            timestamp=timestamp,
+            event_id=self.event_id,
+            request_id=self.request_id,
+            instance_id=self.instance_id,
+            operation=self.operation,
+            input=self.input,
+        )
+
+    def describe(self) -> str:
+        return f"CallEntity {self.instance_id!r} {self.operation!r}"
+
+    def matches(self, event: HistoryEvent) -> bool:
+        return (
+            isinstance(event, EntityOperationCalled)
+            and event.instance_id == self.instance_id
+            and event.operation == self.operation
+        )
+
+
+@dataclass(frozen=True)
+class SignalEntity(Action):
+    instance_id: str
+    operation: str
+    input: str | None
+    request_id: str
+
+    def to_event(self, timestamp: datetime) -> HistoryEvent:
+        return EntityOperationSignaled(
+            timestamp=timestamp,
+            event_id=self.event_id,
+            request_id=self.request_id,
+            instance_id=self.instance_id,
+            operation=self.operation,
+            input=self.input,
+        )
+
+    def describe(self) -> str:
+        return f"SignalEntity {self.instance_id!r} {self.operation!r}"
+
+    def matches(self, event: HistoryEvent) -> bool:
+        return (
+            isinstance(event, EntityOperationSignaled)
+            and event.instance_id == self.instance_id
+            and event.operation == self.operation
+        )
+
+
+@dataclass(frozen=True)
+class LockEntities(Action):
+    lock_set: tuple[str, ...]
+    critical_section_id: str
+
+    def to_event(self, timestamp: datetime) -> HistoryEvent:
+        return EntityLockRequested(
+            timestamp=timestamp,
+            event_id=self.event_id,
+            critical_section_id=self.critical_section_id,
+            lock_set=list(self.lock_set),
+        )
+
+    def describe(self) -> str:
+        return f"LockEntities {list(self.lock_set)!r}"
+
+    def matches(self, event: HistoryEvent) -> bool:
+        return isinstance(event, EntityLockRequested) and tuple(event.lock_set) == self.lock_set
+
+
+@dataclass(frozen=True)
+class UnlockEntity(Action):
+    instance_id: str
+    critical_section_id: str
+
+    def to_event(self, timestamp: datetime) -> HistoryEvent:
+        return EntityUnlockSent(
+            timestamp=timestamp,
+            event_id=self.event_id,
+            critical_section_id=self.critical_section_id,
+            instance_id=self.instance_id,
+        )
+
+    def describe(self) -> str:
+        return f"UnlockEntity {self.instance_id!r}"
+
+    def matches(self, event: HistoryEvent) -> bool:
+        return isinstance(event, EntityUnlockSent) and event.instance_id == self.instance_id
+
+
 def describe_event(event: HistoryEvent) -> str:
     """``TaskScheduled 'charge'``: how a scheduling event is named in error messages."""
     name = getattr(event, "name", None)
+    if isinstance(event, EntityOperationCalled | EntityOperationSignaled):
+        name = f"{event.instance_id} {event.operation}"
+    elif isinstance(event, EntityLockRequested):
+        name = ", ".join(event.lock_set)
+    elif isinstance(event, EntityUnlockSent):
+        name = event.instance_id
     return f"{event.kind} {name!r}" if name is not None else event.kind

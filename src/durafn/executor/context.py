@@ -9,10 +9,12 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from durafn.core import codec
+from durafn.core.entities import EntityId, as_entity_id
+from durafn.core.errors import OrchestrationStateError
 from durafn.core.ids import validate_event_name, validate_instance_id
 from durafn.core.retry import RetryOptions
 from durafn.core.times import as_utc
-from durafn.executor.tasks import Task, TimerTask, WhenAllTask, WhenAnyTask
+from durafn.executor.tasks import LockTask, Task, TimerTask, WhenAllTask, WhenAnyTask
 
 if TYPE_CHECKING:
     from durafn.executor.orchestration import OrchestrationExecutor
@@ -135,6 +137,10 @@ class OrchestrationContext:
         """Start a sub-orchestration and return a task for its output."""
         orchestrator = self._executor.app.name_of(name, "orchestrator")
         self._executor.app.get_orchestrator(orchestrator)
+        if self._executor.in_critical_section:
+            raise OrchestrationStateError(
+                "an orchestration may not start a sub-orchestration inside a critical section"
+            )
         if instance_id is not None:
             validate_instance_id(instance_id)
         encoded = codec.encode_optional(input, what=f"input of orchestrator {orchestrator!r}")
@@ -163,6 +169,46 @@ class OrchestrationContext:
         validate_event_name(name)
         return self._executor.wait_for_event(name)
 
+    def call_entity(
+        self, entity_id: EntityId | str, operation_name: str, input: Any = None
+    ) -> Task[Any]:
+        """Call an operation of an entity and return a task for its result.
+
+        If the operation raises, the task fails with ``TaskFailedError``. Raises
+        ``FunctionNotFound`` for an entity name the app does not register, and
+        ``OrchestrationStateError`` for an entity not locked, inside a critical section.
+        """
+        target = self._entity(entity_id)
+        operation = _operation_name(operation_name)
+        encoded = codec.encode_optional(input, what=f"input of operation {operation!r}")
+        return self._executor.call_entity(target.instance_id, operation, encoded)
+
+    def signal_entity(
+        self, entity_id: EntityId | str, operation_name: str, input: Any = None
+    ) -> None:
+        """Send a one-way operation to an entity; nothing to ``yield``."""
+        target = self._entity(entity_id)
+        operation = _operation_name(operation_name)
+        encoded = codec.encode_optional(input, what=f"input of operation {operation!r}")
+        self._executor.signal_entity(target.instance_id, operation, encoded)
+
+    def lock(self, *entities: EntityId | str) -> LockTask:
+        """Lock entities for a critical section: ``with (yield ctx.lock(a, b)):`` in a generator
+        orchestrator, ``async with ctx.lock(a, b):`` in an async one.
+
+        The entities are locked one after the other in a fixed order, so two orchestrations
+        never deadlock; while locked they serve only this orchestration. The locks are released
+        when the block exits, and whenever the orchestration ends. Inside the block, call only
+        the locked entities; signal only others; no nested lock and no sub-orchestration.
+        """
+        targets = [self._entity(e).instance_id for e in entities]
+        return self._executor.lock(targets)
+
+    def _entity(self, entity_id: EntityId | str) -> EntityId:
+        target = as_entity_id(entity_id)
+        self._executor.app.get_entity(target.name)
+        return target
+
     def task_all(self, tasks: Sequence[Task[Any]]) -> Task[list[Any]]:
         """A task completing with all results in order; it fails as soon as one task fails."""
         return WhenAllTask(tasks)
@@ -181,3 +227,9 @@ class OrchestrationContext:
         """
         encoded = codec.encode_optional(input, what="continue_as_new input")
         raise ContinueAsNewSignal(encoded, preserve_unprocessed_events)
+
+
+def _operation_name(name: object) -> str:
+    if not isinstance(name, str) or not name or not name.isprintable():
+        raise ValueError(f"operation name must be a non-empty printable string: {name!r}")
+    return name

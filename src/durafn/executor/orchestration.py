@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
+import uuid
 from collections import deque
 from collections.abc import Callable, Coroutine, Generator, Sequence
 from dataclasses import dataclass, field
@@ -24,6 +25,9 @@ from durafn.core import codec
 from durafn.core.errors import FunctionNotFound, NonDeterminismError, OrchestrationStateError
 from durafn.core.history import (
     ContinueAsNew,
+    EntityLockGranted,
+    EntityOperationCompleted,
+    EntityOperationFailed,
     EventRaised,
     ExecutionCompleted,
     ExecutionResumed,
@@ -43,13 +47,17 @@ from durafn.core.retry import RetryOptions
 from durafn.core.status import FailureDetails, RuntimeStatus
 from durafn.executor.actions import (
     Action,
+    CallEntity,
     CreateTimer,
+    LockEntities,
     ScheduleActivity,
+    SignalEntity,
     StartSubOrchestration,
+    UnlockEntity,
     describe_event,
 )
 from durafn.executor.context import ContinueAsNewSignal, OrchestrationContext
-from durafn.executor.tasks import Task, TimerTask, failed_error
+from durafn.executor.tasks import CriticalSection, LockTask, Task, TimerTask, failed_error
 
 Driver = Generator[Any, Any, Any] | Coroutine[Any, Any, Any]
 
@@ -63,11 +71,26 @@ _COMPLETION_ID_FIELD: dict[type[HistoryEvent], str] = {
     SubOrchestrationInstanceCompleted: "task_scheduled_id",
     SubOrchestrationInstanceFailed: "task_scheduled_id",
     TimerFired: "timer_id",
+    EntityOperationCompleted: "task_scheduled_id",
+    EntityOperationFailed: "task_scheduled_id",
+    EntityLockGranted: "task_scheduled_id",
 }
 
 _SCHEDULING_KINDS = frozenset(
-    {"TaskScheduled", "TimerCreated", "SubOrchestrationInstanceCreated", "EventSent"}
+    {
+        "TaskScheduled",
+        "TimerCreated",
+        "SubOrchestrationInstanceCreated",
+        "EventSent",
+        "EntityOperationCalled",
+        "EntityOperationSignaled",
+        "EntityLockRequested",
+        "EntityUnlockSent",
+    }
 )
+# Steps recorded as the execution ends (signals sent and locks released by its last episode).
+_FINAL_KINDS = frozenset({"EntityOperationSignaled", "EntityUnlockSent"})
+_REQUEST_NAMESPACE = uuid.UUID("5c0b2f44-8a1e-4d7b-b0a3-61c9e2f7d845")
 _LIFECYCLE_KINDS = frozenset({"ExecutionSuspended", "ExecutionResumed", "ExecutionTerminated"})
 # What a suspended instance still applies; everything else waits for the resume.
 _RUN_WHILE_SUSPENDED = (
@@ -105,6 +128,9 @@ class EpisodeResult:
     applied: int = 0
     # Sub-orchestrations still running when the instance was terminated: they are terminated too.
     children_to_terminate: list[str] = field(default_factory=list)
+    # Entity locks still held (or requested) when the execution ended: (entity, section) pairs
+    # to unlock. Unlocks the code asked for itself are among ``actions``.
+    locks_to_release: list[tuple[str, str]] = field(default_factory=list)
 
     @property
     def is_finished(self) -> bool:
@@ -121,6 +147,16 @@ class _OpenTask:
     name: str
     retry: _RetryState | None = None
     child_instance_id: str | None = None
+
+
+@dataclass
+class _CriticalSection:
+    """The entity locks an orchestration holds or waits for."""
+
+    lock_set: tuple[str, ...]
+    section_id: str
+    event_id: int
+    granted: bool = False
 
 
 @dataclass
@@ -158,6 +194,9 @@ class OrchestrationExecutor:
         self._completion: tuple[RuntimeStatus, str | None, FailureDetails | None] | None = None
         self._continue_as_new: ContinueAsNewRequest | None = None
         self._preserve_events = False
+        self._critical: _CriticalSection | None = None
+        self._final_actions: list[Action] = []
+        self._locks_to_release: list[tuple[str, str]] = []
         self._handlers: dict[str, Callable[[Any], None]] = {
             "OrchestratorStarted": self._on_orchestrator_started,
             "OrchestratorCompleted": _ignore,
@@ -171,6 +210,13 @@ class OrchestrationExecutor:
             "TimerCreated": self._on_scheduled,
             "SubOrchestrationInstanceCreated": self._on_scheduled,
             "EventSent": self._on_scheduled,
+            "EntityOperationCalled": self._on_scheduled,
+            "EntityOperationSignaled": self._on_scheduled,
+            "EntityLockRequested": self._on_scheduled,
+            "EntityUnlockSent": self._on_scheduled,
+            "EntityOperationCompleted": self._on_task_completed,
+            "EntityOperationFailed": self._on_task_failed,
+            "EntityLockGranted": self._on_lock_granted,
             "TaskCompleted": self._on_task_completed,
             "TaskFailed": self._on_task_failed,
             "SubOrchestrationInstanceCompleted": self._on_task_completed,
@@ -211,7 +257,7 @@ class OrchestrationExecutor:
                 actions.append(action)
             self._pending_actions.clear()
         else:
-            self._finish_history(now, remaining)
+            actions = self._finish_history(now, remaining)
         self.history.append(OrchestratorCompleted(timestamp=now))
         status, output, failure = self._completion or (self._live_status(), None, None)
         return EpisodeResult(
@@ -227,6 +273,7 @@ class OrchestrationExecutor:
             children_to_terminate=self._open_children()
             if status is RuntimeStatus.TERMINATED
             else [],
+            locks_to_release=list(self._locks_to_release) if self._completion else [],
         )
 
     def _open_children(self) -> list[str]:
@@ -274,6 +321,64 @@ class OrchestrationExecutor:
         self._open[event_id] = _OpenTask(task, "timer", "timer")
         return task
 
+    def call_entity(self, target: str, operation: str, encoded_input: str | None) -> Task[Any]:
+        critical = self._critical
+        if critical is not None and target not in critical.lock_set:
+            raise OrchestrationStateError(
+                f"inside a critical section an orchestration may call only the entities it "
+                f"locked ({', '.join(critical.lock_set)}), not {target!r}"
+            )
+        task: Task[Any] = Task()
+        event_id = self._add_action(
+            lambda i: CallEntity(i, target, operation, encoded_input, self._request_id(i))
+        )
+        self._open[event_id] = _OpenTask(task, "entity operation", f"{target} {operation}")
+        return task
+
+    def signal_entity(self, target: str, operation: str, encoded_input: str | None) -> None:
+        critical = self._critical
+        if critical is not None and target in critical.lock_set:
+            raise OrchestrationStateError(
+                f"inside a critical section an orchestration may not signal {target!r}, which "
+                "it locked: call it (ctx.call_entity) instead"
+            )
+        self._add_action(
+            lambda i: SignalEntity(i, target, operation, encoded_input, self._request_id(i))
+        )
+
+    def lock(self, targets: Sequence[str]) -> LockTask:
+        if self._critical is not None:
+            raise OrchestrationStateError(
+                "critical sections cannot be nested: this orchestration already holds (or waits "
+                f"for) a lock on {', '.join(self._critical.lock_set)}"
+            )
+        lock_set = tuple(sorted(set(targets)))
+        if not lock_set:
+            raise ValueError("ctx.lock needs at least one entity")
+        task = LockTask()
+        section = self._request_id(self._sequence)
+        event_id = self._add_action(lambda i: LockEntities(i, lock_set, section))
+        self._critical = _CriticalSection(lock_set, section, event_id)
+        self._open[event_id] = _OpenTask(task, "lock", ", ".join(lock_set))
+        return task
+
+    @property
+    def in_critical_section(self) -> bool:
+        return self._critical is not None
+
+    def _release_lock(self, section: str) -> None:
+        critical = self._critical
+        if critical is None or critical.section_id != section or self._completion is not None:
+            return
+        self._critical = None
+        for target in critical.lock_set:
+            self._add_action(lambda i, t=target: UnlockEntity(i, t, section))  # type: ignore[misc]
+
+    def _request_id(self, event_id: int) -> str:
+        execution = self._started.execution_id if self._started else ""
+        seed = f"{self.instance_id}/{execution}/{event_id}"
+        return uuid.uuid5(_REQUEST_NAMESPACE, seed).hex
+
     def wait_for_event(self, name: str) -> Task[Any]:
         task: Task[Any] = Task()
         buffered = self._event_buffer.get(name)
@@ -320,6 +425,8 @@ class OrchestrationExecutor:
 
     def _apply(self, event: HistoryEvent) -> None:
         if self._completion is not None:
+            if event.kind in _FINAL_KINDS:
+                return
             if event.kind in _SCHEDULING_KINDS and self._completion[0] is not RuntimeStatus.FAILED:
                 # The history goes on where the code now ends: the code changed.
                 self._fail_replay(event)
@@ -359,8 +466,11 @@ class OrchestrationExecutor:
             return RuntimeStatus.PENDING
         return RuntimeStatus.SUSPENDED if self._suspended else RuntimeStatus.RUNNING
 
-    def _finish_history(self, now: datetime, unprocessed: list[HistoryEvent]) -> None:
+    def _finish_history(self, now: datetime, unprocessed: list[HistoryEvent]) -> list[Action]:
         assert self._completion is not None
+        final, self._final_actions = self._final_actions, []
+        for action in final:
+            self.history.append(action.to_event(now))
         status, output, failure = self._completion
         request = self._continue_as_new
         if request is not None:
@@ -376,6 +486,7 @@ class OrchestrationExecutor:
         self.history.append(
             ExecutionCompleted(timestamp=now, status=status, result=output, failure=failure)
         )
+        return final
 
     def _finish(
         self, status: RuntimeStatus, output: str | None, failure: FailureDetails | None
@@ -383,6 +494,16 @@ class OrchestrationExecutor:
         if self._completion is not None:
             return
         self._completion = (status, output, failure)
+        # Signals of a successful last episode are still sent, and locks are always released.
+        sends = status in (RuntimeStatus.COMPLETED, RuntimeStatus.CONTINUED_AS_NEW)
+        self._final_actions = [
+            a
+            for a in self._pending_actions.values()
+            if isinstance(a, UnlockEntity) or (sends and isinstance(a, SignalEntity))
+        ]
+        critical, self._critical = self._critical, None
+        if critical is not None:
+            self._locks_to_release = [(t, critical.section_id) for t in critical.lock_set]
         self._pending_actions.clear()
         driver, self._driver = self._driver, None
         self._waiting_on = None
@@ -557,6 +678,17 @@ class OrchestrationExecutor:
                 self._open[timer_id] = entry
                 return
         entry.task._fail(failed_error(entry.kind, entry.name, event.failure))
+
+    def _on_lock_granted(self, event: EntityLockGranted) -> None:
+        entry = self._open.pop(event.task_scheduled_id, None)
+        critical = self._critical
+        if entry is None or critical is None or critical.section_id != event.critical_section_id:
+            return
+        critical.granted = True
+        section = critical.section_id
+        entry.task._complete(
+            CriticalSection(list(critical.lock_set), lambda: self._release_lock(section))
+        )
 
     def _on_timer_fired(self, event: TimerFired) -> None:
         entry = self._open.pop(event.timer_id, None)

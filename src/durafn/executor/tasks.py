@@ -132,6 +132,36 @@ class WhenAnyTask(CompositeTask[Task[Any]]):
         self._complete(child)
 
 
+class CriticalSection:
+    """Entities locked by an orchestration; leaving the ``with`` block releases them."""
+
+    def __init__(self, entities: Sequence[Any], release: Callable[[], None]) -> None:
+        self.entities = list(entities)
+        self._release = release
+
+    def release(self) -> None:
+        """Unlock the entities now (leaving the ``with`` block does it too)."""
+        self._release()
+
+    def __enter__(self) -> CriticalSection:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._release()
+
+
+class LockTask(Task[CriticalSection]):
+    """The task of ``ctx.lock(...)``: completes with the :class:`CriticalSection` once every
+    entity is locked. ``with (yield ctx.lock(a, b)):`` or ``async with ctx.lock(a, b):``."""
+
+    async def __aenter__(self) -> CriticalSection:
+        return await self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self.is_complete and self.exception is None:
+            self._result.release()
+
+
 def failed_error(kind: str, name: str, failure: Any) -> TaskFailedError:
     """The error an orchestrator sees for a failed activity or sub-orchestration."""
     return TaskFailedError(

@@ -15,6 +15,10 @@ Semantics every implementation must honour (the conformance suite in ``tests/sto
 * An activity result is accepted only while its task row exists and is leased by the caller
   or unleased; it is delivered at most once.
 * Finishing an instance deletes its queued messages and activity tasks, and notifies its parent.
+* An entity (instance id ``@name@key``) is an instance without history: its state lives in the
+  ``entity_state`` of its row, written by the same checkpoint that consumes its messages. A
+  message to an entity that does not exist creates it, in the same transaction. Queries leave
+  entities out unless asked for them (``InstanceQuery.entities``).
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol, runtime_checkable
 
+from durafn.core.entities import entity_name_of, is_entity_instance_id
 from durafn.core.history import EventRaised, ExecutionStarted, HistoryEvent
 from durafn.core.status import FailureDetails, RuntimeStatus
 
@@ -64,6 +69,9 @@ class InstanceRecord:
     parent_instance_id: str | None = None
     scheduled_start_at: datetime | None = None
     completed_at: datetime | None = None
+    # An entity's stored state (its scheduler state, JSON text); None for orchestrations and
+    # for an entity whose first message was not processed yet.
+    entity_state: str | None = None
 
 
 @dataclass(frozen=True)
@@ -86,6 +94,7 @@ class OrchestrationWorkItem:
     locked_until: datetime
     messages: list[InboxMessage]
     history_length: int
+    entity_state: str | None = None
 
 
 @dataclass(frozen=True)
@@ -142,6 +151,10 @@ class Checkpoint:
     carryover: list[EventRaised] = field(default_factory=list)
     # Events consumed without being applied (they reached an execution that had ended).
     dropped_events: int = 0
+    # An entity's new state (its scheduler state); None leaves the stored one as it is.
+    entity_state: str | None = None
+    # Orchestrations to start (by an entity), each unless its id is taken by an unfinished one.
+    new_instances: list[NewInstance] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -155,6 +168,8 @@ class InstanceQuery:
     instance_id_prefix: str | None = None
     page_size: int = 100
     continuation_token: str | None = None
+    # False: orchestration instances only; True: entities only.
+    entities: bool = False
 
 
 @dataclass
@@ -208,6 +223,20 @@ class Store(Protocol):
 
         Raises ``InstanceNotFound`` or ``InstanceNotRunning`` (finished instance).
         """
+
+    async def send_entity_message(
+        self,
+        instance_id: str,
+        event: HistoryEvent,
+        now: datetime,
+        visible_at: datetime | None = None,
+    ) -> None:
+        """Queue a message for entity ``instance_id`` (``@name@key``), visible at
+        ``visible_at`` (or ``now``), creating the entity in the same transaction if needed."""
+
+    async def remove_entity(self, instance_id: str, entity_state: str | None) -> bool:
+        """Delete entity ``instance_id`` if its stored state is still ``entity_state`` and it
+        has no queued message and no lease; True if it was deleted."""
 
     async def lock_next_orchestration(
         self, owner: str, lease: timedelta, now: datetime, max_messages: int = 10_000
@@ -349,6 +378,8 @@ def matches_query(record: InstanceRecord, query: InstanceQuery) -> bool:
         return False
     if query.name is not None and record.name != query.name:
         return False
+    if record.instance_id.startswith("@") != query.entities:
+        return False
     return not (
         query.instance_id_prefix is not None
         and not record.instance_id.startswith(query.instance_id_prefix)
@@ -389,6 +420,7 @@ def record_from_row(row: tuple[Any, ...]) -> InstanceRecord:
         parent,
         scheduled,
         completed,
+        entity_state,
     ) = row
     return InstanceRecord(
         instance_id=instance_id,
@@ -404,4 +436,16 @@ def record_from_row(row: tuple[Any, ...]) -> InstanceRecord:
         parent_instance_id=parent,
         scheduled_start_at=from_micros(scheduled) if scheduled is not None else None,
         completed_at=from_micros(completed) if completed is not None else None,
+        entity_state=entity_state,
     )
+
+
+# The instance row of an entity: it never ends, and has one everlasting "execution".
+ENTITY_EXECUTION_ID = "entity"
+
+
+def entity_record_values(instance_id: str) -> tuple[str, str, RuntimeStatus]:
+    """``(name, execution_id, status)`` of the row created for entity ``instance_id``."""
+    if not is_entity_instance_id(instance_id):
+        raise ValueError(f"{instance_id!r} is not an entity instance id (@name@key)")
+    return entity_name_of(instance_id), ENTITY_EXECUTION_ID, RuntimeStatus.RUNNING

@@ -44,6 +44,7 @@ from durafn.store.base import (
     OutgoingMessage,
     decode_page_token,
     encode_page_token,
+    entity_record_values,
     from_micros,
     matches_query,
     terminal_filter,
@@ -234,6 +235,50 @@ class MemoryStore:
             self._enqueue(instance, event, None, visible)
             self._db.changed()
 
+    async def send_entity_message(
+        self,
+        instance_id: str,
+        event: HistoryEvent,
+        now: datetime,
+        visible_at: datetime | None = None,
+    ) -> None:
+        with self._db.lock:
+            hub = self._hub()
+            target = self._entity(hub, instance_id, now)
+            self._enqueue(target, event, None, visible_at or now)
+            self._db.changed()
+
+    def _entity(self, hub: _Hub, instance_id: str, now: datetime) -> _Instance:
+        """The entity's instance, created if it does not exist yet (lock held)."""
+        instance = hub.instances.get(instance_id)
+        if instance is None:
+            name, execution_id, status = entity_record_values(instance_id)
+            record = InstanceRecord(
+                instance_id=instance_id,
+                name=name,
+                execution_id=execution_id,
+                status=status,
+                created_at=_moment(now),
+                updated_at=_moment(now),
+            )
+            instance = hub.instances[instance_id] = _Instance(record)
+        return instance
+
+    async def remove_entity(self, instance_id: str, entity_state: str | None) -> bool:
+        with self._db.lock:
+            hub = self._hub()
+            instance = hub.instances.get(instance_id)
+            if (
+                instance is None
+                or not instance_id.startswith("@")
+                or instance.record.entity_state != entity_state
+                or instance.inbox
+                or instance.locked_by is not None
+            ):
+                return False
+            self._delete_instance(hub, instance_id)
+            return True
+
     async def get_instance(self, instance_id: str) -> InstanceRecord | None:
         with self._db.lock:
             instance = self._hub().instances.get(instance_id)
@@ -293,6 +338,7 @@ class MemoryStore:
                 locked_until=until,
                 messages=visible[:max_messages],
                 history_length=len(instance.history.get(record.execution_id, {})),
+                entity_state=record.entity_state,
             )
 
     def _leased(self, hub: _Hub, item: OrchestrationWorkItem) -> _Instance | None:
@@ -379,6 +425,8 @@ class MemoryStore:
         record.failure = cp.failure
         record.updated_at = _moment(now)
         record.completed_at = _moment(now) if finished else None
+        if cp.entity_state is not None:
+            record.entity_state = cp.entity_state
         instance.dropped_events += cp.dropped_events
         instance.locked_by = instance.lock_expires_at = None
         for seq in cp.consumed:
@@ -397,6 +445,9 @@ class MemoryStore:
             hub.tasks[seq] = _Task(seq, iid, eid, a.event_id, a.name, a.input, visible_at=n)
         for sub in cp.sub_orchestrations:
             self._start_child(hub, instance, item, sub, now)
+        for new in cp.new_instances:
+            with contextlib.suppress(InstanceAlreadyExists):
+                self._insert_instance(hub, new, now)
         for message in cp.messages:
             self._deliver(hub, message, now)
         if finished:
@@ -450,6 +501,8 @@ class MemoryStore:
 
     def _deliver(self, hub: _Hub, message: OutgoingMessage, now: datetime) -> None:
         target = hub.instances.get(message.instance_id)
+        if target is None and message.instance_id.startswith("@"):
+            target = self._entity(hub, message.instance_id, now)
         if target is None:
             return
         if target.record.status.is_terminal:

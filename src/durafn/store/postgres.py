@@ -19,6 +19,7 @@ consumed by another worker since the claim's scan began): it drops the stale one
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
@@ -46,6 +47,7 @@ from durafn.core.history import (
 from durafn.core.status import FailureDetails, RuntimeStatus
 from durafn.store import postgres_sql as q
 from durafn.store.base import (
+    ENTITY_EXECUTION_ID,
     TERMINAL_STATUSES,
     ActivityWorkItem,
     Backlog,
@@ -60,6 +62,7 @@ from durafn.store.base import (
     decode_page_token,
     dump_failure,
     encode_page_token,
+    entity_record_values,
     from_micros,
     record_from_row,
     terminal_filter,
@@ -211,6 +214,47 @@ class PostgresStore:
         if refused is not None:
             raise refused
 
+    async def send_entity_message(
+        self,
+        instance_id: str,
+        event: HistoryEvent,
+        now: datetime,
+        visible_at: datetime | None = None,
+    ) -> None:
+        entity_record_values(instance_id)  # ValueError for an id that is not an entity's
+
+        async def tx(s: Session) -> None:
+            await self._create_entities(s, [instance_id], now)
+            at = to_micros(visible_at or now)
+            await self._enqueue(s, instance_id, [(None, at, dump_event(event))])
+
+        await self._db.write(tx)
+
+    async def _create_entities(self, s: Session, instance_ids: list[str], now: datetime) -> None:
+        targets = sorted({i for i in instance_ids if i.startswith("@")})
+        if not targets:
+            return
+        values = {
+            "hub": self.task_hub,
+            "iids": targets,
+            "names": [entity_record_values(i)[0] for i in targets],
+            "eid": ENTITY_EXECUTION_ID,
+            "status": RuntimeStatus.RUNNING.value,
+            "now": to_micros(now),
+        }
+        if await s.execute(self._sql(q.CREATE_ENTITIES), values):
+            s.changed = True
+
+    async def remove_entity(self, instance_id: str, entity_state: str | None) -> bool:
+        values = self._key(instance_id, state=entity_state)
+
+        async def tx(s: Session) -> bool:
+            removed = await s.execute(self._sql(q.REMOVE_ENTITY), values) > 0
+            s.changed = removed
+            return removed
+
+        return await self._db.write(tx)
+
     async def get_instance(self, instance_id: str) -> InstanceRecord | None:
         async def read(s: Session) -> InstanceRecord | None:
             row = await s.fetchone(self._sql(q.GET_INSTANCE), self._key(instance_id))
@@ -249,7 +293,7 @@ class PostgresStore:
                 )
                 if row is None:
                     return None
-                instance_id, execution_id, name, status, history_length = row
+                instance_id, execution_id, name, status, history_length, entity_state = row
                 s.changed = True
                 if RuntimeStatus(status).is_terminal:
                     await self._drop_inbox(s, instance_id)  # leftovers of a race; look again
@@ -277,6 +321,7 @@ class PostgresStore:
                     locked_until=until,
                     messages=[InboxMessage(seq, load_event(text)) for seq, text in rows],
                     history_length=history_length,
+                    entity_state=entity_state,
                 )
 
         return await self._db.write(tx)
@@ -344,6 +389,7 @@ class PostgresStore:
                 input=restart.input if restart else None,
                 length=0 if restart else item.history_length + len(cp.new_events),
                 dropped=cp.dropped_events,
+                entity_state=cp.entity_state,
                 token=item.lock_token,
             ),
         )
@@ -360,6 +406,9 @@ class PostgresStore:
         await self._schedule_activities(s, item, cp, n)
         for sub in cp.sub_orchestrations:
             await self._start_child(s, item, sub, now)
+        for new in cp.new_instances:
+            with contextlib.suppress(InstanceAlreadyExists):
+                await self._insert_instance(s, new, now)
         await self._deliver(s, cp.messages, now)
         if finished:
             # Tasks first: a completion racing with this finish then commits before the sweep
@@ -443,6 +492,7 @@ class PostgresStore:
     async def _deliver(self, s: Session, messages: list[OutgoingMessage], now: datetime) -> None:
         if not messages:
             return
+        await self._create_entities(s, [m.instance_id for m in messages], now)
         n = to_micros(now)
         values = {
             "hub": self.task_hub,
@@ -574,6 +624,7 @@ class PostgresStore:
         if query.instance_id_prefix is not None:
             where.append("starts_with(instance_id, %(prefix)s)")
             values["prefix"] = query.instance_id_prefix
+        where.append(("" if query.entities else "NOT ") + "starts_with(instance_id, '@')")
         return where, values
 
     async def purge_instance(self, instance_id: str) -> int:

@@ -146,6 +146,10 @@ MIGRATIONS: list[str] = [
         FROM {s}.backlog(hub) b
     $$;
     """,
+    # Entities keep their state (scheduler state, JSON text) in their instance row.
+    """
+    ALTER TABLE {s}.instances ADD COLUMN entity_state TEXT;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -71,7 +71,7 @@ WHERE task_hub = %(hub)s AND instance_id = %(iid)s
 
 GET_INSTANCE = """
 SELECT instance_id, name, execution_id, status, created_at, updated_at, input, output,
-    custom_status, failure, parent_instance_id, scheduled_start_at, completed_at
+    custom_status, failure, parent_instance_id, scheduled_start_at, completed_at, entity_state
 FROM {s}.instances
 WHERE task_hub = %(hub)s AND instance_id = %(iid)s
 """
@@ -93,7 +93,7 @@ SELECT dropped_events FROM {s}.instances WHERE task_hub = %(hub)s AND instance_i
 # The instance whose oldest visible message is the oldest, among those no lease holds; rows
 # another claim is locking right now are skipped, not waited for.
 CLAIM_INSTANCE = """
-SELECT i.instance_id, i.execution_id, i.name, i.status, i.history_length
+SELECT i.instance_id, i.execution_id, i.name, i.status, i.history_length, i.entity_state
 FROM {s}.inbox m
 JOIN {s}.instances i ON i.task_hub = m.task_hub AND i.instance_id = m.instance_id
 WHERE m.task_hub = %(hub)s AND m.visible_at <= %(now)s
@@ -156,8 +156,29 @@ SET status = %(status)s, output = %(output)s, custom_status = %(custom)s,
     failure = %(failure)s, updated_at = %(now)s, completed_at = %(completed)s,
     execution_id = %(eid)s, input = CASE WHEN %(restart)s THEN %(input)s ELSE input END,
     history_length = %(length)s, dropped_events = dropped_events + %(dropped)s,
+    entity_state = COALESCE(%(entity_state)s, entity_state),
     locked_by = NULL, lock_expires_at = NULL
 WHERE task_hub = %(hub)s AND instance_id = %(iid)s AND locked_by = %(token)s
+"""
+
+# The rows of entities that do not exist yet: a message to an entity creates it.
+CREATE_ENTITIES = """
+INSERT INTO {s}.instances (task_hub, instance_id, execution_id, name, status, created_at,
+    updated_at)
+SELECT %(hub)s, e.instance_id, %(eid)s, e.name, %(status)s, %(now)s, %(now)s
+FROM unnest(%(iids)s::text[], %(names)s::text[]) AS e(instance_id, name)
+ORDER BY e.instance_id
+ON CONFLICT (task_hub, instance_id) DO NOTHING
+"""
+
+# An entity goes only while it is as the caller saw it: same state, no lease, nothing queued.
+REMOVE_ENTITY = """
+DELETE FROM {s}.instances i
+WHERE i.task_hub = %(hub)s AND i.instance_id = %(iid)s AND starts_with(i.instance_id, '@')
+    AND i.entity_state IS NOT DISTINCT FROM %(state)s AND i.locked_by IS NULL
+    AND NOT EXISTS (
+        SELECT 1 FROM {s}.inbox m WHERE m.task_hub = %(hub)s AND m.instance_id = %(iid)s
+    )
 """
 
 DELETE_MESSAGES = """
@@ -261,7 +282,7 @@ WHERE task_hub = %(hub)s AND instance_id = %(iid)s AND seq = %(seq)s
 # ``{where}`` is filled by the store from the query's filters.
 QUERY_INSTANCES = """
 SELECT instance_id, name, execution_id, status, created_at, updated_at, input, output,
-    custom_status, failure, parent_instance_id, scheduled_start_at, completed_at
+    custom_status, failure, parent_instance_id, scheduled_start_at, completed_at, entity_state
 FROM {s}.instances
 WHERE {where}
 ORDER BY created_at DESC, instance_id DESC

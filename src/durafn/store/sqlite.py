@@ -8,6 +8,7 @@ connection; the event loop never blocks on the disk.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 import time
 import uuid
@@ -49,6 +50,7 @@ from durafn.store.base import (
     decode_page_token,
     dump_failure,
     encode_page_token,
+    entity_record_values,
     from_micros,
     record_from_row,
     terminal_filter,
@@ -61,7 +63,7 @@ T = TypeVar("T")
 
 _INSTANCE_COLUMNS = (
     "instance_id, name, execution_id, status, created_at, updated_at, input, output, "
-    "custom_status, failure, parent_instance_id, scheduled_start_at, completed_at"
+    "custom_status, failure, parent_instance_id, scheduled_start_at, completed_at, entity_state"
 )
 
 
@@ -251,6 +253,53 @@ class SqliteStore:
         if refused is not None:
             raise refused
 
+    async def send_entity_message(
+        self,
+        instance_id: str,
+        event: HistoryEvent,
+        now: datetime,
+        visible_at: datetime | None = None,
+    ) -> None:
+        def tx(conn: sqlite3.Connection) -> None:
+            self._create_entity(conn, instance_id, now)
+            self._enqueue(conn, instance_id, event, None, visible_at or now)
+
+        await self._write(tx)
+
+    def _create_entity(self, conn: sqlite3.Connection, instance_id: str, now: datetime) -> None:
+        name, execution_id, status = entity_record_values(instance_id)
+        conn.execute(
+            "INSERT INTO instances (task_hub, instance_id, execution_id, name, status, "
+            "created_at, updated_at) VALUES (?,?,?,?,?,?,?) "
+            "ON CONFLICT (task_hub, instance_id) DO NOTHING",
+            (
+                self.task_hub,
+                instance_id,
+                execution_id,
+                name,
+                status.value,
+                to_micros(now),
+                to_micros(now),
+            ),
+        )
+
+    async def remove_entity(self, instance_id: str, entity_state: str | None) -> bool:
+        def tx(conn: sqlite3.Connection) -> bool:
+            if not instance_id.startswith("@"):
+                return False
+            row = conn.execute(
+                "SELECT entity_state, locked_by, "
+                "EXISTS (SELECT 1 FROM inbox WHERE task_hub=? AND instance_id=?) "
+                "FROM instances WHERE task_hub=? AND instance_id=?",
+                (self.task_hub, instance_id, self.task_hub, instance_id),
+            ).fetchone()
+            if row is None or row[0] != entity_state or row[1] is not None or row[2]:
+                return False
+            self._delete_instance(conn, instance_id)
+            return True
+
+        return await self._write(tx)
+
     def _count_dropped(self, conn: sqlite3.Connection, instance_id: str, count: int) -> None:
         if count:
             conn.execute(
@@ -302,8 +351,8 @@ class SqliteStore:
         def tx(conn: sqlite3.Connection) -> OrchestrationWorkItem | None:
             n = to_micros(now)
             row = conn.execute(
-                "SELECT i.instance_id, i.execution_id, i.name, i.status, i.history_length "
-                "FROM inbox m "
+                "SELECT i.instance_id, i.execution_id, i.name, i.status, i.history_length, "
+                "i.entity_state FROM inbox m "
                 "JOIN instances i ON i.task_hub=m.task_hub AND i.instance_id=m.instance_id "
                 "WHERE m.task_hub=? AND m.visible_at<=? "
                 "AND (i.lock_expires_at IS NULL OR i.lock_expires_at<=?) "
@@ -312,7 +361,7 @@ class SqliteStore:
             ).fetchone()
             if row is None:
                 return None
-            instance_id, execution_id, name, status, history_length = row
+            instance_id, execution_id, name, status, history_length, entity_state = row
             token = f"{owner}/{uuid.uuid4().hex[:12]}"
             until = now + lease
             conn.execute(
@@ -344,6 +393,7 @@ class SqliteStore:
                 locked_until=until,
                 messages=messages,
                 history_length=length,
+                entity_state=entity_state,
             )
 
         return await self._write(tx)
@@ -401,7 +451,7 @@ class SqliteStore:
         cursor = conn.execute(
             "UPDATE instances SET status=?, output=?, custom_status=?, failure=?, updated_at=?, "
             "completed_at=?, execution_id=?, input=CASE WHEN ? THEN ? ELSE input END, "
-            "history_length=?, "
+            "history_length=?, entity_state=COALESCE(?, entity_state), "
             "locked_by=NULL, lock_expires_at=NULL "
             "WHERE task_hub=? AND instance_id=? AND locked_by=?",
             (
@@ -415,6 +465,7 @@ class SqliteStore:
                 restart is not None,
                 restart.input if restart else None,
                 0 if restart else item.history_length + len(cp.new_events),
+                cp.entity_state,
                 hub,
                 iid,
                 item.lock_token,
@@ -448,6 +499,9 @@ class SqliteStore:
         )
         for sub in cp.sub_orchestrations:
             self._start_child(conn, item, sub, now)
+        for new in cp.new_instances:
+            with contextlib.suppress(InstanceAlreadyExists):
+                self._insert_instance(conn, new, now, replace_finished=True)
         for message in cp.messages:
             self._deliver(conn, message, now)
         if finished:
@@ -508,6 +562,8 @@ class SqliteStore:
             self._enqueue(conn, item.instance_id, event, item.execution_id, now)
 
     def _deliver(self, conn: sqlite3.Connection, message: OutgoingMessage, now: datetime) -> None:
+        if message.instance_id.startswith("@"):
+            self._create_entity(conn, message.instance_id, now)
         row = conn.execute(
             "SELECT status, execution_id FROM instances WHERE task_hub=? AND instance_id=?",
             (self.task_hub, message.instance_id),
@@ -654,6 +710,7 @@ class SqliteStore:
         if query.instance_id_prefix is not None:
             where.append("substr(instance_id, 1, ?)=?")
             params += [len(query.instance_id_prefix), query.instance_id_prefix]
+        where.append("substr(instance_id, 1, 1)" + ("=" if query.entities else "<>") + "'@'")
         return where, params
 
     async def purge_instance(self, instance_id: str) -> int:

@@ -83,6 +83,10 @@ MIGRATIONS: list[str] = [
     CREATE INDEX activity_tasks_by_lease ON activity_tasks (task_hub, lock_expires_at)
         WHERE lock_expires_at IS NOT NULL;
     """,
+    # 3: entities keep their state (scheduler state, JSON text) in their instance row.
+    """
+    ALTER TABLE instances ADD COLUMN entity_state TEXT;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

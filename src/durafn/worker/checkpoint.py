@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from datetime import datetime
 
 from durafn.core.history import (
+    EntityLockRequested,
+    EntityOperationCalled,
+    EntityOperationSignaled,
+    EntityUnlockSent,
     EventRaised,
     ExecutionCompleted,
     ExecutionStarted,
@@ -18,10 +23,14 @@ from durafn.core.history import (
 from durafn.core.status import FailureDetails, RuntimeStatus
 from durafn.executor.actions import (
     Action,
+    CallEntity,
     CreateTimer,
+    LockEntities,
     ScheduleActivity,
     SendEvent,
+    SignalEntity,
     StartSubOrchestration,
+    UnlockEntity,
 )
 from durafn.executor.orchestration import EpisodeResult
 from durafn.store.base import (
@@ -57,6 +66,8 @@ def build_checkpoint(
     )
     for action in result.actions:
         _add_action(cp, item, action, now)
+    for entity, section in result.locks_to_release:
+        cp.messages.append(unlock_message(item.instance_id, entity, section, now))
     for child in result.children_to_terminate:
         reason = f"parent instance {item.instance_id!r} was terminated"
         cp.messages.append(
@@ -86,9 +97,11 @@ def failed_checkpoint(
     started: ExecutionStarted | None,
     error: BaseException,
     now: datetime,
+    locks: list[tuple[str, str]] | None = None,
 ) -> Checkpoint:
     """Fail the instance because its episode could not run (a runtime fault, not user code):
-    every message is consumed, and the parent, if any, learns of the failure."""
+    every message is consumed, the parent, if any, learns of the failure, and the entity
+    ``locks`` (``(entity, critical section)``) it held are released."""
     failure = FailureDetails.from_exception(error)
     completed = ExecutionCompleted(timestamp=now, status=RuntimeStatus.FAILED, failure=failure)
     cp = Checkpoint(
@@ -97,6 +110,8 @@ def failed_checkpoint(
         status=RuntimeStatus.FAILED,
         failure=failure,
     )
+    for entity, section in locks or []:
+        cp.messages.append(unlock_message(item.instance_id, entity, section, now))
     if started is not None:
         cp.parent_message = parent_message(started, RuntimeStatus.FAILED, None, failure, now)
     return cp
@@ -126,6 +141,46 @@ def _add_action(cp: Checkpoint, item: OrchestrationWorkItem, action: Action, now
     elif isinstance(action, SendEvent):
         raised = EventRaised(timestamp=now, name=action.name, input=action.input)
         cp.messages.append(OutgoingMessage(action.instance_id, raised))
+    elif isinstance(action, CallEntity | SignalEntity | LockEntities):
+        # The entity's message is the recorded event, signed with the sender's address.
+        event = action.to_event(now)
+        assert isinstance(
+            event, EntityOperationCalled | EntityOperationSignaled | EntityLockRequested
+        )
+        target = action.lock_set[0] if isinstance(action, LockEntities) else action.instance_id
+        message = dataclasses.replace(
+            event, parent_instance_id=item.instance_id, parent_execution_id=item.execution_id
+        )
+        cp.messages.append(OutgoingMessage(target, message))
+    elif isinstance(action, UnlockEntity):
+        cp.messages.append(
+            unlock_message(item.instance_id, action.instance_id, action.critical_section_id, now)
+        )
+
+
+def unlock_message(owner: str, entity: str, section: str, now: datetime) -> OutgoingMessage:
+    """The message releasing ``owner``'s lock on ``entity`` (critical section ``section``)."""
+    unlock = EntityUnlockSent(
+        timestamp=now,
+        event_id=-1,
+        critical_section_id=section,
+        instance_id=entity,
+        parent_instance_id=owner,
+    )
+    return OutgoingMessage(entity, unlock)
+
+
+def held_locks(history: list[HistoryEvent]) -> list[tuple[str, str]]:
+    """The entity locks an execution requested and has not released, read from its history."""
+    held: dict[str, list[str]] = {}
+    for event in history:
+        if isinstance(event, EntityLockRequested):
+            held[event.critical_section_id] = list(event.lock_set)
+        elif isinstance(event, EntityUnlockSent):
+            entities = held.get(event.critical_section_id, [])
+            if event.instance_id in entities:
+                entities.remove(event.instance_id)
+    return [(entity, section) for section, entities in held.items() for entity in entities]
 
 
 def parent_message(

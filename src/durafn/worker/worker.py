@@ -23,15 +23,17 @@ from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from durafn.app import App
+from durafn.core.entities import is_entity_instance_id
 from durafn.core.errors import LeaseLost
 from durafn.core.history import ExecutionStarted, HistoryEvent, TaskFailed
 from durafn.core.status import FailureDetails
 from durafn.executor.orchestration import OrchestrationExecutor
-from durafn.store.base import ActivityWorkItem, OrchestrationWorkItem, Store
+from durafn.store.base import ActivityWorkItem, Checkpoint, OrchestrationWorkItem, Store
 from durafn.worker.activities import run_activity
 from durafn.worker.cache import ExecutorCache
-from durafn.worker.checkpoint import build_checkpoint, failed_checkpoint
+from durafn.worker.checkpoint import build_checkpoint, failed_checkpoint, held_locks
 from durafn.worker.clock import Clock, SystemClock
+from durafn.worker.entities import run_entity_batch
 from durafn.worker.leases import LeaseKeeper
 
 log = logging.getLogger("durafn.worker")
@@ -96,6 +98,8 @@ class Worker:
         self.leases = LeaseKeeper(store, self.options.lease, self.clock)
         self._pool: ThreadPoolExecutor | None = None
         self.episodes = 0
+        # Committed batches of entity operations (each counted in ``episodes`` too).
+        self.entity_batches = 0
         self.activities_run = 0
         self._store_failures: dict[str, int] = {}
 
@@ -263,6 +267,9 @@ class Worker:
 
     async def _run_episode(self, item: OrchestrationWorkItem) -> None:
         now = self.clock.now()
+        if is_entity_instance_id(item.instance_id):
+            await self._run_entity_batch(item, now)
+            return
         executor = self.cache.take(item.instance_id, item.execution_id, item.history_length)
         history: list[HistoryEvent] = []
         try:
@@ -282,17 +289,41 @@ class Worker:
             started = next((e for e in history if isinstance(e, ExecutionStarted)), None)
             if started is None and executor is not None:
                 started = executor.started
+            locks = held_locks(executor.history if executor is not None else history)
             executor = None
-            checkpoint = failed_checkpoint(item, started, exc, now)
+            checkpoint = failed_checkpoint(item, started, exc, now, locks)
+        if not await self._commit(item, checkpoint, now):
+            return
+        finished = checkpoint.status.is_terminal or checkpoint.restart is not None
+        if executor is not None and not finished:
+            self.cache.put(item.instance_id, item.execution_id, executor)
+
+    async def _run_entity_batch(self, item: OrchestrationWorkItem, now: datetime) -> None:
+        """Apply every visible message of a leased entity in one batch, one commit."""
+        try:
+            checkpoint = run_entity_batch(self.app, item, now)
+        except Exception as exc:
+            # Not the code of an operation (its errors go to its caller): the stored state
+            # itself cannot be read. Keep the messages and try again later.
+            log.exception("the batch of entity %s could not run", item.instance_id)
+            await self._retry_later(item, exc)
+            return
+        if await self._commit(item, checkpoint, now):
+            self.entity_batches += 1
+
+    async def _commit(
+        self, item: OrchestrationWorkItem, checkpoint: Checkpoint, now: datetime
+    ) -> bool:
+        """Commit an episode's checkpoint; False when it was not committed."""
         try:
             await self.store.checkpoint(item, checkpoint, now)
         except LeaseLost as exc:
             self.cache.discard(item.instance_id)
             log.warning("dropped an episode of %s: %s", item.instance_id, exc)
-            return
+            return False
         except Exception as exc:
             await self._retry_later(item, exc)
-            return
+            return False
         except BaseException:
             self.cache.discard(item.instance_id)
             with contextlib.suppress(Exception):
@@ -300,9 +331,7 @@ class Worker:
             raise
         self._store_failures.pop(item.instance_id, None)
         self.episodes += 1
-        finished = checkpoint.status.is_terminal or checkpoint.restart is not None
-        if executor is not None and not finished:
-            self.cache.put(item.instance_id, item.execution_id, executor)
+        return True
 
     async def _retry_later(self, item: OrchestrationWorkItem, error: Exception) -> None:
         """Release the instance for a later attempt, waiting longer after each failure."""
