@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+import contextlib
+import signal
+from collections.abc import Callable, Iterator
 
 import uvicorn
 from starlette.applications import Starlette
@@ -49,7 +52,22 @@ async def serve_dashboard(
     config = uvicorn.Config(
         asgi, host=host, port=port, log_level="warning", lifespan="off", server_header=False
     )
+    server = _Server(config)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, setattr, server, "should_exit", True)
     try:
-        await uvicorn.Server(config).serve()
+        await server.serve()
     finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
         asgi.state.durafn.close()
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its own signal handling, which would re-raise SIGTERM at exit: a stop
+    asked for is a clean exit (code 0), as for ``durafn start``."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield

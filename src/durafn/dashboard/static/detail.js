@@ -160,13 +160,13 @@ export function renderDetail(view, instanceId) {
         fact("History events", String(document.history.length)),
         fact("Sub-orchestrations", String(document.children.length))))),
       it.failure ? failurePanel(it.failure) : null,
+      h("section", { class: "panel" }, h("h2", {}, "Timeline"),
+        h("div", { class: "body" }, renderTimeline(document.timeline, document.now))),
       h("div", { class: "grid three" },
         h("section", { class: "panel" }, h("h2", {}, "Input"), h("div", { class: "body" }, jsonBlock(it.input, "input"))),
         h("section", { class: "panel" }, h("h2", {}, "Output"), h("div", { class: "body" }, jsonBlock(it.failure ? null : it.output, "output"))),
         h("section", { class: "panel" }, h("h2", {}, "Custom status"), h("div", { class: "body" }, jsonBlock(it.customStatus, "custom-status")))),
       children,
-      h("section", { class: "panel" }, h("h2", {}, "Timeline"),
-        h("div", { class: "body" }, renderTimeline(document.timeline, document.now))),
       historyPanel(document.history));
     window.scrollTo(0, scroll);
   }

@@ -115,7 +115,7 @@ export function renderInstances(view, params) {
       h("div", { class: "pager" }, pagerText, h("span", { class: "spacer" }), prev, next)));
 
   async function bulk(action) {
-    if (await actions.bulk(action, filters, describe(filters))) refresh();
+    if (await actions.bulk(action, filters, describe(filters))) { countsDueAt = 0; load(); }
   }
 
   function renderTabs(counts) {
@@ -147,39 +147,66 @@ export function renderInstances(view, params) {
       h("td", { class: "clip", title: shortJson(item.customStatus, 2000) }, shortJson(item.customStatus)));
   }
 
+  // The list and the counts load side by side; the counts read every matching instance, so on
+  // a large task hub they are refreshed less often than the page.
+  let countsDueAt = 0;
+  let countsBusy = false;
+
+  async function loadCounts() {
+    if (countsBusy || !alive || Date.now() < countsDueAt) return;
+    countsBusy = true;
+    const started = performance.now();
+    try {
+      const counts = await api.counts(filters);
+      if (!alive) return;
+      lastCounts = counts;
+      renderTabs(counts);
+      renderPager();
+    } catch (exc) {
+      toast(exc.message, "error");
+    } finally {
+      countsBusy = false;
+      countsDueAt = Date.now() + Math.max(REFRESH_MS, 10 * (performance.now() - started));
+    }
+  }
+
+  let lastCounts = null;
+  let lastRows = 0;
+
+  function renderPager() {
+    const first = page.index * page.size + 1;
+    const matching = !lastCounts ? null : filters.status.length
+      ? filters.status.reduce((sum, s) => sum + (lastCounts.counts[s] || 0), 0) : lastCounts.total;
+    const of = matching === null ? "" : ` of ${formatNumber(matching)}`;
+    pagerText.textContent = lastRows ? `${formatNumber(first)}–${formatNumber(first + lastRows - 1)}${of}` : "";
+  }
+
   async function load() {
     if (busy || !alive) return;
     busy = true;
     table.classList.add("loading");
     const started = performance.now();
+    const counting = loadCounts();
     try {
-      const [list, counts] = await Promise.all([
-        api.instances(filters, page.size, page.tokens[page.index]),
-        api.counts(filters),
-      ]);
+      const list = await api.instances(filters, page.size, page.tokens[page.index]);
       if (!alive) return;
-      renderTabs(counts);
       if (list.instances.length) clear(tbody, list.instances.map(row));
       else clear(tbody, h("tr", {}, h("td", { colspan: 7, class: "empty", "data-testid": "no-instances" },
         h("h3", {}, "No instances"), "No instance matches these filters.")));
       page.tokens[page.index + 1] = list.continuationToken;
-      const first = page.index * page.size + 1;
-      const matching = filters.status.length
-        ? filters.status.reduce((sum, s) => sum + (counts.counts[s] || 0), 0) : counts.total;
-      pagerText.textContent = list.instances.length
-        ? `${formatNumber(first)}–${formatNumber(first + list.instances.length - 1)} of ${formatNumber(matching)}`
-        : "";
+      lastRows = list.instances.length;
+      renderPager();
       prev.disabled = page.index === 0;
       next.disabled = !list.continuationToken;
       updated.textContent = `updated ${new Date().toLocaleTimeString()}`;
       view.dataset.loadMs = String(Math.round(performance.now() - started));
-      view.dataset.loaded = String(Number(view.dataset.loaded || 0) + 1);
     } catch (exc) {
       toast(exc.message, "error");
     } finally {
       busy = false;
       table.classList.remove("loading");
     }
+    await counting;
   }
 
   function go(index) {
@@ -187,8 +214,6 @@ export function renderInstances(view, params) {
     page.index = index;
     load();
   }
-
-  function refresh() { load(); }
 
   function schedule() {
     clearInterval(timer);

@@ -13,7 +13,8 @@ function tickStep(totalMs) {
 }
 
 function tickLabel(ms, step) {
-  if (step < 1000) return `${ms} ms`;
+  if (ms === 0) return "0";
+  if (step < 1000 && ms < 1000) return `${ms} ms`;
   if (step < 60000) return `${ms / 1000} s`;
   if (step < 3600000) return `${ms / 60000} min`;
   return `${ms / 3600000} h`;
@@ -54,7 +55,8 @@ export function renderTimeline(timeline, now) {
       });
       bar.style.left = pos(a);
       bar.style.width = width(a, b);
-      if (lane.attempts > 1 && span.attempt) bar.append(h("span", {}, `#${span.attempt}`));
+      // Number the attempts of a retried step where the bar is wide enough to hold it.
+      if (lane.attempts > 1 && span.attempt && (b - a) / total > 0.04) bar.append(h("span", {}, `#${span.attempt}`));
       track.append(bar);
     }
     const label = lane.fireAt ? `timer until ${formatClock(lane.fireAt).slice(0, 8)}` : lane.name;
