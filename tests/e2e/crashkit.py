@@ -25,8 +25,11 @@ sys.path.insert(0, str(APP.parent))
 import crash_app  # noqa: E402
 
 
-def start_worker(store_url: str, log: IO[bytes], env: dict[str, str]) -> subprocess.Popen[bytes]:
-    command = [sys.executable, "-m", "durafn", "worker", str(APP), "--store", store_url]
+def start_worker(
+    store_url: str, log: IO[bytes], env: dict[str, str], app: Path = APP
+) -> subprocess.Popen[bytes]:
+    """A ``durafn worker`` process serving ``app`` (the crash app unless told)."""
+    command = [sys.executable, "-m", "durafn", "worker", str(app), "--store", store_url]
     return subprocess.Popen(
         [*command, "--lease", "2", "--log-level", "WARNING"],
         env=env,
