@@ -1,19 +1,23 @@
 """The SQLite store: one file, WAL mode, one writer at a time, durable commits by default.
 
 Every write runs in a ``BEGIN IMMEDIATE`` transaction, so several worker processes on one file
-serialize their claims and checkpoints. All calls run on one private thread that owns the
-connection; the event loop never blocks on the disk.
+serialize their claims and checkpoints; writes queued meanwhile in this process share the next
+transaction (group commit). All calls run on one private thread that owns the connection; the
+event loop never blocks on the disk.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import sqlite3
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
@@ -57,9 +61,34 @@ from durafn.store.base import (
     to_micros,
     verb_for,
 )
+from durafn.store.signals import signal_for
 from durafn.store.sqlite_schema import migrate
 
 T = TypeVar("T")
+
+
+@dataclass
+class _PendingWrite:
+    """A write transaction waiting for the writer thread, and the future of its caller."""
+
+    fn: Callable[[sqlite3.Connection], Any]
+    durable: bool
+    wakes: bool
+    loop: asyncio.AbstractEventLoop
+    future: asyncio.Future[Any]
+
+    def settle(self, ok: bool, value: Any) -> None:
+        def resolve() -> None:
+            if self.future.done():
+                return
+            if ok:
+                self.future.set_result(value)
+            else:
+                self.future.set_exception(value)
+
+        with contextlib.suppress(RuntimeError):  # the caller's loop has closed
+            self.loop.call_soon_threadsafe(resolve)
+
 
 _INSTANCE_COLUMNS = (
     "instance_id, name, execution_id, status, created_at, updated_at, input, output, "
@@ -85,8 +114,21 @@ class SqliteStore:
             raise StoreError(f"unknown SQLite synchronous mode {synchronous!r}")
         self._busy_timeout = busy_timeout
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="durafn-sqlite")
+        self._pending: list[_PendingWrite] = []
+        self._pending_lock = threading.Lock()
+        self._flush_scheduled = False
+        # Lease-only writes need no fsync; never more than the configured level, though.
+        self._relaxed_synchronous = "OFF" if self._synchronous == "OFF" else "NORMAL"
+        self._current_synchronous = self._synchronous
+        self._data_version: int | None = None
+        # Transactions committed, and writes they carried: the group commit's effect, observable.
+        self.commits = 0
+        self.writes = 0
         self._conn: sqlite3.Connection | None = None
-        self._local_commits = 0
+        # Commits through any store object of this process on this file wake waiters at once.
+        self._signal = signal_for(
+            f"sqlite:{os.path.realpath(self.path)}" if self.path != ":memory:" else str(id(self))
+        )
         self._closed = False
 
     # ------------------------------------------------------------------ plumbing
@@ -102,6 +144,7 @@ class SqliteStore:
             conn.execute(f"PRAGMA synchronous={self._synchronous}")
             conn.execute("PRAGMA foreign_keys=OFF")
             migrate(conn)
+            self._data_version = conn.execute("PRAGMA data_version").fetchone()[0]
             self._conn = conn
         return self._conn
 
@@ -117,23 +160,94 @@ class SqliteStore:
 
         return await asyncio.get_running_loop().run_in_executor(self._thread, call)
 
-    async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        def transaction(conn: sqlite3.Connection) -> T:
+    async def _write(
+        self,
+        fn: Callable[[sqlite3.Connection], T],
+        *,
+        durable: bool = True,
+        wakes: bool | None = None,
+    ) -> T:
+        """Run ``fn`` in a write transaction, sharing its commit with other pending writes.
+
+        Writes queue while the writer thread commits; the next flush runs all of them in one
+        transaction, each under a savepoint (one that raises rolls back alone), and commits
+        once: one fsync for many episodes and activity results (group commit). ``durable=False``
+        marks a write of lease state only (claims, renewals, releases): losing it to a power
+        cut loses nothing, so a batch of those alone commits without an fsync. ``wakes``
+        (by default ``durable``) says whether the write may make work available, and so
+        whether it wakes idle workers: a claim or a renewal never does, a release does.
+        """
+        if self._closed:
+            raise StoreError("the store is closed")
+        loop = asyncio.get_running_loop()
+        wakes = durable if wakes is None else wakes
+        pending = _PendingWrite(fn, durable, wakes, loop, loop.create_future())
+        with self._pending_lock:
+            self._pending.append(pending)
+            start_flush = not self._flush_scheduled
+            self._flush_scheduled = True
+        if start_flush:
+            self._thread.submit(self._flush)
+        result: T = await pending.future
+        return result
+
+    def _flush(self) -> None:
+        """On the writer thread: commit every pending write in one transaction."""
+        with self._pending_lock:
+            batch, self._pending = self._pending, []
+            self._flush_scheduled = False
+        if not batch:
+            return
+        outcomes: list[tuple[bool, Any]] = []
+        try:
+            conn = self._connect()
+            durable = any(p.durable for p in batch)
+            level = self._synchronous if durable else self._relaxed_synchronous
+            if level != self._current_synchronous:
+                conn.execute(f"PRAGMA synchronous={level}")
+                self._current_synchronous = level
             changes = conn.total_changes
             conn.execute("BEGIN IMMEDIATE")
             try:
-                result = fn(conn)
+                for pending in batch:
+                    outcomes.append(self._apply(conn, pending))
                 conn.execute("COMMIT")
+                self.commits += 1
+                self.writes += len(batch)
             except BaseException:
                 # Also after a failed COMMIT: SQLite asks callers to roll back explicitly.
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
                 raise
-            if conn.total_changes != changes:
-                self._local_commits += 1
-            return result
+            if conn.total_changes != changes and any(p.wakes for p in batch):
+                self._signal.changed()
+        except BaseException as exc:
+            error = self._store_error(exc)
+            for pending in batch:
+                pending.settle(False, error)
+            return
+        for pending, (ok, value) in zip(batch, outcomes, strict=True):
+            pending.settle(ok, value)
 
-        return await self._run(transaction)
+    def _apply(self, conn: sqlite3.Connection, pending: _PendingWrite) -> tuple[bool, Any]:
+        # A savepoint per write: one that raises (a lost lease, a duplicate id) rolls back its
+        # own statements only, and the rest of the batch commits.
+        conn.execute("SAVEPOINT write")
+        try:
+            value = pending.fn(conn)
+        except Exception as exc:
+            conn.execute("ROLLBACK TO write")
+            conn.execute("RELEASE write")
+            return False, self._store_error(exc)
+        conn.execute("RELEASE write")
+        return True, value
+
+    def _store_error(self, exc: BaseException) -> BaseException:
+        if isinstance(exc, sqlite3.Error | OSError):
+            error = StoreError(f"SQLite error on {self.path}: {exc}")
+            error.__cause__ = exc
+            return error
+        return exc
 
     async def close(self) -> None:
         if self._closed:
@@ -147,21 +261,31 @@ class SqliteStore:
     # ------------------------------------------------------------------ change notification
 
     async def change_token(self) -> object:
-        def read(conn: sqlite3.Connection) -> object:
-            return (conn.execute("PRAGMA data_version").fetchone()[0], self._local_commits)
-
-        return await self._run(read)
+        return self._signal.version
 
     async def wait_for_change(self, token: object, timeout: float) -> None:
-        # SQLite has no notifications between processes; PRAGMA data_version changes when
-        # another connection commits and costs no disk I/O, so a short poll of it is cheap.
+        # A commit in this process sets the signal at once. Other processes cannot tell us:
+        # PRAGMA data_version changes when another connection commits and costs no disk I/O,
+        # so a short poll of it, backing off to 50 ms, notices them (and sets the signal).
         deadline = time.monotonic() + max(0.0, timeout)
         interval = 0.002
-        while time.monotonic() < deadline:
-            await asyncio.sleep(min(interval, max(0.0, deadline - time.monotonic())))
-            if await self.change_token() != token:
-                return
-            interval = min(interval * 2, 0.05)
+        with self._signal.subscription() as changed:
+            while self._signal.version == token:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(min(interval, remaining)):
+                        await changed.wait()
+                    return
+                await self._run(self._poll_data_version)
+                interval = min(interval * 2, 0.05)
+
+    def _poll_data_version(self, conn: sqlite3.Connection) -> None:
+        version = conn.execute("PRAGMA data_version").fetchone()[0]
+        if version != self._data_version:
+            self._data_version = version
+            self._signal.changed()
 
     # ------------------------------------------------------------------ instances
 
@@ -396,7 +520,7 @@ class SqliteStore:
                 entity_state=entity_state,
             )
 
-        return await self._write(tx)
+        return await self._write(tx, durable=False)
 
     async def renew_orchestration_lease(
         self, item: OrchestrationWorkItem, lease: timedelta, now: datetime
@@ -412,7 +536,7 @@ class SqliteStore:
                 raise LeaseLost(f"lease on instance {item.instance_id!r} was lost")
             item.locked_until = until
 
-        await self._write(tx)
+        await self._write(tx, durable=False)
 
     async def abandon_orchestration(
         self, item: OrchestrationWorkItem, retry_at: datetime | None = None
@@ -430,7 +554,7 @@ class SqliteStore:
                 ),
             )
 
-        await self._write(tx)
+        await self._write(tx, durable=False, wakes=True)
 
     async def checkpoint(
         self, item: OrchestrationWorkItem, checkpoint: Checkpoint, now: datetime
@@ -623,7 +747,7 @@ class SqliteStore:
                 )
             return items
 
-        return await self._write(tx)
+        return await self._write(tx, durable=False)
 
     async def renew_activity_lease(
         self, item: ActivityWorkItem, lease: timedelta, now: datetime
@@ -638,7 +762,7 @@ class SqliteStore:
                 raise LeaseLost(f"lease on activity {item.name!r} #{item.event_id} was lost")
             item.locked_until = until
 
-        await self._write(tx)
+        await self._write(tx, durable=False)
 
     async def complete_activity(
         self, item: ActivityWorkItem, result: HistoryEvent, now: datetime
@@ -665,7 +789,7 @@ class SqliteStore:
                 (to_micros(retry_at) if retry_at else None, item.task_id, item.lock_token),
             )
 
-        await self._write(tx)
+        await self._write(tx, durable=False, wakes=True)
 
     # ------------------------------------------------------------------ queries and purge
 

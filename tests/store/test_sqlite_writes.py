@@ -1,0 +1,58 @@
+"""The SQLite store's writer: concurrent writes share a commit, and one that fails fails alone."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from durafn.core.errors import InstanceAlreadyExists, LeaseLost
+from durafn.store.sqlite import SqliteStore
+
+from .factories import LEASE, T0, new_instance, raised
+
+
+def test_concurrent_writes_share_commits_and_a_failing_one_rolls_back_alone(
+    tmp_path: Path,
+) -> None:
+    async def body() -> None:
+        store = SqliteStore(tmp_path / "hub.db")
+        await store.create_instance(new_instance("taken"), T0)
+        before = store.commits
+        creations = [store.create_instance(new_instance(f"i{n}"), T0) for n in range(40)]
+        duplicates = [store.create_instance(new_instance("taken"), T0) for _ in range(5)]
+        messages = [store.send_message("taken", raised(f"e{n}"), T0) for n in range(20)]
+        outcomes = await asyncio.gather(*creations, *duplicates, *messages, return_exceptions=True)
+        errors = [o for o in outcomes if isinstance(o, BaseException)]
+        assert len(errors) == 5
+        assert all(isinstance(e, InstanceAlreadyExists) for e in errors)
+        assert outcomes[40:45] == errors
+        # Every successful write is there, in full.
+        for n in range(40):
+            assert await store.get_instance(f"i{n}") is not None
+        item = await store.lock_next_orchestration("w1", LEASE, T0)
+        while item is not None and item.instance_id != "taken":
+            item = await store.lock_next_orchestration("w1", LEASE, T0)
+        assert item is not None
+        assert len(item.messages) == 21  # its start and the 20 events
+        assert store.commits - before < 65, "concurrent writes did not share commits"
+        await store.close()
+
+    asyncio.run(body())
+
+
+def test_a_lease_error_inside_a_shared_commit_undoes_only_its_own_write(tmp_path: Path) -> None:
+    async def body() -> None:
+        store = SqliteStore(tmp_path / "hub.db")
+        await store.create_instance(new_instance("a"), T0)
+        item = await store.lock_next_orchestration("w1", LEASE, T0)
+        assert item is not None
+        item.lock_token = "not-the-owner"
+        renewal = store.renew_orchestration_lease(item, LEASE, T0)
+        other = store.create_instance(new_instance("b"), T0)
+        outcome = await asyncio.gather(renewal, other, return_exceptions=True)
+        assert isinstance(outcome[0], LeaseLost)
+        assert outcome[1] is None
+        assert await store.get_instance("b") is not None
+        await store.close()
+
+    asyncio.run(body())
