@@ -25,6 +25,11 @@ def greet(ctx: df.OrchestrationContext):  # type: ignore[no-untyped-def]
     return f"Hello {ctx.get_input()}!"
 
 
+@app.entity
+def counter(ctx: df.EntityContext) -> None:
+    ctx.set_state(ctx.get_state(lambda: 0) + 1)
+
+
 def build_host() -> Starlette:
     store = open_store(f"memory://fuzz-{uuid.uuid4().hex}")
     return create_asgi_app(app, df.AsyncClient(store, app=app), keys=None)

@@ -15,6 +15,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from durafn.client.async_client import AsyncClient
+from durafn.client.entities import EntityMetadata
+from durafn.core.entities import EntityId
 from durafn.core.status import RuntimeStatus
 from durafn.host.errors import BadRequest
 from durafn.host.requests import client_of, read_json_body, require_key
@@ -203,6 +205,61 @@ async def restart(request: Request) -> Response:
     )
 
 
+async def signal_entity(request: Request) -> Response:
+    """Signal an entity: ``?op=`` names the operation, the body is its input (202)."""
+    client = _client(request)
+    entity = EntityId(request.path_params["entity_name"], request.path_params["entity_key"])
+    operation = request.query_params.get("op")
+    if not operation:
+        raise BadRequest("op is required: the name of the operation to signal")
+    data = await read_json_body(request)
+    await client.signal_entity(entity, operation, data)
+    return Response(status_code=202)
+
+
+async def get_entity(request: Request) -> Response:
+    """The entity's state (200), or 404 when it has none."""
+    client = _client(request)
+    entity = EntityId(request.path_params["entity_name"], request.path_params["entity_key"])
+    state = await client.read_entity_state(entity)
+    if not state.entity_exists:
+        return JSONResponse(
+            {"error": "EntityNotFound", "message": f"entity {str(entity)!r} has no state"},
+            status_code=404,
+        )
+    return JSONResponse(state.entity_state)
+
+
+async def list_entities(request: Request) -> Response:
+    """A page of entities (of one name, with ``/entities/{name}``), newest first."""
+    client = _client(request)
+    params = request.query_params
+    fetch_state = _flag(params.get("fetchState"))
+    page = await client.get_entities(
+        name=request.path_params.get("entity_name"),
+        page_size=_int(params.get("top"), "top", default=100),
+        continuation_token=request.headers.get(CONTINUATION_HEADER) or None,
+        include_deleted=_flag(params.get("includeDeleted")),
+        include_state=fetch_state,
+    )
+    return JSONResponse(
+        [_entity_json(e, fetch_state) for e in page.entities],
+        headers={CONTINUATION_HEADER: page.continuation_token or ""},
+    )
+
+
+def _entity_json(entity: EntityMetadata, with_state: bool) -> dict[str, object]:
+    document: dict[str, object] = {
+        "entityId": {"name": entity.entity_id.name, "key": entity.entity_id.key},
+        "lastOperationTime": entity.last_modified_time.strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
+    if with_state:
+        document["state"] = entity.state
+    if entity.locked_by is not None:
+        document["lockedBy"] = entity.locked_by
+    return document
+
+
 def management_routes() -> list[Route]:
     base = MANAGEMENT_PREFIX
     instance = f"{base}/instances/{{instance_id}}"
@@ -222,6 +279,11 @@ def management_routes() -> list[Route]:
         Route(f"{instance}/suspend", suspend, methods=["POST"]),
         Route(f"{instance}/resume", resume, methods=["POST"]),
         Route(f"{instance}/restart", restart, methods=["POST"]),
+        Route(f"{base}/entities", list_entities, methods=["GET"]),
+        Route(f"{base}/entities/{{entity_name}}", list_entities, methods=["GET"]),
+        _by_method(
+            f"{base}/entities/{{entity_name}}/{{entity_key}}", GET=get_entity, POST=signal_entity
+        ),
     ]
 
 

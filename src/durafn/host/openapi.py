@@ -23,7 +23,7 @@ def _errors(*codes: int) -> dict[str, Any]:
     text = {
         400: "Malformed input (bad JSON, bad id, unknown orchestrator, bad query parameter).",
         401: "A key is required (off loopback): pass ?code= or x-functions-key.",
-        404: "No such instance.",
+        404: "No such instance (or entity).",
         409: "Conflict: the instance id is in use by an unfinished instance.",
         410: "The instance has already finished.",
         413: "The request body is over the host's limit.",
@@ -233,6 +233,7 @@ def build_openapi() -> dict[str, Any]:
             },
         },
     }
+    paths.update(_entity_paths(base))
     for item in paths.values():  # every route takes the task hub parameters of the URLs
         item["parameters"] = [*item.get("parameters", []), *_HUB]
     return {
@@ -244,6 +245,91 @@ def build_openapi() -> dict[str, Any]:
         },
         "paths": paths,
         "components": {"schemas": _SCHEMAS},
+    }
+
+
+_ENTITY_NAME = _param(
+    "entityName",
+    "path",
+    {"type": "string", "minLength": 1},
+    "The entity's name (case-insensitive).",
+)
+_ENTITY_KEY = _param("entityKey", "path", {"type": "string", "minLength": 1}, "The entity's key.")
+
+
+def _entity_list(summary: str) -> dict[str, Any]:
+    return {
+        "summary": summary,
+        "parameters": [
+            _param("fetchState", "query", _FLAG, "Include each entity's state (default false)."),
+            _param(
+                "includeDeleted",
+                "query",
+                _FLAG,
+                "Include entities without a state (default false).",
+            ),
+            _param(
+                "top",
+                "query",
+                {"type": "integer", "minimum": 1, "maximum": 1000},
+                "Page size (default 100).",
+            ),
+            _param(
+                "x-ms-continuation-token",
+                "header",
+                {"type": "string"},
+                "Token of the next page, from the previous response.",
+            ),
+        ],
+        "responses": {
+            "200": {
+                **_json({"type": "array", "items": _ENTITY}, "One page."),
+                "headers": {
+                    "x-ms-continuation-token": {
+                        "schema": {"type": "string"},
+                        "description": "Token of the next page; empty on the last.",
+                    }
+                },
+            },
+            **_errors(400, 401),
+        },
+    }
+
+
+def _entity_paths(base: str) -> dict[str, dict[str, Any]]:
+    return {
+        f"{base}/entities": {"get": _entity_list("List entities, newest first")},
+        f"{base}/entities/{{entityName}}": {
+            "parameters": [_ENTITY_NAME],
+            "get": _entity_list("List the entities of one name, newest first"),
+        },
+        f"{base}/entities/{{entityName}}/{{entityKey}}": {
+            "parameters": [_ENTITY_NAME, _ENTITY_KEY],
+            "get": {
+                "summary": "Get an entity's state",
+                "responses": {
+                    "200": _json({}, "The entity's state (any JSON value)."),
+                    **_errors(400, 401, 404),
+                },
+            },
+            "post": {
+                "summary": "Signal an entity (one-way operation); creates it if needed",
+                "parameters": [
+                    _param(
+                        "op",
+                        "query",
+                        {"type": "string", "minLength": 1},
+                        "The operation's name.",
+                        required=True,
+                    )
+                ],
+                "requestBody": {**_BODY, "description": "The operation's input (any JSON value)."},
+                "responses": {
+                    "202": {"description": "Accepted."},
+                    **_errors(400, 401, 413),
+                },
+            },
+        },
     }
 
 
@@ -264,7 +350,23 @@ _URL_FIELDS = (
     "resumePostUri",
 )
 
+_ENTITY = {"$ref": "#/components/schemas/Entity"}
+
 _SCHEMAS: dict[str, Any] = {
+    "Entity": {
+        "type": "object",
+        "required": ["entityId", "lastOperationTime"],
+        "properties": {
+            "entityId": {
+                "type": "object",
+                "required": ["name", "key"],
+                "properties": {"name": {"type": "string"}, "key": {"type": "string"}},
+            },
+            "lastOperationTime": _TIME,
+            "state": {"nullable": True},
+            "lockedBy": {"type": "string"},
+        },
+    },
     "Error": {
         "type": "object",
         "required": ["error", "message"],

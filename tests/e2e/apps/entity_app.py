@@ -33,10 +33,9 @@ def counter(ctx: df.EntityContext) -> None:
 @app.orchestrator
 def add_many(ctx: df.OrchestrationContext):  # type: ignore[no-untyped-def]
     """Calls add 1 on the counter CALLS_PER_ORCHESTRATION times, one call at a time."""
-    total = 0
     for _ in range(CALLS_PER_ORCHESTRATION):
-        total = yield ctx.call_entity(COUNTER, "add", 1)
-    return total
+        yield ctx.call_entity(COUNTER, "add", 1)
+    return CALLS_PER_ORCHESTRATION
 
 
 @app.entity
