@@ -324,6 +324,22 @@ def test_bulk_purge_of_completed_instances_after_a_dry_run_count(
     assert server.status("expense-not-a-request") is not None  # outside the filter
 
 
+def test_signal_an_entity_from_the_ui_and_see_its_state(page: Page, server: Server) -> None:
+    from playwright.sync_api import expect
+
+    page.goto(f"{server.base_url}/#/entities")
+    expect(page.get_by_test_id("no-entities")).to_be_visible()
+    page.get_by_test_id("signal-entity").click()
+    fill_dialog(page, name="counter", key="visits", operation="add", input="5")
+    row = page.locator("[data-testid=entity-row][data-id='@counter@visits']")
+    expect(row.get_by_test_id("entity-state")).to_have_text("5")
+    row.get_by_test_id("entity-signal").click()
+    fill_dialog(page, operation="add", input="37")
+    expect(row.get_by_test_id("entity-state")).to_have_text("42")
+    # The instance list is for orchestrations: entities are not in it.
+    assert server.http.get(f"{API}/instances?prefix=@").json()["instances"] == []
+
+
 def test_list_page_with_10000_instances(page: Page, tmp_path: Path) -> None:
     """Pages are read on the server: the list of 10,000 instances loads as fast as a small one.
     The times are printed, never asserted."""
@@ -417,14 +433,30 @@ def test_screenshots_for_the_docs(page: Page, tmp_path: Path) -> None:
         expect(page.get_by_test_id("timeline-attempts")).to_have_text("3 attempts")
         page.screenshot(path=IMAGES / "dashboard-instance.png")
 
+        for name, key, operation, value in _SIGNALS:
+            signal = {"name": name, "key": key, "operation": operation, "input": value}
+            assert shots.http.post(f"{API}/entities/signal", json=signal).status_code == 202
         page.goto(f"{shots.base_url}/#/entities")
-        expect(page.get_by_test_id("no-entities")).to_be_visible()
+        expect(page.get_by_test_id("entity-row")).to_have_count(5)
+        row = page.locator("[data-testid=entity-row][data-id='@cart@ana']")
+        expect(row.get_by_test_id("entity-state")).to_contain_text("espresso beans")
+        row.get_by_role("button").first.click()
+        expect(page.get_by_test_id("entity-full-state")).to_contain_text("grinder")
         page.screenshot(path=IMAGES / "dashboard-entities.png")
     finally:
         shots.stop()
 
 
 _APPROVED = {"approved": True, "by": "alice"}
+_SIGNALS = [
+    ("counter", "tokyo", "add", 12),
+    ("counter", "lima", "add", 3),
+    ("counter", "tokyo", "add", 30),
+    ("counter", "oslo", "add", 7),
+    ("cart", "ana", "add", "espresso beans"),
+    ("cart", "ana", "add", "grinder"),
+    ("cart", "ben", "add", "kettle"),
+]
 _DELIVERED = {"signed_by": "R. Tanaka"}
 
 
@@ -473,7 +505,7 @@ def test_read_only_refuses_every_action_with_403(workdir: Path, server: Server) 
     viewer = Server(workdir, store, "dashboard", "--read-only")
     try:
         actions = [(m, p) for m, p in _every_route() if m != "GET"]
-        assert len(actions) == 8
+        assert len(actions) == 9
         for method, path in actions:
             path = path.replace("some-id", "ro-sleeper")
             response = viewer.http.request(method, path, json={"name": "approval"})

@@ -50,6 +50,11 @@ def sleeper(ctx: df.OrchestrationContext):  # type: ignore[no-untyped-def]
     yield ctx.create_timer(ctx.current_utc_datetime + timedelta(hours=1))
 
 
+@app.entity
+def counter(ctx: df.EntityContext) -> None:
+    ctx.set_state(ctx.get_state(lambda: 0) + ctx.get_input())
+
+
 @app.orchestrator
 def crash(ctx: df.OrchestrationContext):  # type: ignore[no-untyped-def]
     raise ValueError("bad input")
@@ -191,6 +196,33 @@ def test_bulk_actions_count_first(runtime: df.Runtime) -> None:
     assert http.post(f"{API}/bulk/purge", json={"status": ["Running"]}).json()["count"] == 0
 
 
+def test_entities_are_listed_with_their_state_and_signalled(runtime: df.Runtime) -> None:
+    http = host(runtime)
+    assert http.get(f"{API}/entities").json() == {"entities": [], "continuationToken": None}
+    assert http.get(f"{API}/info").json()["entities"] == ["counter"]
+    for key, amount in (("tokyo", 3), ("tokyo", 4), ("lima", 1)):
+        signal = {"name": "Counter", "key": key, "operation": "add", "input": amount}
+        answer = http.post(f"{API}/entities/signal", json=signal)
+        assert answer.status_code == 202 and answer.json()["instanceId"] == f"@counter@{key}"
+
+    def states() -> dict[str, Any]:
+        listed = http.get(f"{API}/entities?name=counter").json()["entities"]
+        return {e["key"]: e["state"] for e in listed}
+
+    deadline = time.monotonic() + 4
+    while states() != {"tokyo": 7, "lima": 1} and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert states() == {"tokyo": 7, "lima": 1}
+    (lima,) = [e for e in http.get(f"{API}/entities").json()["entities"] if e["key"] == "lima"]
+    assert lima["name"] == "counter" and lima["exists"] and lima["lockedBy"] is None
+    # Entities are not orchestration instances: the list and the counts leave them out.
+    assert http.get(f"{API}/counts").json()["total"] == 0
+    bad = {"name": "counter", "key": "x"}
+    assert http.post(f"{API}/entities/signal", json=bad).status_code == 400
+    unknown = {"name": "nothing", "key": "x", "operation": "add"}
+    assert http.post(f"{API}/entities/signal", json=unknown).status_code == 400
+
+
 def test_bad_queries_are_400(runtime: df.Runtime) -> None:
     http = host(runtime)
     assert http.get(f"{API}/instances?status=Sleeping").status_code == 400
@@ -248,6 +280,7 @@ def test_read_only_refuses_every_action_with_403(runtime: df.Runtime) -> None:
         "/instances/ro-1/purge",
         "/bulk/terminate",
         "/bulk/purge",
+        "/entities/signal",
     ]
     for path in actions:
         response = http.post(API + path, json={"name": "approval", "dryRun": True})

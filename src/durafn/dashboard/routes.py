@@ -22,6 +22,7 @@ from starlette.routing import BaseRoute, Route
 from durafn.core.errors import InstanceNotFound, InstanceNotRunning
 from durafn.core.status import RuntimeStatus
 from durafn.dashboard.documents import history_json, instance_detail, instance_row
+from durafn.dashboard.entities import list_entities, signal_entity
 from durafn.dashboard.timeline import build_timeline, timeline_to_json
 from durafn.host.errors import BadRequest, Unauthorized
 from durafn.host.requests import client_of, presented_key, read_json_body, state_of
@@ -79,6 +80,7 @@ def dashboard_routes(read_only: bool = False) -> list[BaseRoute]:
                 "taskHub": client.store.task_hub,
                 "readOnly": read_only,
                 "orchestrators": client.app.orchestrator_names if client.app else [],
+                "entities": client.app.entity_names if client.app else [],
                 "statuses": [s.value for s in RuntimeStatus],
             }
         )
@@ -99,6 +101,8 @@ def dashboard_routes(read_only: bool = False) -> list[BaseRoute]:
         Route(f"{instance}/purge", act(purge), methods=["POST"]),
         Route(f"{API}/bulk/terminate", act(bulk_terminate), methods=["POST"]),
         Route(f"{API}/bulk/purge", act(bulk_purge), methods=["POST"]),
+        Route(f"{API}/entities", read(list_entities), methods=["GET"]),
+        Route(f"{API}/entities/signal", act(signal_entity), methods=["POST"]),
     ]
 
 

@@ -2,7 +2,7 @@
 
 The examples' hello_cities and approval_workflow (human interaction) as they are, plus an order
 fulfilment that shows every lane of the timeline: a fan-out, an activity that succeeds on its
-third attempt, a timer, a sub-orchestration and a wait for an external event.
+third attempt, a timer, a sub-orchestration and a wait for an external event; and two entities.
 """
 
 from __future__ import annotations
@@ -101,3 +101,24 @@ def fail_now(ctx: df.OrchestrationContext):  # type: ignore[no-untyped-def]
 @app.activity
 def explode(what: Any) -> None:
     raise RuntimeError(f"boom: {what}")
+
+
+@app.entity
+def counter(ctx: df.EntityContext) -> None:
+    value = ctx.get_state(lambda: 0)
+    if ctx.operation_name == "add":
+        ctx.set_state(value + ctx.get_input())
+    elif ctx.operation_name == "reset":
+        ctx.set_state(0)
+    else:
+        raise ValueError(f"counter has no operation {ctx.operation_name!r}")
+
+
+@app.entity
+class Cart:
+    def __init__(self) -> None:
+        self.items: list[str] = []
+
+    def add(self, item: str) -> int:
+        self.items.append(item)
+        return len(self.items)

@@ -46,4 +46,6 @@ export const api = {
   resume: (id, reason) => call("POST", `/instances/${enc(id)}/resume`, { reason }),
   purge: (id) => call("POST", `/instances/${enc(id)}/purge`, {}),
   bulk: (action, filters, dryRun) => call("POST", `/bulk/${action}`, { ...filters, dryRun }),
+  entities: (name, token) => call("GET", `/entities?${filterQuery({}, { name, token })}`),
+  signalEntity: (name, key, operation, input) => call("POST", "/entities/signal", { name, key, operation, input }),
 };

@@ -24,7 +24,7 @@ function route() {
     view.dataset.page = "instance";
     leave = renderDetail(view, path[1]);
   } else if (section === "entities") {
-    leave = renderEntities(view);
+    leave = renderEntities(view, params);
   } else {
     leave = renderInstances(view, params);
   }
