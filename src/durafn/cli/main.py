@@ -12,6 +12,7 @@ import click
 
 from durafn.app import App
 from durafn.cli.db import db
+from durafn.cli.entities import entities
 from durafn.cli.instances import instances
 from durafn.cli.keys import keys
 from durafn.cli.new import new
@@ -253,6 +254,7 @@ def dashboard(
 
 
 main.add_command(db)
+main.add_command(entities)
 main.add_command(instances)
 main.add_command(keys)
 main.add_command(new)

@@ -252,7 +252,7 @@ HISTORY_COLUMNS: list[Column[HistoryRow]] = [
     Column("#", lambda r: str(r[0]), justify="right"),
     Column("event", lambda r: _event_kind(r[1])),
     Column("time (UTC)", lambda r: _event_time(r[1].get("Timestamp"))),
-    Column("name", lambda r: Text(str(r[1].get("FunctionName") or r[1].get("Name") or ""))),
+    Column("name", lambda r: Text(str(_step_name(r[1])))),
     Column("ids", lambda r: Text(" ".join(f"{k}={r[1][k]}" for k in _ID_FIELDS if k in r[1]))),
     Column("details", lambda r: Text(_event_details(r[1]))),
 ]
@@ -263,6 +263,13 @@ def print_history(console: Console, events: list[dict[str, Any]]) -> None:
     """History events, as :func:`~durafn.http.status_json.history_to_json` shows them."""
     rows = list(enumerate(events, start=1))
     print_table(console, HISTORY_COLUMNS, rows, HISTORY_OPTIONAL_COLUMNS, title="history")
+
+
+def _step_name(event: dict[str, Any]) -> str:
+    operation = event.get("Operation")
+    if operation is not None:  # an entity operation: the entity and the operation
+        return f"{event.get('InstanceId', '')} {operation}"
+    return str(event.get("FunctionName") or event.get("Name") or "")
 
 
 def _event_kind(event: dict[str, Any]) -> Text:

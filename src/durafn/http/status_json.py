@@ -95,6 +95,9 @@ _COMPLETIONS = {
     "SubOrchestrationInstanceCompleted": "task_scheduled_id",
     "SubOrchestrationInstanceFailed": "task_scheduled_id",
     "TimerFired": "timer_id",
+    "EntityOperationCompleted": "task_scheduled_id",
+    "EntityOperationFailed": "task_scheduled_id",
+    "EntityLockGranted": "task_scheduled_id",
 }
 
 
@@ -124,6 +127,13 @@ def history_to_json(
             name = getattr(origin, "name", None)
             if name is not None:
                 item["FunctionName"] = name
+            for source, target in (
+                ("instance_id", "InstanceId"),
+                ("operation", "Operation"),
+                ("lock_set", "LockSet"),
+            ):
+                if getattr(origin, source, None) is not None:
+                    item[target] = getattr(origin, source)
             scheduled_input = getattr(origin, "input", None)
             if scheduled_input is not None:
                 item["Input"] = to_plain_json(codec.decode(scheduled_input))
@@ -155,6 +165,10 @@ def _add_fields(item: dict[str, Any], event: HistoryEvent) -> None:
         item["FireAt"] = precise_timestamp(fields["fire_at"])
     if fields.get("instance_id") is not None:
         item["InstanceId"] = fields["instance_id"]
+    if fields.get("operation") is not None:
+        item["Operation"] = fields["operation"]
+    if fields.get("lock_set") is not None:
+        item["LockSet"] = fields["lock_set"]
     if fields.get("reason") is not None:
         # The Durable Task Framework keeps a termination's reason as the event's Input.
         item["Input" if event.kind == "ExecutionTerminated" else "Reason"] = fields["reason"]
