@@ -432,6 +432,11 @@ def test_screenshots_for_the_docs(page: Page, tmp_path: Path) -> None:
         expect_status(page, "Completed")
         expect(page.get_by_test_id("timeline-attempts")).to_have_text("3 attempts")
         page.screenshot(path=IMAGES / "dashboard-instance.png")
+        # Parent and child link to each other.
+        page.get_by_test_id("child-link").click()
+        expect(page.get_by_test_id("fact-name")).to_have_text("ship_parcel")
+        page.get_by_test_id("parent-link").click()
+        expect(page.get_by_test_id("instance-id")).to_have_text(order)
 
         for name, key, operation, value in _SIGNALS:
             signal = {"name": name, "key": key, "operation": operation, "input": value}
@@ -496,6 +501,45 @@ def test_off_loopback_every_dashboard_route_needs_a_key(workdir: Path) -> None:
         assert exposed.http.get(f"{API}/info").status_code == 200  # the cookie carries the key
     finally:
         exposed.stop()
+
+
+def test_the_key_form_opens_the_dashboard_off_loopback(page: Page, workdir: Path) -> None:
+    from playwright.sync_api import expect
+
+    exposed = host_app(workdir, f"sqlite:///{workdir}/exposed-ui.db", host="0.0.0.0")
+    try:
+        keys = json.loads((workdir / "keys.json").read_text())
+        response = page.goto(exposed.base_url)
+        assert response is not None and response.status == 401
+        page.get_by_label("Management key").fill(keys["durabletask"])
+        page.get_by_role("button", name="Open the dashboard").click()
+        expect(page.get_by_test_id("tab-All")).to_contain_text("0")
+        assert "code=" not in page.url  # the key is kept in the cookie, not in the address
+        page.reload()
+        expect(page.get_by_test_id("tab-All")).to_contain_text("0")
+    finally:
+        exposed.stop()
+
+
+def test_read_only_shows_no_action_in_the_browser(
+    page: Page, workdir: Path, server: Server
+) -> None:
+    from playwright.sync_api import expect
+
+    server.start("sleep_long", instance_id="ro-ui")
+    server.wait_for("ro-ui", "Running")
+    viewer = Server(workdir, f"sqlite:///{workdir}/hub.db", "dashboard", "--read-only")
+    try:
+        page.goto(f"{viewer.base_url}/#/instances/ro-ui")
+        expect_status(page, "Running")
+        expect(page.get_by_text("read-only", exact=True)).to_be_visible()
+        expect(page.get_by_test_id("start-orchestration")).to_be_hidden()
+        expect(page.get_by_test_id("action-terminate")).to_have_count(0)
+        page.goto(f"{viewer.base_url}/#/instances")
+        expect(page.get_by_test_id("instance-row").first).to_be_visible()
+        expect(page.get_by_test_id("bulk-purge")).to_have_count(0)
+    finally:
+        viewer.stop()
 
 
 def test_read_only_refuses_every_action_with_403(workdir: Path, server: Server) -> None:
