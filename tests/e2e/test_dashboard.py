@@ -437,6 +437,10 @@ def test_screenshots_for_the_docs(page: Page, tmp_path: Path) -> None:
         expect(page.get_by_test_id("fact-name")).to_have_text("ship_parcel")
         page.get_by_test_id("parent-link").click()
         expect(page.get_by_test_id("instance-id")).to_have_text(order)
+        # A failure shows its error, its cause and their stack traces.
+        page.goto(f"{shots.base_url}/#/instances/import-7")
+        expect(page.get_by_test_id("failure")).to_contain_text("RuntimeError: boom: disk quota")
+        expect(page.get_by_test_id("stack-trace").last).to_contain_text("in explode")
 
         for name, key, operation, value in _SIGNALS:
             signal = {"name": name, "key": key, "operation": operation, "input": value}

@@ -15,6 +15,7 @@ const EPISODE_EVENTS = new Set(["OrchestratorStarted", "OrchestratorCompleted"])
 export function renderDetail(view, instanceId) {
   let alive = true;
   let timer = null;
+  let drawn = null;
   const historyFilter = { type: "", name: "", episodes: false };
 
   clear(view, h("div", { class: "crumbs" }, h("a", { href: "#/instances" }, "Instances"), " / ", instanceId),
@@ -24,7 +25,11 @@ export function renderDetail(view, instanceId) {
     try {
       const document = await api.instance(instanceId);
       if (!alive) return;
-      render(document);
+      // Re-draw only when something changed, so that a filter being typed keeps its focus.
+      const version = [document.instance.runtimeStatus, document.instance.lastUpdatedTime,
+        document.history.length, document.children.map((c) => c.runtimeStatus).join()].join("|");
+      if (version !== drawn) render(document);
+      drawn = version;
       clearTimeout(timer);
       if (!FINISHED.has(document.instance.runtimeStatus)) timer = setTimeout(load, REFRESH_MS);
     } catch (exc) {
