@@ -24,6 +24,7 @@ from durafn.core.status import RuntimeStatus
 from durafn.store import open_store, postgres_target
 from durafn.store.base import OutgoingMessage, Store
 from durafn.store.postgres import PostgresStore
+from durafn.store.postgres_changes import channel_name
 from durafn.store.postgres_schema import (
     SCHEMA_VERSION,
     current_version,
@@ -122,6 +123,33 @@ def test_notify_wakes_a_waiter_on_another_store_object_promptly(pg: Backend) -> 
         waited = time.monotonic() - began
         write_took = await writing
         assert 0.2 <= waited < 0.2 + write_took + PROMPT
+        assert await waiter.change_token() != token
+
+    asyncio.run(body())
+
+
+def test_a_notification_from_another_process_wakes_a_waiter(pg: Backend) -> None:
+    """Store objects of one process see each other's commits directly; others only NOTIFY."""
+
+    async def body() -> None:
+        waiter = _postgres(pg.open())
+        await waiter.get_instance("warm-up")
+        token = await waiter.change_token()
+        assert waiter.listening
+        target = postgres_target(pg.url)
+        channel = channel_name(target.schema, target.task_hub)
+
+        async def notify_later() -> None:
+            await asyncio.sleep(0.2)
+            conn = await psycopg.AsyncConnection.connect(target.conninfo, autocommit=True)
+            async with conn:
+                await conn.execute("SELECT pg_notify(%s, '')", (channel,))
+
+        notifying = asyncio.create_task(notify_later())
+        began = time.monotonic()
+        await waiter.wait_for_change(token, 30)
+        await notifying
+        assert 0.2 <= time.monotonic() - began < 0.2 + PROMPT + 1.0
         assert await waiter.change_token() != token
 
     asyncio.run(body())

@@ -2,10 +2,13 @@
 
 Every transaction that makes work visible runs ``SELECT pg_notify(channel, '')``, so the
 notification goes out when (and only if) it commits. A :class:`ChangeFeed` keeps one LISTEN
-connection per store and counts what it hears, plus the store's own commits; the count is the
-store's change token. Waiters sleep on an event, never poll, while the LISTEN connection is up.
-When it drops, the feed reconnects with back-off; meanwhile waiters sleep :data:`FALLBACK_WAIT`
-at most, so a change made while nobody listened is never waited out.
+connection per store and counts what it hears, plus the commits of every store object of this
+process on the same channel (they share one :class:`~durafn.store.signals.ChangeSignal`, so they
+see each other's commits at once); the count is the store's change token. Reading it costs no
+round trip: a notification heard after the token was taken moves the count, and so wakes the
+waiter, whenever it arrives. Waiters sleep on an event, never poll, while the LISTEN
+connection is up. When it drops, the feed reconnects with back-off; meanwhile waiters sleep
+:data:`FALLBACK_WAIT` at most, so a change made while nobody listened is never waited out.
 
 The listener runs on the store's private event loop; :meth:`ChangeFeed.bump` and
 :meth:`ChangeFeed.wait` may be called from any thread and loop.
@@ -21,6 +24,8 @@ import threading
 from typing import Any
 
 import psycopg
+
+from durafn.store.signals import signal_for
 
 log = logging.getLogger("durafn.store.postgres")
 
@@ -45,13 +50,12 @@ class ChangeFeed:
         self.channel = channel
         self._conninfo = conninfo
         self._lock = threading.Lock()
-        self._version = 0
+        self._signal = signal_for(f"postgres:{channel}")
         self._listening = False
-        self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = []
+        self._ready = False
         # Used on the store's private loop only.
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
-        self._syncs: list[asyncio.Future[None]] = []
         self._first_attempt: asyncio.Future[None] | None = None
 
     @property
@@ -64,36 +68,32 @@ class ChangeFeed:
         with self._lock:
             return self._listening
 
+    @property
+    def ready(self) -> bool:
+        """Whether the first attempt to LISTEN is over (the token can be read directly)."""
+        return self._ready
+
+    @property
+    def version(self) -> int:
+        return self._signal.version
+
     def bump(self) -> None:
         """Count a change and wake every waiter, whatever its thread and loop."""
-        with self._lock:
-            self._version += 1
-            waiters, self._waiters = self._waiters, []
-        for loop, event in waiters:
-            with contextlib.suppress(RuntimeError):  # the waiter's loop has closed
-                loop.call_soon_threadsafe(event.set)
+        self._signal.changed()
 
     # ------------------------------------------------------------------ caller's loop
 
     async def wait(self, token: object, timeout: float) -> None:
         """Sleep until the count differs from ``token``, or ``timeout`` seconds."""
-        waiter = (asyncio.get_running_loop(), asyncio.Event())
-        with self._lock:
-            if self._version != token:
+        with self._signal.subscription() as changed:
+            if self._signal.version != token:
                 return
-            listening = self._listening
-            if listening:
-                self._waiters.append(waiter)
-        if not listening:
-            await asyncio.sleep(min(max(0.0, timeout), FALLBACK_WAIT))
-            return
-        try:
+            if not self.listening:
+                await asyncio.sleep(min(max(0.0, timeout), FALLBACK_WAIT))
+                return
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(max(0.0, timeout)):
-                    await waiter[1].wait()
-        finally:
-            with self._lock, contextlib.suppress(ValueError):
-                self._waiters.remove(waiter)
+                    await changed.wait()
 
     # ------------------------------------------------------------------ private loop
 
@@ -105,17 +105,11 @@ class ChangeFeed:
             self._task = loop.create_task(self._listen(), name=f"durafn-listen-{self.channel}")
 
     async def token(self) -> int:
-        """The count, once every notification committed before this call has been heard."""
+        """The count, once the first attempt to LISTEN is over (up or failed)."""
         self.start()
         assert self._first_attempt is not None
         await asyncio.shield(self._first_attempt)
-        if self.listening:
-            synced = asyncio.get_running_loop().create_future()
-            self._syncs.append(synced)
-            self._wake.set()
-            await synced
-        with self._lock:
-            return self._version
+        return self._signal.version
 
     async def stop(self) -> None:
         task, self._task = self._task, None
@@ -163,7 +157,7 @@ class ChangeFeed:
             delay = min(delay * 2, MAX_BACKOFF)
 
     async def _serve(self, conn: psycopg.AsyncConnection[Any]) -> None:
-        """Read notifications whenever the server sends some, and answer token requests."""
+        """Read notifications whenever the server sends some."""
         loop = asyncio.get_running_loop()
         fd = conn.fileno()
         while True:
@@ -173,35 +167,23 @@ class ChangeFeed:
             finally:
                 loop.remove_reader(fd)
             self._wake.clear()
-            syncs, self._syncs = self._syncs, []
-            try:
-                # A round trip: every notification the server sent before its answer (all
-                # those committed before the requests were made) reaches ``_heard`` first.
-                async with asyncio.timeout(ROUND_TRIP_TIMEOUT):
-                    await conn.execute("")
-            finally:
-                _resolve(syncs)
+            # A round trip makes psycopg read what the server sent: every notification
+            # reaches ``_heard``, and a dead connection shows.
+            async with asyncio.timeout(ROUND_TRIP_TIMEOUT):
+                await conn.execute("")
 
     def _heard(self, _notify: psycopg.Notify) -> None:
         self.bump()
 
     def _attempted(self) -> None:
+        self._ready = True
         if self._first_attempt is not None and not self._first_attempt.done():
             self._first_attempt.set_result(None)
 
     def _set_listening(self, listening: bool) -> None:
         with self._lock:
             was, self._listening = self._listening, listening
-        if not listening:
-            syncs, self._syncs = self._syncs, []
-            _resolve(syncs)
         if was != listening:
             # Up: changes made while nobody listened were missed. Down: waiters must fall back
             # to sleeping briefly. Either way, wake them.
             self.bump()
-
-
-def _resolve(futures: list[asyncio.Future[None]]) -> None:
-    for future in futures:
-        if not future.done():
-            future.set_result(None)

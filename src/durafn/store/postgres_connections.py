@@ -125,6 +125,8 @@ class Database:
         return await self.call(lambda: self._run(body, transaction=transaction))
 
     async def change_token(self) -> object:
+        if self.changes.ready:
+            return self.changes.version
         return await self.call(self.changes.token)
 
     async def wait_for_change(self, token: object, timeout: float) -> None:
