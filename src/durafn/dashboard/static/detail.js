@@ -10,6 +10,7 @@ import { state } from "./state.js";
 import { renderTimeline } from "./timeline.js";
 
 const REFRESH_MS = 2000;
+const MAX_ROWS = 2000;
 const EPISODE_EVENTS = new Set(["OrchestratorStarted", "OrchestratorCompleted"]);
 
 export function renderDetail(view, instanceId) {
@@ -112,8 +113,9 @@ export function renderDetail(view, instanceId) {
         (!historyFilter.type || e.eventType === historyFilter.type) &&
         (historyFilter.type || historyFilter.episodes || !EPISODE_EVENTS.has(e.eventType)) &&
         (!needle || nameOf(e).toLowerCase().includes(needle)));
-      count.textContent = `${shown.length} of ${history.length} events`;
-      clear(tbody, shown.slice(0, 2000).map((e) => h("tr", { "data-testid": "history-row", dataset: { type: e.eventType } },
+      count.textContent = `${shown.length} of ${history.length} events` +
+        (shown.length > MAX_ROWS ? `, the first ${MAX_ROWS} shown` : "");
+      clear(tbody, shown.slice(0, MAX_ROWS).map((e) => h("tr", { "data-testid": "history-row", dataset: { type: e.eventType } },
         h("td", { class: "num" }, e.index),
         h("td", { class: "time" }, formatClock(e.timestamp)),
         h("td", { class: "num time" }, `+${formatDuration(Date.parse(e.timestamp) - start)}`),

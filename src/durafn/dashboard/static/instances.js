@@ -77,15 +77,20 @@ export function renderInstances(view, params) {
   const toInput = h("input", { type: "datetime-local", step: "1", value: toLocalInput(filters.to), "data-testid": "filter-to" });
   const readOnly = state.info && state.info.readOnly;
 
+  // Going to the address already shown fires no hashchange: draw the page again then.
+  const navigate = (hash) => {
+    if (location.hash === hash) window.dispatchEvent(new HashChangeEvent("hashchange"));
+    else location.hash = hash;
+  };
   const apply = (event) => {
     if (event) event.preventDefault();
-    location.hash = hashFor({
+    navigate(hashFor({
       status: filters.status,
       name: nameInput.value.trim(),
       prefix: prefixInput.value.trim(),
       from: fromLocalInput(fromInput.value),
       to: fromLocalInput(toInput.value),
-    });
+    }));
   };
   const filterForm = h("form", { class: "filters", onsubmit: apply, "data-testid": "filters" },
     h("label", { class: "field" }, "Name", nameInput),
@@ -93,7 +98,7 @@ export function renderInstances(view, params) {
     h("label", { class: "field" }, "Created from", fromInput),
     h("label", { class: "field" }, "Created to", toInput),
     h("button", { type: "submit", class: "primary", "data-testid": "apply-filters" }, "Apply"),
-    h("button", { type: "button", onclick: () => { location.hash = "#/instances"; } }, "Clear"),
+    h("button", { type: "button", onclick: () => navigate("#/instances") }, "Clear"),
     h("datalist", { id: "orchestrator-names" },
       (state.info ? state.info.orchestrators : []).map((n) => h("option", { value: n }))));
 
