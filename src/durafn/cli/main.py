@@ -228,7 +228,7 @@ def dashboard(
 ) -> None:
     """Serve the dashboard alone over a store (no workers, no HTTP functions).
 
-    ``durafn start`` serves the same dashboard at / next to the app.
+    `durafn start` serves the same dashboard at / next to the app (see docs/dashboard.md).
     """
     from durafn.dashboard.server import serve_dashboard
     from durafn.host.keys import KeysFileError
