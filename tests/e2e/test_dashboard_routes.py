@@ -1,5 +1,6 @@
 """The dashboard's JSON routes, in process: Starlette's TestClient over the host's ASGI app,
-with a worker (``df.Runtime``) on an in-memory store moving the instances along."""
+with a worker (``df.Runtime``) on an in-memory store moving the instances along. The browser
+tests are in test_dashboard.py."""
 
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ from durafn.dashboard import create_dashboard_app
 from durafn.dashboard.routes import KEY_COOKIE
 from durafn.host.keys import HostKeys
 from durafn.host.server import create_asgi_app
+
+pytestmark = pytest.mark.e2e
 
 API = "/dashboard/api"
 
