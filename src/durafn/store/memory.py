@@ -51,6 +51,7 @@ from durafn.store.base import (
     to_micros,
     verb_for,
 )
+from durafn.store.signals import ChangeSignal
 
 
 @dataclass
@@ -99,26 +100,21 @@ class _Hub:
 
 
 class _Database:
-    """The state behind one ``memory://name``: task hubs, sequence counter, change waiters."""
+    """The state behind one ``memory://name``: task hubs, sequence counter, change signal."""
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.hubs: dict[str, _Hub] = {}
-        self.version = 0
+        self.signal = ChangeSignal()
         self._last_seq = 0
-        self.waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = []
 
     def next_seq(self) -> int:
         self._last_seq += 1
         return self._last_seq
 
     def changed(self) -> None:
-        """Record a write and wake every waiter, whatever its thread and loop (lock held)."""
-        self.version += 1
-        waiters, self.waiters = self.waiters, []
-        for loop, event in waiters:
-            with contextlib.suppress(RuntimeError):  # the waiter's loop has closed
-                loop.call_soon_threadsafe(event.set)
+        """Record a write and wake every waiter, whatever its thread and loop."""
+        self.signal.changed()
 
 
 _DATABASES: dict[str, _Database] = {}
@@ -158,22 +154,17 @@ class MemoryStore:
     async def change_token(self) -> object:
         with self._db.lock:
             self._hub()
-            return self._db.version
+        return self._db.signal.version
 
     async def wait_for_change(self, token: object, timeout: float) -> None:
-        waiter = (asyncio.get_running_loop(), asyncio.Event())
         with self._db.lock:
             self._hub()
-            if self._db.version != token:
+        with self._db.signal.subscription() as changed:
+            if self._db.signal.version != token:
                 return
-            self._db.waiters.append(waiter)
-        try:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(max(0.0, timeout)):
-                    await waiter[1].wait()
-        finally:
-            with self._db.lock, contextlib.suppress(ValueError):
-                self._db.waiters.remove(waiter)
+                    await changed.wait()
 
     # ------------------------------------------------------------------ instances
 
