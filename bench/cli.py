@@ -20,7 +20,7 @@ from bench.workloads import BY_ID, WORKLOADS, Workload
 
 DEFAULT_POSTGRES = "postgresql://postgres@127.0.0.1:5432/postgres"
 # A repeat longer than this is not repeated: its size already averages out the noise.
-LONG_REPEAT_SECONDS = 30.0
+LONG_REPEAT_SECONDS = 20.0
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -80,6 +80,9 @@ def main(argv: list[str] | None = None) -> int:
     if repeats < 1:
         print("python -m bench: --repeats must be at least 1", file=sys.stderr)
         return 2
+    if args.durafn_ref is not None and not _git_ref_exists(args.durafn_ref):
+        print(f"python -m bench: no commit {args.durafn_ref!r} in this repository", file=sys.stderr)
+        return 2
     results = Results(systems, workloads)
     started_at = dt.datetime.now(dt.UTC)
     started = time.monotonic()
@@ -93,14 +96,18 @@ def main(argv: list[str] | None = None) -> int:
                 names = [s.name for s in plan.get(workload.id, [])]
                 _log(f"  {workload.describe(args.quick)} on {', '.join(names) or 'nothing'}")
             _execute(results, plan, repeats, args.quick, postgres, durafn_env)
-    except ValueError as exc:
-        print(f"python -m bench: {exc}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         interrupted = True
         _log("interrupted: every process the bench started is stopped; partial results follow")
     verdicts = results.verdicts()
     table, targets, notes = main_table(results), targets_table(verdicts), footnotes(results)
+    machine = _machine()
+    print(
+        f"\ndurafn bench, {'quick' if args.quick else 'full'} run of {started_at:%Y-%m-%d %H:%M} "
+        f"UTC, {machine['cpus']} CPUs, load average {machine['load_average'][0]:.1f} at the end"
+    )
+    if args.quick:
+        print("Quick run: small sizes, one repeat; the targets are meant for the full sizes.")
     print(f"\n{table}\n")
     print(
         "ratio xP: how many times better durafn is than P (rates: durafn ÷ P; times: P ÷ "
@@ -116,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
         "interrupted": interrupted,
         "command": ["python", "-m", "bench", *(argv if argv is not None else sys.argv[1:])],
         "repeats": repeats,
-        "machine": _machine(),
+        "machine": machine,
         "git": _git(args.durafn_ref),
         "systems": [s.name for s in systems],
         "workloads": {w.id: {"title": w.title, "params": w.params(args.quick)} for w in workloads},
@@ -251,6 +258,7 @@ def _machine() -> dict[str, Any]:
         "cpus": os.cpu_count(),
         "platform": platform.platform(),
         "python": platform.python_version(),
+        "load_average": os.getloadavg(),
     }
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -261,10 +269,19 @@ def _machine() -> dict[str, Any]:
             if line.startswith("MemTotal"):
                 info["memory_mib"] = int(line.split()[1]) // 1024
                 break
-        info["load_average_at_end"] = os.getloadavg()
     except OSError:
         pass
     return info
+
+
+def _git_ref_exists(ref: str) -> bool:
+    answer = subprocess.run(
+        ["git", "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        check=False,
+    )
+    return answer.returncode == 0
 
 
 def _git(durafn_ref: str | None) -> dict[str, Any]:

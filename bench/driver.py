@@ -158,11 +158,13 @@ def _run_runner(
             start_new_session=True,
             env={**os.environ, **(env or {})},
         )
+        timed_out = False
         try:
             stdout, _ = process.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
+            timed_out = True
             stop_group(process)
-            return {"ok": False, "error": f"timeout: killed after {timeout:.0f} s"}
+            stdout, _ = process.communicate()
         except BaseException:
             stop_group(process)
             raise
@@ -175,11 +177,11 @@ def _run_runner(
             if not result.get("ok"):
                 result["stderr_tail"] = _tail(stderr_path)
             return result
-    return {
-        "ok": False,
-        "error": f"the runner exited with {process.returncode} without a result",
-        "stderr_tail": _tail(stderr_path),
-    }
+    if timed_out:
+        error = f"timeout: killed after {timeout:.0f} s"
+    else:
+        error = f"the runner exited with {process.returncode} without a result"
+    return {"ok": False, "error": error, "stderr_tail": _tail(stderr_path)}
 
 
 def stop_group(process: subprocess.Popen[bytes], grace: float = 5.0) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import statistics
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from bench.systems import BY_NAME, RATIOS, System
@@ -68,7 +68,22 @@ class Results:
                 for workload in self.workloads:
                     unmeasured[(system, workload.id)] = "not in this run"
         chosen = {w.id for w in self.workloads}
-        return [check(t, medians, unmeasured) for t in TARGETS if t.workload in chosen]
+        verdicts = []
+        for target in TARGETS:
+            if target.workload not in chosen:
+                continue
+            verdict = check(target, medians, unmeasured)
+            partial = [
+                note
+                for run in self.runs
+                if run["system"] == target.system and run["workload"] == target.workload
+                for note in run.get("notes", [])
+                if note.startswith("stopped at the time limit")
+            ]
+            if partial and verdict.measured != "—":
+                verdict = replace(verdict, verdict=f"{verdict.verdict} ({partial[0]})")
+            verdicts.append(verdict)
+        return verdicts
 
 
 def ratio_columns(systems: list[System]) -> list[tuple[str, str]]:

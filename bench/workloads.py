@@ -92,12 +92,13 @@ WORKLOADS: tuple[Workload, ...] = (
         "one orchestration of sequential steps: per-step time, first 100 vs last 100",
         full={"steps": 10_000},
         quick={"steps": 300},
+        # A chain still running at the limit is measured over the steps it reached (noted).
         metrics=(
             _time("first100_ms_per_step", "first-100 ms/step"),
             _time("last100_ms_per_step", "last-100 ms/step"),
             _time("last_over_first", "last/first"),
         ),
-        time_limit=200,
+        time_limit=120,
         repeated=False,
     ),
     Workload(

@@ -195,8 +195,16 @@ def long_chain(run: Run) -> Metrics:
     steps = run.params["steps"]
     with launched(run):
         STAMPS.clear()
-        _result(stamped_chain, steps)
-    stamps = list(STAMPS)
+        handle = DBOS.start_workflow(stamped_chain, steps)
+        # Watch the steps rather than block on the result: a chain still running at the time
+        # limit is measured over the steps it reached.
+        while len(STAMPS) < steps and run.remaining() > 5:
+            time.sleep(0.1)
+        if len(STAMPS) >= steps:
+            handle.get_result()
+        else:
+            run.note(f"stopped at the time limit after {len(STAMPS)} of {steps} steps")
+        stamps = list(STAMPS)
     return step_time_metrics(stamps, len(stamps))
 
 
@@ -229,4 +237,4 @@ def large_fan_out(run: Run) -> Metrics:
 
 
 if __name__ == "__main__":
-    raise SystemExit(workloads.main())
+    workloads.serve()

@@ -20,7 +20,7 @@ import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 RESULT_PREFIX = "BENCH-RESULT "
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -73,6 +73,18 @@ class Workloads:
         """Declare that this engine has no equivalent of a workload (``"F"``) or a metric
         (``"E.client_p50_ms"``), with the reason shown in the report."""
         self.not_applicable[key] = reason
+
+    def serve(self) -> NoReturn:
+        """Run as the runner's main program and exit at once with its status.
+
+        ``os._exit``: a workflow stopped at its time limit may leave an engine's worker
+        threads running, and an ordinary exit would wait for them. Everything the workload
+        opened has been closed by then, and the result line is flushed.
+        """
+        status = self.main()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(status)
 
     def main(self, argv: Sequence[str] | None = None) -> int:
         parser = argparse.ArgumentParser(description=__doc__)
