@@ -431,6 +431,7 @@ def test_screenshots_for_the_docs(page: Page, tmp_path: Path) -> None:
         page.goto(f"{shots.base_url}/#/instances/{order}")
         expect_status(page, "Completed")
         expect(page.get_by_test_id("timeline-attempts")).to_have_text("3 attempts")
+        expect(page.locator("[data-testid=timeline-lane][data-kind=entity]")).to_have_count(1)
         page.screenshot(path=IMAGES / "dashboard-instance.png")
         # Parent and child link to each other.
         page.get_by_test_id("child-link").click()
@@ -446,7 +447,7 @@ def test_screenshots_for_the_docs(page: Page, tmp_path: Path) -> None:
             signal = {"name": name, "key": key, "operation": operation, "input": value}
             assert shots.http.post(f"{API}/entities/signal", json=signal).status_code == 202
         page.goto(f"{shots.base_url}/#/entities")
-        expect(page.get_by_test_id("entity-row")).to_have_count(5)
+        expect(page.get_by_test_id("entity-row")).to_have_count(6)  # with the order's counter
         row = page.locator("[data-testid=entity-row][data-id='@cart@ana']")
         expect(row.get_by_test_id("entity-state")).to_contain_text("espresso beans")
         row.get_by_role("button").first.click()

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from durafn.core.history import ExecutionCompleted
+from durafn.core.history import (
+    EntityLockGranted,
+    EntityLockRequested,
+    EntityOperationCalled,
+    EntityOperationCompleted,
+    EntityOperationSignaled,
+    ExecutionCompleted,
+)
 from durafn.core.status import RuntimeStatus
 from durafn.dashboard.timeline import build_timeline, timeline_to_json
 
@@ -101,3 +108,32 @@ def test_a_running_instance_with_nothing_scheduled_is_waiting() -> None:
         "waiting",
     )
     assert lane.spans[0].end is None
+
+
+def test_entity_calls_and_locks_are_lanes_and_signals_are_markers() -> None:
+    history = [
+        orchestrator_started(at(0)),
+        started("transfer", timestamp=at(0)),
+        EntityLockRequested(
+            timestamp=at(0), event_id=0, critical_section_id="cs", lock_set=["@account@a"]
+        ),
+        orchestrator_started(at(1)),
+        EntityLockGranted(timestamp=at(1), task_scheduled_id=0, critical_section_id="cs"),
+        EntityOperationCalled(
+            timestamp=at(1), event_id=1, request_id="r", instance_id="@account@a", operation="get"
+        ),
+        orchestrator_started(at(2)),
+        EntityOperationCompleted(timestamp=at(2), task_scheduled_id=1, request_id="r"),
+        EntityOperationSignaled(
+            timestamp=at(2), event_id=2, request_id="s", instance_id="@log@x", operation="add"
+        ),
+    ]
+    timeline = build_timeline(history, RuntimeStatus.RUNNING, at(0), now=at(3))
+    lock, call = timeline.lanes[:2]
+    assert (lock.kind, lock.name, lock.spans[0].end) == ("entity", "lock @account@a", at(1))
+    assert (call.name, call.spans[0].state, call.spans[0].end) == (
+        "@account@a get",
+        "completed",
+        at(2),
+    )
+    assert [m.label for m in timeline.markers] == ["signalled add to @log@x"]

@@ -65,7 +65,8 @@ def _event_json(index: int, event: HistoryEvent) -> dict[str, Any]:
         "index": index,
         "eventType": event.kind,
         "timestamp": precise(event.timestamp),
-        "name": getattr(event, "name", None),
+        # An entity operation is named by its operation.
+        "name": getattr(event, "name", None) or getattr(event, "operation", None),
         "eventId": getattr(event, "event_id", None),
         "taskScheduledId": getattr(event, "task_scheduled_id", getattr(event, "timer_id", None)),
     }

@@ -6,6 +6,9 @@ A pure function of the history, like the executors: no store, no clock (``now`` 
   Retries stay on the lane of the first attempt: the runtime schedules a backoff timer in the
   episode that saw an attempt fail, and the next attempt (same name) in the episode where that
   timer fired, so the timeline shows attempt 1, a backoff, attempt 2, ...
+* An **entity** call (``call_entity``) is a lane from the call to the entity's answer, and a
+  critical section's lock request (``ctx.lock``) a lane from the request to the grant; a
+  one-way signal is a marker.
 * A **timer** is a lane from its creation to its firing; a timer still open when the instance
   ended was cancelled (the loser of a ``task_any``).
 * A **wait** for an external event is drawn from the start of the episode before the one that
@@ -47,7 +50,7 @@ class Span:
 
 @dataclass
 class Lane:
-    kind: str  # activity, suborchestration, timer, event
+    kind: str  # activity, suborchestration, entity, timer, event
     name: str
     spans: list[Span] = field(default_factory=list)
     instance_id: str | None = None  # the child of a sub-orchestration lane
@@ -81,6 +84,9 @@ _COMPLETED = {
     "TaskFailed": "failed",
     "SubOrchestrationInstanceCompleted": "completed",
     "SubOrchestrationInstanceFailed": "failed",
+    "EntityOperationCompleted": "completed",
+    "EntityOperationFailed": "failed",
+    "EntityLockGranted": "completed",
 }
 _MARKERS = {
     "ExecutionSuspended": "suspended",
@@ -135,6 +141,11 @@ class _Builder:
             self._completed(event, _COMPLETED[kind])
         elif isinstance(event, EventRaised):
             self._event_raised(event)
+        elif kind in ("EntityOperationCalled", "EntityLockRequested"):
+            self._entity_request(event)
+        elif kind == "EntityOperationSignaled":
+            operation, target = getattr(event, "operation", ""), getattr(event, "instance_id", "")
+            self.markers.append(Marker(event.timestamp, f"signalled {operation} to {target}"))
         elif kind == "EventSent":
             target = getattr(event, "instance_id", "")
             self.markers.append(
@@ -157,6 +168,17 @@ class _Builder:
         span = Span(event.timestamp, None, "running", attempt=lane.attempts + 1)
         lane.spans.append(span)
         self.open[event.event_id] = (lane, span)
+
+    def _entity_request(self, event: HistoryEvent) -> None:
+        if event.kind == "EntityOperationCalled":
+            name = f"{getattr(event, 'instance_id', '')} {getattr(event, 'operation', '')}"
+        else:
+            name = "lock " + ", ".join(getattr(event, "lock_set", []))
+        lane = Lane("entity", name)
+        span = Span(event.timestamp, None, "running")
+        lane.spans.append(span)
+        self.lanes.append(lane)
+        self.open[getattr(event, "event_id", -1)] = (lane, span)
 
     def _completed(self, event: HistoryEvent, state: str) -> None:
         scheduled_id = getattr(event, "task_scheduled_id", -1)

@@ -2,7 +2,8 @@
 
 The examples' hello_cities and approval_workflow (human interaction) as they are, plus an order
 fulfilment that shows every lane of the timeline: a fan-out, an activity that succeeds on its
-third attempt, a timer, a sub-orchestration and a wait for an external event; and two entities.
+third attempt, a timer, a sub-orchestration, an entity call and a wait for an external event;
+and two entities.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ def fulfil_order(ctx: df.OrchestrationContext):  # type: ignore[no-untyped-def]
     yield ctx.create_timer(ctx.current_utc_datetime + timedelta(seconds=0.5))
     ctx.set_custom_status({"step": "shipping"})
     tracking = yield ctx.call_sub_orchestrator(ship_parcel, order["id"])
+    yield ctx.call_entity(df.EntityId("counter", "shipped"), "add", 1)
     ctx.set_custom_status({"step": "awaiting delivery", "tracking": tracking})
     delivered = yield ctx.wait_for_external_event("delivered")
     ctx.set_custom_status({"step": "done"})

@@ -2,8 +2,11 @@
 
 import { formatClock, formatDuration, h } from "./dom.js";
 
-const KIND_LETTER = { activity: "A", suborchestration: "S", timer: "T", event: "E" };
-const KIND_NAME = { activity: "activity", suborchestration: "sub-orchestration", timer: "timer", event: "external event" };
+const KIND_LETTER = { activity: "A", suborchestration: "S", entity: "@", timer: "T", event: "E" };
+const KIND_NAME = {
+  activity: "activity", suborchestration: "sub-orchestration", entity: "entity operation or lock",
+  timer: "timer", event: "external event",
+};
 const STEPS = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 15000, 30000, 60000,
   120000, 300000, 600000, 900000, 1800000, 3600000, 7200000, 21600000, 43200000, 86400000];
 
