@@ -324,7 +324,7 @@ class PostgresStore:
                     entity_state=entity_state,
                 )
 
-        return await self._db.write(tx)
+        return await self._db.write(tx, durable=False)
 
     async def _drop_inbox(self, s: Session, instance_id: str) -> None:
         await s.execute(self._sql(q.DROP_INBOX), self._key(instance_id, raised=_RAISED_PREFIX))
@@ -339,7 +339,7 @@ class PostgresStore:
         async def tx(s: Session) -> int:
             return await s.execute(self._sql(q.RENEW_INSTANCE_LEASE), values)
 
-        if await self._db.write(tx, transaction=False) != 1:
+        if await self._db.write(tx, durable=False) != 1:
             raise LeaseLost(f"lease on instance {item.instance_id!r} was lost")
         item.locked_until = until
 
@@ -353,7 +353,7 @@ class PostgresStore:
         async def tx(s: Session) -> None:
             s.notify = await s.execute(self._sql(q.RELEASE_INSTANCE), values) > 0
 
-        await self._db.write(tx)
+        await self._db.write(tx, durable=False)
 
     async def checkpoint(
         self, item: OrchestrationWorkItem, checkpoint: Checkpoint, now: datetime
@@ -529,7 +529,7 @@ class PostgresStore:
             s.changed = bool(rows)
             return rows
 
-        rows = await self._db.write(tx, transaction=False)
+        rows = await self._db.write(tx, durable=False)
         rows.sort(key=lambda r: (r[8], r[0]))  # (visible_at, seq), the order of the claim
         return [
             ActivityWorkItem(
@@ -558,7 +558,7 @@ class PostgresStore:
         async def tx(s: Session) -> int:
             return await s.execute(self._sql(q.RENEW_ACTIVITY_LEASE), values)
 
-        if await self._db.write(tx, transaction=False) != 1:
+        if await self._db.write(tx, durable=False) != 1:
             raise LeaseLost(f"lease on activity {item.name!r} #{item.event_id} was lost")
         item.locked_until = until
 
@@ -573,7 +573,7 @@ class PostgresStore:
             )
             return True
 
-        return await self._db.write(tx)
+        return await self._db.write(tx, durable=False)
 
     async def abandon_activity(
         self, item: ActivityWorkItem, retry_at: datetime | None = None
@@ -583,7 +583,7 @@ class PostgresStore:
         async def tx(s: Session) -> None:
             s.notify = await s.execute(self._sql(q.RELEASE_ACTIVITY), values) > 0
 
-        await self._db.write(tx)
+        await self._db.write(tx, durable=False)
 
     # ------------------------------------------------------------------ queries and purge
 

@@ -119,10 +119,22 @@ class Database:
         return await self.call(lambda: self._run(body, transaction=False))
 
     async def write(
-        self, body: Callable[[Session], Awaitable[T]], *, transaction: bool = True
+        self,
+        body: Callable[[Session], Awaitable[T]],
+        *,
+        transaction: bool = True,
+        durable: bool = True,
     ) -> T:
-        """Run ``body`` in one transaction (or, for one statement, in autocommit)."""
-        return await self.call(lambda: self._run(body, transaction=transaction))
+        """Run ``body`` in one transaction (or, for one statement, in autocommit).
+
+        ``durable=False`` commits without waiting for the WAL flush (``synchronous_commit`` off
+        for this transaction only): for lease state and activity results, whose loss in a
+        server crash costs a re-run at most. WAL is written in order, so the next durable
+        commit makes them durable too; whatever depends on them commits after them.
+        """
+        return await self.call(
+            lambda: self._run(body, transaction=transaction or not durable, durable=durable)
+        )
 
     async def change_token(self) -> object:
         if self.changes.ready:
@@ -186,7 +198,9 @@ class Database:
                 self._pool = pool
         return self._pool
 
-    async def _run(self, body: Callable[[Session], Awaitable[T]], *, transaction: bool) -> T:
+    async def _run(
+        self, body: Callable[[Session], Awaitable[T]], *, transaction: bool, durable: bool = True
+    ) -> T:
         pool = await self._ready()
         for attempt in (1, 2):
             committing = False
@@ -199,6 +213,8 @@ class Database:
                             result = await body(session)
                         else:
                             async with conn.transaction():
+                                if not durable:
+                                    await conn.execute("SET LOCAL synchronous_commit TO OFF")
                                 result = await body(session)
                                 if session.notify:
                                     await conn.execute(

@@ -172,8 +172,10 @@ class SqliteStore:
         Writes queue while the writer thread commits; the next flush runs all of them in one
         transaction, each under a savepoint (one that raises rolls back alone), and commits
         once: one fsync for many episodes and activity results (group commit). ``durable=False``
-        marks a write of lease state only (claims, renewals, releases): losing it to a power
-        cut loses nothing, so a batch of those alone commits without an fsync. ``wakes``
+        marks a write whose loss in a power cut costs a re-run at most: lease state (claims,
+        renewals, releases) and activity results. A batch of those alone commits without an
+        fsync; the WAL is written in order, so the next durable commit (the episode that
+        applies an activity's result, say) makes them durable with it. ``wakes``
         (by default ``durable``) says whether the write may make work available, and so
         whether it wakes idle workers: a claim or a renewal never does, a release does.
         """
@@ -777,7 +779,7 @@ class SqliteStore:
             self._deliver(conn, OutgoingMessage(item.instance_id, result, item.execution_id), now)
             return True
 
-        return await self._write(tx)
+        return await self._write(tx, durable=False, wakes=True)
 
     async def abandon_activity(
         self, item: ActivityWorkItem, retry_at: datetime | None = None
