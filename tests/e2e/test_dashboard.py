@@ -3,8 +3,9 @@
 The browser tests need Playwright and Debian's ``chromium`` (``/usr/bin/chromium``, or
 ``$DURAFN_CHROMIUM``); without them they skip with the reason, unless
 ``DURAFN_REQUIRE_BROWSER=1`` (CI), where a missing browser fails. The key and read-only tests
-speak plain HTTP. The screenshots of docs/dashboard.md are taken here, at 1280x800, and written
-to docs/images/.
+speak plain HTTP. The screenshots of docs/dashboard.md are taken here, at 1280x800; they replace
+the ones in docs/images/ when DURAFN_UPDATE_SCREENSHOTS=1 (otherwise they go to a temporary
+directory, so a test run leaves the checkout clean).
 """
 
 from __future__ import annotations
@@ -392,6 +393,8 @@ def test_screenshots_for_the_docs(page: Page, tmp_path: Path) -> None:
     """The list, an instance with its timeline, and the entities view, at 1280x800."""
     from playwright.sync_api import expect
 
+    images = IMAGES if os.environ.get("DURAFN_UPDATE_SCREENSHOTS") == "1" else tmp_path / "images"
+
     shots = host_app(tmp_path, f"sqlite:///{tmp_path}/shots.db")
     try:
         order = shots.start(
@@ -422,17 +425,17 @@ def test_screenshots_for_the_docs(page: Page, tmp_path: Path) -> None:
         shots.wait_for("weekly-digest", "Suspended")
         shots.wait_for("nightly-report", "Terminated")
 
-        IMAGES.mkdir(parents=True, exist_ok=True)
+        images.mkdir(parents=True, exist_ok=True)
         page.goto(f"{shots.base_url}/#/instances")
         expect(page.get_by_test_id("instance-row")).to_have_count(9)
         expect(page.get_by_test_id("tab-All")).to_contain_text("9")
-        page.screenshot(path=IMAGES / "dashboard-instances.png")
+        page.screenshot(path=images / "dashboard-instances.png")
 
         page.goto(f"{shots.base_url}/#/instances/{order}")
         expect_status(page, "Completed")
         expect(page.get_by_test_id("timeline-attempts")).to_have_text("3 attempts")
         expect(page.locator("[data-testid=timeline-lane][data-kind=entity]")).to_have_count(1)
-        page.screenshot(path=IMAGES / "dashboard-instance.png")
+        page.screenshot(path=images / "dashboard-instance.png")
         # Parent and child link to each other.
         page.get_by_test_id("child-link").click()
         expect(page.get_by_test_id("fact-name")).to_have_text("ship_parcel")
@@ -452,7 +455,7 @@ def test_screenshots_for_the_docs(page: Page, tmp_path: Path) -> None:
         expect(row.get_by_test_id("entity-state")).to_contain_text("espresso beans")
         row.get_by_role("button").first.click()
         expect(page.get_by_test_id("entity-full-state")).to_contain_text("grinder")
-        page.screenshot(path=IMAGES / "dashboard-entities.png")
+        page.screenshot(path=images / "dashboard-entities.png")
     finally:
         shots.stop()
 
