@@ -115,6 +115,34 @@ def test_query_filters(store: Store, query: InstanceQuery, expected: list[str]) 
     asyncio.run(body())
 
 
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        (
+            InstanceQuery(),
+            {S.PENDING: 1, S.RUNNING: 1, S.COMPLETED: 2, S.FAILED: 1, S.TERMINATED: 1},
+        ),
+        (InstanceQuery(name="mail"), {S.COMPLETED: 1, S.FAILED: 1, S.TERMINATED: 1}),
+        (InstanceQuery(runtime_status=frozenset({S.COMPLETED})), {S.COMPLETED: 2}),
+        (
+            InstanceQuery(instance_id_prefix="order-", created_from=at(2)),
+            {S.RUNNING: 1, S.COMPLETED: 1},
+        ),
+        (InstanceQuery(name="nothing"), {}),
+        # Paging fields do not limit a count.
+        (InstanceQuery(name="order", page_size=1), {S.PENDING: 1, S.RUNNING: 1, S.COMPLETED: 1}),
+    ],
+)
+def test_count_instances_per_status(
+    store: Store, query: InstanceQuery, expected: dict[RuntimeStatus, int]
+) -> None:
+    async def body() -> None:
+        await _populate(store)
+        assert await store.count_instances(query) == expected
+
+    asyncio.run(body())
+
+
 def test_paging_walks_every_instance_once(store: Store) -> None:
     async def body() -> None:
         for i in range(8):

@@ -188,7 +188,7 @@ class AsyncClient(EntityClient):
     ) -> dict[RuntimeStatus, int]:
         """How many instances match the filters, per runtime status (statuses with none are 0).
 
-        Reads the matching instances page by page, so it costs one pass over them.
+        One aggregate query in the store, however many instances match.
         """
         query = InstanceQuery(
             runtime_status=_statuses(runtime_status),
@@ -196,16 +196,10 @@ class AsyncClient(EntityClient):
             created_to=as_utc_optional(created_time_to, "created_time_to"),
             name=name,
             instance_id_prefix=instance_id_prefix,
-            page_size=1000,
         )
         counts = dict.fromkeys(RuntimeStatus, 0)
-        while True:
-            page = await self.store.query_instances(query)
-            for record in page.instances:
-                counts[record.status] += 1
-            if page.continuation_token is None:
-                return counts
-            query = dataclasses.replace(query, continuation_token=page.continuation_token)
+        counts.update(await self.store.count_instances(query))
+        return counts
 
     async def wait_for_completion(
         self, instance_id: str, timeout: float | timedelta | None = None

@@ -287,6 +287,12 @@ class Store(Protocol):
     async def query_instances(self, query: InstanceQuery) -> InstancePage:
         """A page of instances matching ``query``."""
 
+    async def count_instances(self, query: InstanceQuery) -> dict[RuntimeStatus, int]:
+        """How many instances match ``query``'s filters, per status (absent: none).
+
+        Paging fields are ignored. One aggregate query, however many instances match.
+        """
+
     async def purge_instance(self, instance_id: str) -> int:
         """Delete a finished instance and its history: 1, or 0 if it does not exist.
 

@@ -601,6 +601,15 @@ class MemoryStore:
             token = encode_page_token(page[-1].created_at, page[-1].instance_id)
         return InstancePage(page, token)
 
+    async def count_instances(self, query: InstanceQuery) -> dict[RuntimeStatus, int]:
+        counts: dict[RuntimeStatus, int] = {}
+        with self._db.lock:
+            for instance in self._hub().instances.values():
+                if matches_query(instance.record, query):
+                    status = instance.record.status
+                    counts[status] = counts.get(status, 0) + 1
+        return counts
+
     async def purge_instance(self, instance_id: str) -> int:
         with self._db.lock:
             hub = self._hub()

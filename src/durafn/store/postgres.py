@@ -606,6 +606,16 @@ class PostgresStore:
             token = encode_page_token(records[-1].created_at, records[-1].instance_id)
         return InstancePage(records, token)
 
+    async def count_instances(self, query: InstanceQuery) -> dict[RuntimeStatus, int]:
+        where, values = self._where(query)
+        statement = self._sql(q.COUNT_INSTANCES).replace("{where}", " AND ".join(where))
+
+        async def read(s: Session) -> list[tuple[Any, ...]]:
+            return await s.fetchall(statement, values)
+
+        rows = await self._db.read(read)
+        return {RuntimeStatus(status): int(count) for status, count in rows}
+
     def _where(self, query: InstanceQuery) -> tuple[list[str], dict[str, Any]]:
         where = ["task_hub = %(hub)s"]
         values: dict[str, Any] = {"hub": self.task_hub}

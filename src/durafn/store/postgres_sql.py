@@ -280,6 +280,10 @@ WHERE task_hub = %(hub)s AND instance_id = %(iid)s AND seq = %(seq)s
 # ---------------------------------------------------------------------- queries and purge
 
 # ``{where}`` is filled by the store from the query's filters.
+COUNT_INSTANCES = """
+SELECT status, count(*) FROM {s}.instances WHERE {where} GROUP BY status
+"""
+
 QUERY_INSTANCES = """
 SELECT instance_id, name, execution_id, status, created_at, updated_at, input, output,
     custom_status, failure, parent_instance_id, scheduled_start_at, completed_at, entity_state

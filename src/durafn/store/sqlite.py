@@ -815,6 +815,18 @@ class SqliteStore:
 
         return await self._run(read)
 
+    async def count_instances(self, query: InstanceQuery) -> dict[RuntimeStatus, int]:
+        def read(conn: sqlite3.Connection) -> dict[RuntimeStatus, int]:
+            where, params = self._where(query)
+            rows = conn.execute(
+                f"SELECT status, COUNT(*) FROM instances WHERE {' AND '.join(where)} "
+                "GROUP BY status",
+                params,
+            ).fetchall()
+            return {RuntimeStatus(status): int(count) for status, count in rows}
+
+        return await self._run(read)
+
     def _where(self, query: InstanceQuery) -> tuple[list[str], list[Any]]:
         where = ["task_hub=?"]
         params: list[Any] = [self.task_hub]
