@@ -62,6 +62,20 @@ EXPECTED_OUTPUT: ExpectedOutput = {
         "payment-declined: declined: card 0000-0000 declined",
         "  charge_card ran 1 time (a declined card is not retried)",
     ],
+    "entity_counter": [
+        "4 orchestrations added to counter/words: 29 words",
+        "entity counter/words exists: True",
+    ],
+    "bank_transfer": [
+        "transfer-1: moved 30 from alice to bob",
+        "transfer-2: moved 10 from bob to alice",
+        "transfer-3: refused: alice cannot pay 500",
+        "alice: 80, bob: 70; total 150",
+    ],
+    "device_monitor": [
+        "dev-1: offline after 3 heartbeats; alert: device dev-1 sent no heartbeat for 1.5 s",
+        "dev-2: online after 15 heartbeats",
+    ],
 }
 
 

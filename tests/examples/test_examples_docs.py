@@ -38,6 +38,11 @@ PATTERN_PAGES = {
     "eternal-orchestrations.md": ["examples/eternal_counter.py"],
     "sub-orchestrations.md": ["examples/sub_orchestrations.py"],
     "async-orchestrators.md": ["examples/async_orchestrator.py"],
+    "entities.md": [
+        "examples/entity_counter.py",
+        "examples/bank_transfer.py",
+        "examples/device_monitor.py",
+    ],
 }
 REFERENCE_PAGES = ["index.md", "testing.md", "codec.md"]
 

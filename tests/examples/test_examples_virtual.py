@@ -530,3 +530,27 @@ def test_hello_cities(load_example: LoadExample) -> None:
     with VirtualRuntime(example.app, activities={"say_hello": lambda city: f"Hi {city}"}) as rt:
         instance_id = rt.client.start_new("hello_cities")
         assert rt.run_to_completion(instance_id).output == ["Hi Tokyo", "Hi Seattle", "Hi London"]
+
+
+# ---------------------------------------------------------------------- device_monitor
+
+
+def test_device_goes_offline_exactly_one_timeout_after_its_last_heartbeat(
+    load_example: LoadExample,
+) -> None:
+    example = load_example("device_monitor")
+    device = df.EntityId("device", "dev-1")
+    with VirtualRuntime(example.app, start=START) as rt:
+        rt.client.signal_entity(device, "heartbeat", "b1")
+        rt.run_until_idle()
+        rt.advance(timedelta(seconds=1))
+        rt.client.signal_entity(device, "heartbeat", "b2")
+        rt.run_until_idle()
+        rt.advance(timedelta(seconds=1))  # b1's check comes, but b2 is newer
+        assert rt.client.read_entity_state(device).entity_state["status"] == "online"
+        rt.advance(timedelta(seconds=0.5))  # 1.5 s after b2
+        state = rt.client.read_entity_state(device).entity_state
+        assert state == {"beats": 2, "status": "offline", "last": "b2"}
+        alert = rt.run_to_completion("alert-dev-1-b2")
+        assert alert.output == "device dev-1 sent no heartbeat for 1.5 s"
+        assert alert.created_time == START + timedelta(seconds=2.5)

@@ -123,6 +123,8 @@ class OperationOutcome:
     caller: str | None
     result: str | None = None
     failure: FailureDetails | None = None
+    # True for a call: its result or failure went back to the caller.
+    reply_sent: bool = False
 
 
 @dataclass
@@ -251,7 +253,12 @@ class EntityExecutor:
             failure = FailureDetails.from_exception(exc)
             self.outcomes.append(
                 OperationOutcome(
-                    message.operation, message.request_id, message.parent_instance_id, None, failure
+                    message.operation,
+                    message.request_id,
+                    message.parent_instance_id,
+                    None,
+                    failure,
+                    reply_sent=is_call,
                 )
             )
             if is_call:
@@ -269,7 +276,11 @@ class EntityExecutor:
         self._decoded = decoded
         self.outcomes.append(
             OperationOutcome(
-                message.operation, message.request_id, message.parent_instance_id, encoded
+                message.operation,
+                message.request_id,
+                message.parent_instance_id,
+                encoded,
+                reply_sent=is_call,
             )
         )
         if is_call:

@@ -50,7 +50,8 @@ def _log_failed_signals(instance_id: str, result: EntityBatchResult) -> None:
     # A failed call goes back to its caller; a failed signal has no one to tell but the log.
     for outcome in result.outcomes:
         if outcome.failure is not None:
-            log.warning(
+            log.log(
+                logging.DEBUG if outcome.reply_sent else logging.WARNING,
                 "operation %r of entity %s failed (request %s from %s): %s: %s",
                 outcome.operation,
                 instance_id,
