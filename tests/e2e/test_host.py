@@ -626,7 +626,10 @@ def test_the_openapi_document_lists_every_route(host: Host) -> None:
     paths = response.json()["paths"]
     assert f"{MGMT}/instances/{{instanceId}}/raiseEvent/{{eventName}}" in paths
     assert set(paths[f"{MGMT}/instances"]) >= {"get", "delete"}
-    assert len(paths) == 9
+    entity = f"{MGMT}/entities/{{entityName}}/{{entityKey}}"
+    assert set(paths[entity]) >= {"get", "post"}
+    assert f"{MGMT}/entities" in paths
+    assert len(paths) == 12  # 9 for instances, 3 for entities
 
 
 # ------------------------------------------------------------------------------- bad input
