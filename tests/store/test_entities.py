@@ -147,3 +147,23 @@ def test_an_entity_checkpoint_starts_orchestrations_unless_their_id_is_busy(stor
         assert isinstance(starts[0], NewInstance)
 
     asyncio.run(body())
+
+
+def test_a_continue_as_new_checkpoint_still_delivers_its_messages(store: Store) -> None:
+    async def body() -> None:
+        await start_running(store, "orch")
+        await store.send_message("orch", signal(), at(1))
+        item = await lock_instance(store, "orch", at(1))
+        await commit(
+            store,
+            item,
+            at(1),
+            RuntimeStatus.CONTINUED_AS_NEW,
+            events=[],
+            restart=new_instance("orch", execution_id="e2").started,
+            messages=[OutgoingMessage(ENTITY, signal("release"))],
+        )
+        leased = await lock_instance(store, ENTITY, at(1))
+        assert [m.event for m in leased.messages] == [signal("release")]
+
+    asyncio.run(body())

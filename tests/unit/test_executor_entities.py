@@ -15,6 +15,7 @@ from durafn.core.history import (
 )
 from durafn.core.status import RuntimeStatus
 from durafn.executor.actions import CallEntity, LockEntities, SignalEntity, UnlockEntity
+from durafn.worker.checkpoint import held_locks
 
 from .factories import T0, Run, app_with, enc, failure, new_app, terminated
 
@@ -171,6 +172,46 @@ def test_locks_are_released_when_the_orchestration_fails_inside_the_block(form: 
     last = run.episode(granted(run, 0))
     assert last.status is RuntimeStatus.FAILED
     assert [type(a) for a in last.actions] == [UnlockEntity]
+
+
+def test_continue_as_new_inside_a_critical_section_releases_the_locks() -> None:
+    def gen(ctx):
+        with (yield ctx.lock(A, B)):
+            yield ctx.call_entity(A, "get")
+            ctx.signal_entity(df.EntityId("account", "c"), "deposit", 1)
+            ctx.continue_as_new(None)
+
+    async def coro(ctx):
+        return None
+
+    run = Run(app_with("generator", gen, coro, app=entity_app()))
+    run.start()
+    run.episode(granted(run, 0))
+    last = run.episode(completed(1, 0))
+    assert last.status is RuntimeStatus.CONTINUED_AS_NEW
+    assert [type(a).__name__ for a in last.actions] == [
+        "SignalEntity",
+        "UnlockEntity",
+        "UnlockEntity",
+    ]
+    assert last.locks_to_release == []
+
+
+def test_locks_are_read_back_from_a_history_for_a_runtime_fault() -> None:
+    def gen(ctx):
+        with (yield ctx.lock(A, B)):
+            yield ctx.call_entity(A, "get")
+
+    async def coro(ctx):
+        return None
+
+    run = Run(app_with("generator", gen, coro, app=entity_app()))
+    run.start()
+    section = run.scheduled(0).critical_section_id  # type: ignore[attr-defined]
+    assert held_locks(run.history) == [("@account@a", section), ("@account@b", section)]
+    run.episode(granted(run, 0))
+    run.episode(completed(1, 0))
+    assert held_locks(run.history) == []
 
 
 @pytest.mark.parametrize(

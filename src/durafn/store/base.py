@@ -146,7 +146,8 @@ class Checkpoint:
     sub_orchestrations: list[NewInstance] = field(default_factory=list)
     # Sent to the parent instance when this one finishes (completed, failed or terminated).
     parent_message: OutgoingMessage | None = None
-    # continue_as_new: the new execution's start event and the events it carries over.
+    # continue_as_new: the new execution's start event and the events it carries over. A
+    # restart appends no history and schedules nothing, but its ``messages`` are delivered.
     restart: ExecutionStarted | None = None
     carryover: list[EventRaised] = field(default_factory=list)
     # Events consumed without being applied (they reached an execution that had ended).

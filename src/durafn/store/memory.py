@@ -426,6 +426,8 @@ class MemoryStore:
             record.execution_id = restart.execution_id
             record.input = restart.input
             self._restart(hub, instance, restart, cp.carryover, now)
+            for message in cp.messages:  # an ending execution's signals and lock releases
+                self._deliver(hub, message, now)
             return
         steps = instance.history.setdefault(item.execution_id, {})
         for offset, event in enumerate(cp.new_events):

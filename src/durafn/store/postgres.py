@@ -401,6 +401,8 @@ class PostgresStore:
             await s.execute(self._sql(q.DELETE_MESSAGES), self._key(iid, seqs=cp.consumed))
         if restart is not None:
             await self._restart(s, item, restart, cp.carryover, now)
+            # An ending execution's signals and lock releases still go out.
+            await self._deliver(s, cp.messages, now)
             return
         await self._append_history(s, item, cp.new_events)
         await self._schedule_activities(s, item, cp, n)

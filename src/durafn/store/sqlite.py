@@ -606,6 +606,8 @@ class SqliteStore:
         )
         if restart is not None:
             self._restart(conn, item, restart, cp.carryover, now)
+            for message in cp.messages:  # an ending execution's signals and lock releases
+                self._deliver(conn, message, now)
             return
         try:
             conn.executemany(
