@@ -138,7 +138,23 @@ def test_clean_entity_storage_releases_a_lock_whose_owner_is_gone(
 def test_concurrent_transfers_conserve_the_total(
     runtime: df.Runtime, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    client = runtime.client
+    summary = run_transfers(runtime.client)
+    with capsys.disabled():
+        print(f"\n{summary} (SQLite)")
+
+
+def test_concurrent_transfers_conserve_the_total_postgres(
+    postgres_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    options = df.WorkerOptions(max_concurrent_orchestrations=8)
+    with df.Runtime(entity_app.app, store=postgres_url, options=options) as rt:
+        summary = run_transfers(rt.client)
+    with capsys.disabled():
+        print(f"\n{summary} (PostgreSQL)")
+
+
+def run_transfers(client: df.Client) -> str:
+    """200 concurrent transfers between 5 accounts; checks them and returns a summary."""
     for account in ACCOUNTS:
         client.signal_entity(df.EntityId("account", account), "deposit", OPENING_BALANCE)
     rng = random.Random(7)
@@ -160,11 +176,10 @@ def test_concurrent_transfers_conserve_the_total(
     assert all(b >= 0 for b in balances)
     assert all(e.locked_by is None for e in client.get_entities(name="account").entities)
     moved = sum(1 for s in outcomes if s.output is True)
-    with capsys.disabled():
-        print(
-            f"\n200 transfers between 5 accounts in critical sections: {moved} moved money, "
-            f"{200 - moved} refused, total {sum(balances)} conserved, {seconds:.1f} s"
-        )
+    return (
+        f"200 transfers between 5 accounts in critical sections: {moved} moved money, "
+        f"{200 - moved} refused, total {sum(balances)} conserved, {seconds:.1f} s"
+    )
 
 
 # ------------------------------------------------------------------------------- batching
