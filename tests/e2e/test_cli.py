@@ -87,11 +87,18 @@ def test_worker_roles_split_the_work(tmp_path: Path) -> None:
     try:
         with df.Client(store) as client:
             instance_id = client.start_new("hello_cities")
-            # Without an activity worker the first step is scheduled and waits.
-            time.sleep(1.0)
+            # Without an activity worker the first step is scheduled and waits. (The worker
+            # process may take a while to start on a loaded machine.)
+            deadline = time.monotonic() + 60
+            while (waiting := client.get_status(instance_id)) is not None and (
+                waiting.runtime_status is df.RuntimeStatus.PENDING and time.monotonic() < deadline
+            ):
+                time.sleep(0.05)
+            time.sleep(0.5)
             waiting = client.get_status(instance_id)
             assert waiting is not None
             assert waiting.runtime_status is df.RuntimeStatus.RUNNING
+            assert waiting.output is None
             activities = subprocess.Popen(
                 [*command, "--activities-only"], env=env, stderr=subprocess.DEVNULL
             )
