@@ -45,11 +45,15 @@ class Results:
         reason = self.unmeasured.get((system, workload))
         if reason is not None:
             return reason
-        failures = [r for r in self.runs if r["system"] == system and r["workload"] == workload]
-        if failures and all(not r.get("ok") for r in failures):
-            return (
-                "timeout" if str(failures[0].get("error", "")).startswith("timeout") else "failed"
-            )
+        runs = [r for r in self.runs if r["system"] == system and r["workload"] == workload]
+        if any(
+            note.startswith("stopped at the time limit")
+            for r in runs
+            for note in r.get("notes", [])
+        ):
+            return "not completed"
+        if runs and all(not r.get("ok") for r in runs):
+            return "timeout" if str(runs[0].get("error", "")).startswith("timeout") else "failed"
         return "—"
 
     def metric_not_applicable(self, system: str, workload: str, metric: Metric) -> str | None:
@@ -80,7 +84,7 @@ class Results:
                 for note in run.get("notes", [])
                 if note.startswith("stopped at the time limit")
             ]
-            if partial and verdict.measured != "—":
+            if partial:
                 verdict = replace(verdict, verdict=f"{verdict.verdict} ({partial[0]})")
             verdicts.append(verdict)
         return verdicts
