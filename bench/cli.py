@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.durafn_ref is not None and not _git_ref_exists(args.durafn_ref):
         print(f"python -m bench: no commit {args.durafn_ref!r} in this repository", file=sys.stderr)
         return 2
-    results = Results(systems, workloads)
+    results = Results(systems, workloads, durafn_ref=args.durafn_ref)
     started_at = dt.datetime.now(dt.UTC)
     started = time.monotonic()
     postgres = Postgres(args.postgres)
@@ -110,6 +110,8 @@ def main(argv: list[str] | None = None) -> int:
         f"\ndurafn bench, {'quick' if args.quick else 'full'} run of {started_at:%Y-%m-%d %H:%M} "
         f"UTC, {machine['cpus']} CPUs, load average {machine['load_average'][0]:.1f} at the end"
     )
+    versions = _versions(results)
+    print("versions: " + ", ".join(f"{name} {value}" for name, value in versions.items()))
     if args.quick:
         print("Quick run: small sizes, one repeat; the targets are meant for the full sizes.")
     print(f"\n{table}\n")
@@ -130,6 +132,7 @@ def main(argv: list[str] | None = None) -> int:
         "machine": machine,
         "git": _git(args.durafn_ref),
         "systems": [s.name for s in systems],
+        "versions": versions,
         "workloads": {w.id: {"title": w.title, "params": w.params(args.quick)} for w in workloads},
         "runs": results.runs,
         "medians": results.medians(),
@@ -153,6 +156,20 @@ def main(argv: list[str] | None = None) -> int:
     if interrupted:
         return 130
     return 1 if any(not run.get("ok") for run in results.runs) else 0
+
+
+def _versions(results: Results) -> dict[str, str]:
+    """What was measured: the engines' versions as their runners reported them."""
+    found: dict[str, str] = {}
+    for run in results.runs:
+        for name, value in run.get("versions", {}).items():
+            if name != "python":
+                found.setdefault(name, value)
+    if "durafn" in found:
+        ref = results.durafn_ref or "HEAD"
+        tree = "" if results.durafn_ref else "working tree of "
+        found["durafn"] += f" ({tree}{ref} {_git_output('rev-parse', '--short', ref)})"
+    return found
 
 
 def _interrupt(signum: int, frame: object) -> None:
@@ -293,19 +310,20 @@ def _git_ref_exists(ref: str) -> bool:
 
 
 def _git(durafn_ref: str | None) -> dict[str, Any]:
-    def git(*args: str) -> str:
-        answer = subprocess.run(
-            ["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, check=False
-        )
-        return answer.stdout.strip()
-
     if durafn_ref is not None:
-        return {"durafn_ref": durafn_ref, "commit": git("rev-parse", durafn_ref)}
+        return {"durafn_ref": durafn_ref, "commit": _git_output("rev-parse", durafn_ref)}
     return {
-        "commit": git("rev-parse", "HEAD"),
+        "commit": _git_output("rev-parse", "HEAD"),
         # durafn was measured from the working tree: were its sources edited since the commit?
-        "src_changed": bool(git("status", "--porcelain", "--", "src")),
+        "src_changed": bool(_git_output("status", "--porcelain", "--", "src")),
     }
+
+
+def _git_output(*args: str) -> str:
+    answer = subprocess.run(
+        ["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, check=False
+    )
+    return answer.stdout.strip()
 
 
 def _write(document: dict[str, Any], directory: Path, started: dt.datetime, quick: bool) -> Path:

@@ -17,6 +17,7 @@ class Results:
 
     systems: list[System]
     workloads: list[Workload]
+    durafn_ref: str | None = None
     runs: list[dict[str, Any]] = field(default_factory=list)
     # (system, workload) -> the cell text where it has no numbers (not yet, n/a, skipped, ...)
     unmeasured: dict[tuple[str, str], str] = field(default_factory=dict)

@@ -61,6 +61,8 @@ class Workloads:
     def __init__(self) -> None:
         self.functions: dict[str, WorkloadFunc] = {}
         self.not_applicable: dict[str, str] = {}
+        # Versions of what the runner used besides Python packages (e.g. a server binary).
+        self.versions: dict[str, str] = {}
 
     def __call__(self, workload_id: str) -> Callable[[WorkloadFunc], WorkloadFunc]:
         def register(func: WorkloadFunc) -> WorkloadFunc:
@@ -130,7 +132,7 @@ class Workloads:
                 "metrics": metrics,
                 "notes": run.notes,
                 "seconds": time.perf_counter() - started,
-                "versions": versions(),
+                "versions": {**versions(), **self.versions},
             }
         )
         return 0

@@ -10,6 +10,7 @@ handler's result). Both processes are stopped when the run ends, however it ends
 from __future__ import annotations
 
 import asyncio
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -61,6 +62,10 @@ class Restate:
 def restate_running(run: Run) -> Iterator[Restate]:
     if not RESTATE_SERVER.exists():
         raise RuntimeError(f"no restate-server at {RESTATE_SERVER}; run bash bench/run.sh")
+    version = subprocess.run(
+        [str(RESTATE_SERVER), "--version"], capture_output=True, text=True, check=False
+    )
+    workloads.versions["restate-server"] = version.stdout.strip().rpartition(" ")[2]
     ingress_port, admin_port, node_port, handlers_port = (free_port() for _ in range(4))
     server = start_process(
         [
