@@ -176,9 +176,11 @@ def _run_runner(
             result: dict[str, Any] = json.loads(line[len(RESULT_PREFIX) :])
             if not result.get("ok"):
                 result["stderr_tail"] = _tail(stderr_path)
+                if timed_out:  # what it reported is how it died when it was stopped
+                    result["error"] = f"timeout: stopped after {timeout:.0f} s ({result['error']})"
             return result
     if timed_out:
-        error = f"timeout: killed after {timeout:.0f} s"
+        error = f"timeout: stopped after {timeout:.0f} s"
     else:
         error = f"the runner exited with {process.returncode} without a result"
     return {"ok": False, "error": error, "stderr_tail": _tail(stderr_path)}

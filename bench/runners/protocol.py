@@ -72,8 +72,9 @@ class Workloads:
         return register
 
     def none(self, key: str, reason: str) -> None:
-        """Declare that this engine has no equivalent of a workload (``"F"``) or a metric
-        (``"E.client_p50_ms"``), with the reason shown in the report."""
+        """Declare that this engine has no equivalent of a workload (``"F"``) or of some of its
+        metrics (``"E.http"``: those whose key starts with ``http_``), with the reason shown in
+        the report."""
         self.not_applicable[key] = reason
 
     def serve(self) -> NoReturn:
