@@ -121,6 +121,8 @@ class App:
         def register(f: F) -> F:
             if not callable(f):
                 raise TypeError(f"@app.entity decorates a function or a class, got {f!r}")
+            if inspect.isclass(f):
+                _check_no_argument_init(f)
             registered_name = normalize_entity_name(name if name is not None else f.__name__)
             taken = self._entities.get(registered_name)
             if taken is not None and taken.target is not f:
@@ -257,6 +259,19 @@ class App:
                 kind, label, self.activity_names if kind == "activity" else self.orchestrator_names
             )
         return registered
+
+
+def _check_no_argument_init(cls: type) -> None:
+    """A class entity's initial state is ``cls()``: its ``__init__`` must take no argument."""
+    try:
+        inspect.signature(cls).bind()
+    except TypeError:
+        raise TypeError(
+            f"class entity {cls.__name__} must be constructible without arguments: its "
+            "__init__ sets the initial state"
+        ) from None
+    except ValueError:  # no signature to inspect (a builtin): let the first operation tell
+        return
 
 
 def _check_name(kind: str, name: str) -> None:

@@ -287,3 +287,15 @@ def test_unlock_of_a_deferred_request_drops_it() -> None:
 @pytest.mark.parametrize("text", [None, "", "{}"])
 def test_an_entity_without_stored_state_starts_empty(text: str | None) -> None:
     assert SchedulerState.load(text).is_empty
+
+
+def test_a_class_entity_needs_an_init_without_arguments() -> None:
+    app = df.App()
+
+    class Needy:
+        def __init__(self, owner: str) -> None:
+            self.owner = owner
+
+    with pytest.raises(TypeError, match="class entity Needy must be constructible without"):
+        app.entity(Needy)
+    assert not app.has_entity("needy")
