@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import inspect
 import uuid
 from collections import deque
@@ -372,7 +373,7 @@ class OrchestrationExecutor:
             return
         self._critical = None
         for target in critical.lock_set:
-            self._add_action(lambda i, t=target: UnlockEntity(i, t, section))  # type: ignore[misc]
+            self._add_action(functools.partial(_unlock_action, target, section))
 
     def _request_id(self, event_id: int) -> str:
         execution = self._started.execution_id if self._started else ""
@@ -744,6 +745,10 @@ _CHANGED_CODE_HINT = (
     "The orchestrator code changed while this instance was in flight; deploy such changes "
     "under a new orchestrator name, or let old instances finish first."
 )
+
+
+def _unlock_action(target: str, section: str, event_id: int) -> UnlockEntity:
+    return UnlockEntity(event_id, target, section)
 
 
 def _retrieve_outcome(future: asyncio.Future[Any]) -> None:
