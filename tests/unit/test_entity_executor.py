@@ -299,3 +299,23 @@ def test_a_class_entity_needs_an_init_without_arguments() -> None:
     with pytest.raises(TypeError, match="class entity Needy must be constructible without"):
         app.entity(Needy)
     assert not app.has_entity("needy")
+
+
+def test_a_class_entity_method_may_take_the_context() -> None:
+    app = df.App()
+
+    @app.entity
+    class Relay:
+        def __init__(self) -> None:
+            self.forwarded = 0
+
+        def forward(self, amount: int, *, ctx: df.EntityContext) -> str:
+            ctx.signal_entity(df.EntityId("counter", ctx.entity_key), "add", amount)
+            self.forwarded += amount
+            return ctx.operation_name
+
+    result = execute_entity(app, "@relay@k", None, [call("forward", 3, target="@relay@k")], T0)
+    signal_sent, reply = result.sends
+    assert signal_sent.instance_id == "@counter@k"
+    assert isinstance(reply.event, EntityOperationCompleted) and reply.event.result == '"forward"'
+    assert codec.decode(result.state.state) == {"forwarded": 3}

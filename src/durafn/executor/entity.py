@@ -369,10 +369,20 @@ def _run_class_operation(entity: RegisteredEntity, ctx: EntityContext) -> Any:
             )
         instance.__dict__.update(stored)
     method = getattr(instance, method_name)
-    takes_input = _takes_argument(method)
-    result = method(ctx.get_input()) if takes_input else method()
+    args = [ctx.get_input()] if _takes_argument(method) else []
+    # A method with a keyword-only ``ctx`` gets the context (to signal, start orchestrations).
+    kwargs = {"ctx": ctx} if _wants_context(method) else {}
+    result = method(*args, **kwargs)
     ctx.set_state(dict(vars(instance)))
     return result
+
+
+def _wants_context(method: Any) -> bool:
+    try:
+        parameter = inspect.signature(method).parameters.get("ctx")
+    except (TypeError, ValueError):
+        return False
+    return parameter is not None and parameter.kind is parameter.KEYWORD_ONLY
 
 
 def _case_insensitive(operations: dict[str, Any], name: str) -> str | None:
