@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -11,6 +10,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from harness import poll
 
 POSTGRES_SERVER = os.environ.get(
     "DURAFN_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test"
@@ -21,18 +21,6 @@ POSTGRES_SERVER = os.environ.get(
 def store_url(tmp_path: Path) -> str:
     """A fresh SQLite task hub in this test's own directory."""
     return f"sqlite:///{tmp_path}/hub.db"
-
-
-def poll(check: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
-    """Call ``check`` until it returns something truthy, and return that; fail after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.01)
 
 
 @pytest.fixture

@@ -19,13 +19,14 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
+from harness import free_port, poll
 
 import durafn as df
 from durafn.dashboard.routes import STATIC, dashboard_routes
@@ -42,30 +43,11 @@ MGMT = "/runtime/webhooks/durabletask"
 API = "/dashboard/api"
 CHROMIUM = os.environ.get("DURAFN_CHROMIUM", "/usr/bin/chromium")
 VIEWPORT = {"width": 1280, "height": 800}
-WAIT = 20.0
 UI_WAIT_MS = 20_000
 DASH = "\N{EN DASH}"
 
 
 # ------------------------------------------------------------------------------- harness
-
-
-def poll(check: Callable[[], Any], timeout: float = WAIT, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.05)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 class Server:

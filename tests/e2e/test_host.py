@@ -25,6 +25,7 @@ from typing import Any
 
 import httpx
 import pytest
+from harness import free_port, poll
 
 import durafn as df
 from durafn.host.server import create_asgi_app
@@ -60,29 +61,9 @@ STATUS_FIELDS = (
 WHOLE_SECONDS = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
 PRECISE = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z")
 GREETINGS = ["Hello Tokyo!", "Hello Seattle!", "Hello London!"]
-WAIT = 20.0
 
 
 # ------------------------------------------------------------------------------- harness
-
-
-def poll(check: Callable[[], Any], timeout: float = WAIT, what: str = "condition") -> Any:
-    """Call ``check`` until it returns something truthy; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.02)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 class Host:
