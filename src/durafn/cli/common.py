@@ -85,6 +85,17 @@ STATUS = click.Choice([s.value for s in RuntimeStatus], case_sensitive=False)
 STATUS_NAMES = ", ".join(s.value for s in RuntimeStatus)
 
 
+store_option = click.option(
+    "--store",
+    "store_url",
+    envvar=STORE_ENV_VAR,
+    default=None,
+    metavar="URL",
+    help="Store URL (default: $DURAFN_STORE or sqlite:///durafn.db).",
+)
+"""``--store URL`` (or ``$DURAFN_STORE``), as every command that opens a store takes it."""
+
+
 def common_options(command: F) -> F:
     """``--store`` and ``--json``, taken by every instance command."""
     command = click.option(
@@ -93,15 +104,7 @@ def common_options(command: F) -> F:
         is_flag=True,
         help="Print machine-readable JSON (the management API's shapes) on stdout.",
     )(command)
-    command = click.option(
-        "--store",
-        "store_url",
-        envvar=STORE_ENV_VAR,
-        default=None,
-        metavar="URL",
-        help="Store URL (default: $DURAFN_STORE or sqlite:///durafn.db).",
-    )(command)
-    return command
+    return store_option(command)
 
 
 @contextmanager

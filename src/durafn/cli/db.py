@@ -13,8 +13,9 @@ from urllib.parse import unquote, urlsplit
 
 import click
 
+from durafn.cli.common import store_option
 from durafn.core.errors import StoreError
-from durafn.store import STORE_ENV_VAR, default_store_url, postgres_target
+from durafn.store import default_store_url, postgres_target
 
 
 @click.group()
@@ -22,17 +23,8 @@ def db() -> None:
     """Inspect or upgrade the store's schema."""
 
 
-_store_option = click.option(
-    "--store",
-    "store_url",
-    envvar=STORE_ENV_VAR,
-    default=None,
-    help="Store URL (default: $DURAFN_STORE or sqlite:///durafn.db).",
-)
-
-
 @db.command()
-@_store_option
+@store_option
 def status(store_url: str | None) -> None:
     """Print the schema version of the store and the version this durafn expects."""
     current, expected = _run(store_url, upgrade=False)
@@ -45,7 +37,7 @@ def status(store_url: str | None) -> None:
 
 
 @db.command()
-@_store_option
+@store_option
 def upgrade(store_url: str | None) -> None:
     """Apply the migrations the store is missing (safe to run while workers start)."""
     before, after = _run(store_url, upgrade=True)

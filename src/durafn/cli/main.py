@@ -11,6 +11,7 @@ from pathlib import Path
 import click
 
 from durafn.app import App
+from durafn.cli.common import store_option
 from durafn.cli.db import db
 from durafn.cli.entities import entities
 from durafn.cli.instances import instances
@@ -18,7 +19,7 @@ from durafn.cli.keys import keys
 from durafn.cli.new import new
 from durafn.http.messages import DEFAULT_MAX_BODY_BYTES
 from durafn.loader import AppNotFound, load_app
-from durafn.store import STORE_ENV_VAR, open_store
+from durafn.store import open_store
 from durafn.worker.worker import Worker, WorkerOptions
 
 
@@ -30,13 +31,7 @@ def main() -> None:
 
 @main.command()
 @click.argument("app")
-@click.option(
-    "--store",
-    "store_url",
-    envvar=STORE_ENV_VAR,
-    default=None,
-    help="Store URL (default: $DURAFN_STORE or sqlite:///durafn.db).",
-)
+@store_option
 @click.option(
     "--orchestrations-only",
     is_flag=True,
@@ -135,13 +130,7 @@ def _load(spec: str | None) -> App:
 
 @main.command()
 @click.argument("app", required=False)
-@click.option(
-    "--store",
-    "store_url",
-    envvar=STORE_ENV_VAR,
-    default=None,
-    help="Store URL (default: $DURAFN_STORE or sqlite:///durafn.db).",
-)
+@store_option
 @click.option(
     "--host",
     default="127.0.0.1",
@@ -203,13 +192,7 @@ def start(
 
 
 @main.command()
-@click.option(
-    "--store",
-    "store_url",
-    envvar=STORE_ENV_VAR,
-    default=None,
-    help="Store URL (default: $DURAFN_STORE or sqlite:///durafn.db).",
-)
+@store_option
 @click.option(
     "--host",
     default="127.0.0.1",
