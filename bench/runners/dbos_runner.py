@@ -203,7 +203,7 @@ def long_chain(run: Run) -> Metrics:
         if len(STAMPS) >= steps:
             handle.get_result()
         else:
-            run.note(f"stopped at the time limit after {len(STAMPS)} of {steps} steps")
+            run.note(f"stopped at the time limit after {len(STAMPS):,} of {steps:,} steps")
         stamps = list(STAMPS)
     return step_time_metrics(stamps, len(stamps))
 

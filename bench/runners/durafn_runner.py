@@ -112,7 +112,7 @@ def long_chain(run: Run) -> Metrics:
             _completed(rt.client, instance_id, run)
         except TimeoutError:
             done = len(durafn_app.STAMPS)
-            run.note(f"stopped at the time limit after {done} of {steps} steps")
+            run.note(f"stopped at the time limit after {done:,} of {steps:,} steps")
             if done <= 200:
                 raise
     stamps = list(durafn_app.STAMPS)

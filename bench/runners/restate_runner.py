@@ -201,7 +201,7 @@ def long_chain(run: Run) -> Metrics:
             restate.call("stamped_chain", request, timeout=max(run.remaining() - 10, 1))
     stamps = [float(line) for line in stamps_file.read_text().split()]
     if len(stamps) < steps:
-        run.note(f"stopped at the time limit after {len(stamps)} of {steps} steps")
+        run.note(f"stopped at the time limit after {len(stamps):,} of {steps:,} steps")
     return step_time_metrics(stamps, len(stamps))
 
 
