@@ -123,6 +123,7 @@ class App:
                 raise TypeError(f"@app.entity decorates a function or a class, got {f!r}")
             if inspect.isclass(f):
                 _check_no_argument_init(f)
+            _check_not_async(f)
             registered_name = normalize_entity_name(name if name is not None else f.__name__)
             taken = self._entities.get(registered_name)
             if taken is not None and taken.target is not f:
@@ -277,3 +278,19 @@ def _check_no_argument_init(cls: type) -> None:
 def _check_name(kind: str, name: str) -> None:
     if not isinstance(name, str) or not name or len(name) > 256 or not name.isprintable():
         raise ValueError(f"{kind} name must be a printable string of 1 to 256 characters: {name!r}")
+
+
+def _check_not_async(entity: Callable[..., Any]) -> None:
+    """Entity operations run to completion one after another: ``async def`` is refused."""
+    members = (
+        [(n, m) for n, m in inspect.getmembers(entity, inspect.isfunction) if not n.startswith("_")]
+        if inspect.isclass(entity)
+        else [(entity.__name__, entity)]
+    )
+    for name, member in members:
+        if inspect.iscoroutinefunction(member) or inspect.isasyncgenfunction(member):
+            raise TypeError(
+                f"entity operation {name!r} is async: entity operations must be plain functions "
+                "(an entity applies its operations one at a time, to completion; call async "
+                "work from an activity instead)"
+            )

@@ -56,3 +56,21 @@ def test_a_lease_error_inside_a_shared_commit_undoes_only_its_own_write(tmp_path
         await store.close()
 
     asyncio.run(body())
+
+
+def test_writes_queued_when_the_store_closes_commit_before_it_closes(tmp_path: Path) -> None:
+    async def body() -> None:
+        store = SqliteStore(tmp_path / "hub.db")
+        await store.create_instance(new_instance("first"), T0)
+        pending = [
+            asyncio.create_task(store.create_instance(new_instance(f"i{n}"), T0)) for n in range(50)
+        ]
+        await asyncio.sleep(0)  # every write is queued
+        await store.close()
+        assert await asyncio.gather(*pending) == [None] * 50
+        again = SqliteStore(tmp_path / "hub.db")
+        for n in range(50):
+            assert await again.get_instance(f"i{n}") is not None
+        await again.close()
+
+    asyncio.run(body())

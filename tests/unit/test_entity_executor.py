@@ -301,6 +301,27 @@ def test_a_class_entity_needs_an_init_without_arguments() -> None:
     assert not app.has_entity("needy")
 
 
+def test_async_entity_operations_are_refused_at_registration() -> None:
+    app = df.App()
+    with pytest.raises(TypeError, match="entity operation 'tally' is async"):
+
+        @app.entity
+        async def tally(ctx: df.EntityContext) -> None:
+            pass
+
+    with pytest.raises(TypeError, match="entity operation 'add' is async"):
+
+        @app.entity
+        class Tally:
+            def __init__(self) -> None:
+                self.value = 0
+
+            async def add(self, amount: int) -> None:
+                self.value += amount
+
+    assert app.entity_names == []
+
+
 def test_a_class_entity_method_may_take_the_context() -> None:
     app = df.App()
 

@@ -15,7 +15,7 @@ from durafn.core.history import (
 )
 from durafn.core.status import RuntimeStatus
 from durafn.executor.actions import CallEntity, LockEntities, SignalEntity, UnlockEntity
-from durafn.worker.checkpoint import held_locks
+from durafn.executor.locks import held_locks
 
 from .factories import T0, Run, app_with, enc, failure, new_app, terminated
 
@@ -245,6 +245,24 @@ def test_rules_inside_a_critical_section(body: str, message: str) -> None:
     details = run.last.failure
     assert details is not None and details.error_type == "OrchestrationStateError"
     assert message in details.message
+
+
+def test_a_call_before_the_lock_is_granted_is_refused() -> None:
+    def gen(ctx):
+        section = ctx.lock(A, B)  # requested, not yet waited for
+        balance = yield ctx.call_entity(B, "get")
+        with (yield section):
+            return balance
+
+    async def coro(ctx):
+        return None
+
+    run = Run(app_with("generator", gen, coro, app=entity_app()))
+    run.start()
+    assert run.status is RuntimeStatus.FAILED
+    assert not any(isinstance(a, CallEntity) for a in run.last.actions)
+    details = run.last.failure
+    assert details is not None and "was not granted yet" in details.message
 
 
 def test_unknown_entity_name_is_refused_at_the_call() -> None:

@@ -58,6 +58,7 @@ from durafn.executor.actions import (
     describe_event,
 )
 from durafn.executor.context import ContinueAsNewSignal, OrchestrationContext
+from durafn.executor.locks import held_locks
 from durafn.executor.tasks import CriticalSection, LockTask, Task, TimerTask, failed_error
 
 Driver = Generator[Any, Any, Any] | Coroutine[Any, Any, Any]
@@ -274,8 +275,23 @@ class OrchestrationExecutor:
             children_to_terminate=self._open_children()
             if status is RuntimeStatus.TERMINATED
             else [],
-            locks_to_release=list(self._locks_to_release) if self._completion else [],
+            locks_to_release=self._all_locks_to_release(actions) if self._completion else [],
         )
+
+    def _all_locks_to_release(self, final_actions: list[Action]) -> list[tuple[str, str]]:
+        """The locks this execution still holds as it ends: those of its open critical section,
+        and those its history says it holds (code that changed, or failed while replaying,
+        may never reach the block that took them), less those released by an action."""
+        releasing = {
+            (a.instance_id, a.critical_section_id)
+            for a in final_actions
+            if isinstance(a, UnlockEntity)
+        }
+        locks: list[tuple[str, str]] = []
+        for lock in [*self._locks_to_release, *held_locks(self.history)]:
+            if lock not in releasing and lock not in locks:
+                locks.append(lock)
+        return locks
 
     def _open_children(self) -> list[str]:
         return [e.child_instance_id for e in self._open.values() if e.child_instance_id]
@@ -328,6 +344,11 @@ class OrchestrationExecutor:
             raise OrchestrationStateError(
                 f"inside a critical section an orchestration may call only the entities it "
                 f"locked ({', '.join(critical.lock_set)}), not {target!r}"
+            )
+        if critical is not None and not critical.granted:
+            raise OrchestrationStateError(
+                f"ctx.lock(...) was not granted yet: wait for it (`with (yield ctx.lock(...))` "
+                f"or `async with ctx.lock(...)`) before calling {target!r}"
             )
         task: Task[Any] = Task()
         event_id = self._add_action(
@@ -427,6 +448,9 @@ class OrchestrationExecutor:
     def _apply(self, event: HistoryEvent) -> None:
         if self._completion is not None:
             if event.kind in _FINAL_KINDS:
+                # Recorded (and sent) when it was first run: the code now ends before it.
+                recorded = getattr(event, "event_id")  # noqa: B009 - both kinds have one
+                self._final_actions = [a for a in self._final_actions if a.event_id != recorded]
                 return
             if event.kind in _SCHEDULING_KINDS and self._completion[0] is not RuntimeStatus.FAILED:
                 # The history goes on where the code now ends: the code changed.
@@ -448,6 +472,8 @@ class OrchestrationExecutor:
         )
         self._completion = (RuntimeStatus.FAILED, None, FailureDetails.from_exception(exc))
         self._continue_as_new = None
+        # Only a successful last episode sends its signals; locks are released regardless.
+        self._final_actions = [a for a in self._final_actions if isinstance(a, UnlockEntity)]
 
     def _accepts(self, message: HistoryEvent) -> bool:
         id_field = _COMPLETION_ID_FIELD.get(type(message))

@@ -255,9 +255,16 @@ class SqliteStore:
         if self._closed:
             return
         self._closed = True
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            await asyncio.get_running_loop().run_in_executor(self._thread, conn.close)
+
+        def shut_down() -> None:
+            # On the writer thread, after every flush already queued: writes accepted before
+            # the close commit on the connection they were meant for, then it closes.
+            self._flush()
+            conn, self._conn = self._conn, None
+            if conn is not None:
+                conn.close()
+
+        await asyncio.get_running_loop().run_in_executor(self._thread, shut_down)
         self._thread.shutdown(wait=True)
 
     # ------------------------------------------------------------------ change notification

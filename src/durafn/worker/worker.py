@@ -27,11 +27,12 @@ from durafn.core.entities import is_entity_instance_id
 from durafn.core.errors import LeaseLost
 from durafn.core.history import ExecutionStarted, HistoryEvent, TaskFailed
 from durafn.core.status import FailureDetails
+from durafn.executor.locks import held_locks
 from durafn.executor.orchestration import OrchestrationExecutor
 from durafn.store.base import ActivityWorkItem, Checkpoint, OrchestrationWorkItem, Store
 from durafn.worker.activities import run_activity
 from durafn.worker.cache import ExecutorCache
-from durafn.worker.checkpoint import build_checkpoint, failed_checkpoint, held_locks
+from durafn.worker.checkpoint import build_checkpoint, failed_checkpoint
 from durafn.worker.clock import Clock, SystemClock
 from durafn.worker.entities import run_entity_batch
 from durafn.worker.leases import LeaseKeeper
@@ -289,7 +290,8 @@ class Worker:
             started = next((e for e in history if isinstance(e, ExecutionStarted)), None)
             if started is None and executor is not None:
                 started = executor.started
-            locks = held_locks(executor.history if executor is not None else history)
+            # The history fetched for a replay is whole; a replay that raised holds only part.
+            locks = held_locks(history if history or executor is None else executor.history)
             executor = None
             checkpoint = failed_checkpoint(item, started, exc, now, locks)
         if not await self._commit(item, checkpoint, now):
