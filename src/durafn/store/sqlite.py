@@ -2,22 +2,16 @@
 
 Every write runs in a ``BEGIN IMMEDIATE`` transaction, so several worker processes on one file
 serialize their claims and checkpoints; writes queued meanwhile in this process share the next
-transaction (group commit). All calls run on one private thread that owns the connection; the
-event loop never blocks on the disk.
+transaction (group commit, in :mod:`durafn.store.sqlite_connection`, which also owns the
+connection's thread and the change signals).
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import os
 import sqlite3
-import threading
-import time
 import uuid
-from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
@@ -28,7 +22,6 @@ from durafn.core.errors import (
     InstanceNotRunning,
     InstanceStillRunning,
     LeaseLost,
-    StoreError,
 )
 from durafn.core.history import (
     EventRaised,
@@ -61,33 +54,9 @@ from durafn.store.base import (
     to_micros,
     verb_for,
 )
-from durafn.store.signals import signal_for
-from durafn.store.sqlite_schema import migrate
+from durafn.store.sqlite_connection import SqliteDatabase
 
 T = TypeVar("T")
-
-
-@dataclass
-class _PendingWrite:
-    """A write transaction waiting for the writer thread, and the future of its caller."""
-
-    fn: Callable[[sqlite3.Connection], Any]
-    durable: bool
-    wakes: bool
-    loop: asyncio.AbstractEventLoop
-    future: asyncio.Future[Any]
-
-    def settle(self, ok: bool, value: Any) -> None:
-        def resolve() -> None:
-            if self.future.done():
-                return
-            if ok:
-                self.future.set_result(value)
-            else:
-                self.future.set_exception(value)
-
-        with contextlib.suppress(RuntimeError):  # the caller's loop has closed
-            self.loop.call_soon_threadsafe(resolve)
 
 
 _INSTANCE_COLUMNS = (
@@ -109,192 +78,23 @@ class SqliteStore:
     ) -> None:
         self.task_hub = task_hub
         self.path = str(path)
-        self._synchronous = synchronous.upper()
-        if self._synchronous not in {"FULL", "NORMAL", "EXTRA", "OFF"}:
-            raise StoreError(f"unknown SQLite synchronous mode {synchronous!r}")
-        self._busy_timeout = busy_timeout
-        self._thread = ThreadPoolExecutor(1, thread_name_prefix="durafn-sqlite")
-        self._pending: list[_PendingWrite] = []
-        self._pending_lock = threading.Lock()
-        self._flush_scheduled = False
-        # Lease-only writes need no fsync; never more than the configured level, though.
-        self._relaxed_synchronous = "OFF" if self._synchronous == "OFF" else "NORMAL"
-        self._current_synchronous = self._synchronous
-        self._data_version: int | None = None
-        # Transactions committed, and writes they carried: the group commit's effect, observable.
-        self.commits = 0
-        self.writes = 0
-        self._conn: sqlite3.Connection | None = None
-        # Commits through any store object of this process on this file wake waiters at once.
-        self._signal = signal_for(
-            f"sqlite:{os.path.realpath(self.path)}" if self.path != ":memory:" else str(id(self))
-        )
-        self._closed = False
+        self._db = SqliteDatabase(self.path, synchronous=synchronous, busy_timeout=busy_timeout)
 
-    # ------------------------------------------------------------------ plumbing
-
-    def _connect(self) -> sqlite3.Connection:
-        if self._conn is None:
-            if self.path != ":memory:":
-                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(
-                self.path, isolation_level=None, check_same_thread=False, timeout=self._busy_timeout
-            )
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute(f"PRAGMA synchronous={self._synchronous}")
-            conn.execute("PRAGMA foreign_keys=OFF")
-            migrate(conn)
-            self._data_version = conn.execute("PRAGMA data_version").fetchone()[0]
-            self._conn = conn
-        return self._conn
-
-    async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        if self._closed:
-            raise StoreError("the store is closed")
-
-        def call() -> T:
-            try:
-                return fn(self._connect())
-            except (sqlite3.Error, OSError) as exc:
-                raise StoreError(f"SQLite error on {self.path}: {exc}") from exc
-
-        return await asyncio.get_running_loop().run_in_executor(self._thread, call)
-
-    async def _write(
-        self,
-        fn: Callable[[sqlite3.Connection], T],
-        *,
-        durable: bool = True,
-        wakes: bool | None = None,
-    ) -> T:
-        """Run ``fn`` in a write transaction, sharing its commit with other pending writes.
-
-        Writes queue while the writer thread commits; the next flush runs all of them in one
-        transaction, each under a savepoint (one that raises rolls back alone), and commits
-        once: one fsync for many episodes and activity results (group commit). ``durable=False``
-        marks a write whose loss in a power cut costs a re-run at most: lease state (claims,
-        renewals, releases) and activity results. A batch of those alone commits without an
-        fsync; the WAL is written in order, so the next durable commit (the episode that
-        applies an activity's result, say) makes them durable with it. ``wakes``
-        (by default ``durable``) says whether the write may make work available, and so
-        whether it wakes idle workers: a claim or a renewal never does, a release does.
-        """
-        if self._closed:
-            raise StoreError("the store is closed")
-        loop = asyncio.get_running_loop()
-        wakes = durable if wakes is None else wakes
-        pending = _PendingWrite(fn, durable, wakes, loop, loop.create_future())
-        with self._pending_lock:
-            self._pending.append(pending)
-            start_flush = not self._flush_scheduled
-            self._flush_scheduled = True
-        if start_flush:
-            self._thread.submit(self._flush)
-        result: T = await pending.future
-        return result
-
-    def _flush(self) -> None:
-        """On the writer thread: commit every pending write in one transaction."""
-        with self._pending_lock:
-            batch, self._pending = self._pending, []
-            self._flush_scheduled = False
-        if not batch:
-            return
-        outcomes: list[tuple[bool, Any]] = []
-        try:
-            conn = self._connect()
-            durable = any(p.durable for p in batch)
-            level = self._synchronous if durable else self._relaxed_synchronous
-            if level != self._current_synchronous:
-                conn.execute(f"PRAGMA synchronous={level}")
-                self._current_synchronous = level
-            changes = conn.total_changes
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                for pending in batch:
-                    outcomes.append(self._apply(conn, pending))
-                conn.execute("COMMIT")
-                self.commits += 1
-                self.writes += len(batch)
-            except BaseException:
-                # Also after a failed COMMIT: SQLite asks callers to roll back explicitly.
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
-            if conn.total_changes != changes and any(p.wakes for p in batch):
-                self._signal.changed()
-        except BaseException as exc:
-            error = self._store_error(exc)
-            for pending in batch:
-                pending.settle(False, error)
-            return
-        for pending, (ok, value) in zip(batch, outcomes, strict=True):
-            pending.settle(ok, value)
-
-    def _apply(self, conn: sqlite3.Connection, pending: _PendingWrite) -> tuple[bool, Any]:
-        # A savepoint per write: one that raises (a lost lease, a duplicate id) rolls back its
-        # own statements only, and the rest of the batch commits.
-        conn.execute("SAVEPOINT write")
-        try:
-            value = pending.fn(conn)
-        except Exception as exc:
-            conn.execute("ROLLBACK TO write")
-            conn.execute("RELEASE write")
-            return False, self._store_error(exc)
-        conn.execute("RELEASE write")
-        return True, value
-
-    def _store_error(self, exc: BaseException) -> BaseException:
-        if isinstance(exc, sqlite3.Error | OSError):
-            error = StoreError(f"SQLite error on {self.path}: {exc}")
-            error.__cause__ = exc
-            return error
-        return exc
+    @property
+    def commits(self) -> int:
+        """Transactions committed by this store object (a group commit counts once)."""
+        return self._db.commits
 
     async def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-
-        def shut_down() -> None:
-            # On the writer thread, after every flush already queued: writes accepted before
-            # the close commit on the connection they were meant for, then it closes.
-            self._flush()
-            conn, self._conn = self._conn, None
-            if conn is not None:
-                conn.close()
-
-        await asyncio.get_running_loop().run_in_executor(self._thread, shut_down)
-        self._thread.shutdown(wait=True)
+        await self._db.close()
 
     # ------------------------------------------------------------------ change notification
 
     async def change_token(self) -> object:
-        return self._signal.version
+        return self._db.token()
 
     async def wait_for_change(self, token: object, timeout: float) -> None:
-        # A commit in this process sets the signal at once. Other processes cannot tell us:
-        # PRAGMA data_version changes when another connection commits and costs no disk I/O,
-        # so a short poll of it, backing off to 50 ms, notices them (and sets the signal).
-        deadline = time.monotonic() + max(0.0, timeout)
-        interval = 0.002
-        with self._signal.subscription() as changed:
-            while self._signal.version == token:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(min(interval, remaining)):
-                        await changed.wait()
-                    return
-                await self._run(self._poll_data_version)
-                interval = min(interval * 2, 0.05)
-
-    def _poll_data_version(self, conn: sqlite3.Connection) -> None:
-        version = conn.execute("PRAGMA data_version").fetchone()[0]
-        if version != self._data_version:
-            self._data_version = version
-            self._signal.changed()
+        await self._db.wait_for_change(token, timeout)
 
     # ------------------------------------------------------------------ instances
 
@@ -302,7 +102,7 @@ class SqliteStore:
         def tx(conn: sqlite3.Connection) -> None:
             self._insert_instance(conn, new, now, replace_finished=True)
 
-        await self._write(tx)
+        await self._db.write(tx)
 
     def _insert_instance(
         self, conn: sqlite3.Connection, new: NewInstance, now: datetime, replace_finished: bool
@@ -382,7 +182,7 @@ class SqliteStore:
             self._enqueue(conn, instance_id, event, None, visible)
             return None
 
-        refused = await self._write(tx)
+        refused = await self._db.write(tx)
         if refused is not None:
             raise refused
 
@@ -397,7 +197,7 @@ class SqliteStore:
             self._create_entity(conn, instance_id, now)
             self._enqueue(conn, instance_id, event, None, visible_at or now)
 
-        await self._write(tx)
+        await self._db.write(tx)
 
     def _create_entity(self, conn: sqlite3.Connection, instance_id: str, now: datetime) -> None:
         name, execution_id, status = entity_record_values(instance_id)
@@ -431,7 +231,7 @@ class SqliteStore:
             self._delete_instance(conn, instance_id)
             return True
 
-        return await self._write(tx)
+        return await self._db.write(tx)
 
     def _count_dropped(self, conn: sqlite3.Connection, instance_id: str, count: int) -> None:
         if count:
@@ -449,7 +249,7 @@ class SqliteStore:
             ).fetchone()
             return record_from_row(row) if row else None
 
-        return await self._run(read)
+        return await self._db.run(read)
 
     async def get_history(self, instance_id: str) -> list[HistoryEvent]:
         def read(conn: sqlite3.Connection) -> list[HistoryEvent]:
@@ -462,7 +262,7 @@ class SqliteStore:
             ).fetchall()
             return [load_event(r[0]) for r in rows]
 
-        return await self._run(read)
+        return await self._db.run(read)
 
     async def dropped_events(self, instance_id: str) -> int:
         """How many events were dropped because they reached a finished instance."""
@@ -474,7 +274,7 @@ class SqliteStore:
             ).fetchone()
             return int(row[0]) if row else 0
 
-        return await self._run(read)
+        return await self._db.run(read)
 
     # ------------------------------------------------------------------ orchestration work
 
@@ -529,7 +329,7 @@ class SqliteStore:
                 entity_state=entity_state,
             )
 
-        return await self._write(tx, durable=False)
+        return await self._db.write(tx, durable=False)
 
     async def renew_orchestration_lease(
         self, item: OrchestrationWorkItem, lease: timedelta, now: datetime
@@ -545,7 +345,7 @@ class SqliteStore:
                 raise LeaseLost(f"lease on instance {item.instance_id!r} was lost")
             item.locked_until = until
 
-        await self._write(tx, durable=False)
+        await self._db.write(tx, durable=False)
 
     async def abandon_orchestration(
         self, item: OrchestrationWorkItem, retry_at: datetime | None = None
@@ -563,7 +363,7 @@ class SqliteStore:
                 ),
             )
 
-        await self._write(tx, durable=False, wakes=True)
+        await self._db.write(tx, durable=False, wakes=True)
 
     async def checkpoint(
         self, item: OrchestrationWorkItem, checkpoint: Checkpoint, now: datetime
@@ -571,7 +371,7 @@ class SqliteStore:
         def tx(conn: sqlite3.Connection) -> None:
             self._apply_checkpoint(conn, item, checkpoint, now)
 
-        await self._write(tx)
+        await self._db.write(tx)
 
     def _apply_checkpoint(
         self, conn: sqlite3.Connection, item: OrchestrationWorkItem, cp: Checkpoint, now: datetime
@@ -758,7 +558,7 @@ class SqliteStore:
                 )
             return items
 
-        return await self._write(tx, durable=False)
+        return await self._db.write(tx, durable=False)
 
     async def renew_activity_lease(
         self, item: ActivityWorkItem, lease: timedelta, now: datetime
@@ -773,7 +573,7 @@ class SqliteStore:
                 raise LeaseLost(f"lease on activity {item.name!r} #{item.event_id} was lost")
             item.locked_until = until
 
-        await self._write(tx, durable=False)
+        await self._db.write(tx, durable=False)
 
     async def complete_activity(
         self, item: ActivityWorkItem, result: HistoryEvent, now: datetime
@@ -788,7 +588,7 @@ class SqliteStore:
             self._deliver(conn, OutgoingMessage(item.instance_id, result, item.execution_id), now)
             return True
 
-        return await self._write(tx, durable=False, wakes=True)
+        return await self._db.write(tx, durable=False, wakes=True)
 
     async def abandon_activity(
         self, item: ActivityWorkItem, retry_at: datetime | None = None
@@ -800,7 +600,7 @@ class SqliteStore:
                 (to_micros(retry_at) if retry_at else None, item.task_id, item.lock_token),
             )
 
-        await self._write(tx, durable=False, wakes=True)
+        await self._db.write(tx, durable=False, wakes=True)
 
     # ------------------------------------------------------------------ queries and purge
 
@@ -822,7 +622,7 @@ class SqliteStore:
                 token = encode_page_token(records[-1].created_at, records[-1].instance_id)
             return InstancePage(records, token)
 
-        return await self._run(read)
+        return await self._db.run(read)
 
     async def count_instances(self, query: InstanceQuery) -> dict[RuntimeStatus, int]:
         def read(conn: sqlite3.Connection) -> dict[RuntimeStatus, int]:
@@ -834,7 +634,7 @@ class SqliteStore:
             ).fetchall()
             return {RuntimeStatus(status): int(count) for status, count in rows}
 
-        return await self._run(read)
+        return await self._db.run(read)
 
     def _where(self, query: InstanceQuery) -> tuple[list[str], list[Any]]:
         where = ["task_hub=?"]
@@ -874,7 +674,7 @@ class SqliteStore:
             self._delete_instance(conn, instance_id)
             return 1
 
-        return await self._write(tx)
+        return await self._db.write(tx)
 
     async def purge_instances(self, query: InstanceQuery) -> int:
         statuses = terminal_filter(query.runtime_status)
@@ -899,7 +699,7 @@ class SqliteStore:
                 self._delete_instance(conn, instance_id)
             return len(ids)
 
-        return await self._write(tx)
+        return await self._db.write(tx)
 
     async def backlog(self, now: datetime) -> Backlog:
         def read(conn: sqlite3.Connection) -> Backlog:
@@ -914,7 +714,7 @@ class SqliteStore:
             ).fetchone()
             return Backlog(int(row[0]), int(row[1]), int(row[2]))
 
-        return await self._run(read)
+        return await self._db.run(read)
 
     async def next_visible_at(self, now: datetime) -> datetime | None:
         def read(conn: sqlite3.Connection) -> datetime | None:
@@ -932,4 +732,4 @@ class SqliteStore:
             ).fetchone()
             return from_micros(row[0]) if row and row[0] is not None else None
 
-        return await self._run(read)
+        return await self._db.run(read)

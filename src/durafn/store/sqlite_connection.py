@@ -1,0 +1,242 @@
+"""The connection of a SQLite store: one private thread, group commit, change signals.
+
+All calls run on one thread that owns the connection, so the event loop never blocks on the
+disk. Writes queued while that thread commits share the next transaction (group commit); a
+commit through any store object of this process on the same file wakes waiters at once, and a
+poll of ``PRAGMA data_version`` notices other processes' commits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from durafn.core.errors import StoreError
+from durafn.store.signals import signal_for
+from durafn.store.sqlite_schema import migrate
+
+T = TypeVar("T")
+
+
+@dataclass
+class _PendingWrite:
+    """A write transaction waiting for the writer thread, and the future of its caller."""
+
+    fn: Callable[[sqlite3.Connection], Any]
+    durable: bool
+    wakes: bool
+    loop: asyncio.AbstractEventLoop
+    future: asyncio.Future[Any]
+
+    def settle(self, ok: bool, value: Any) -> None:
+        def resolve() -> None:
+            if self.future.done():
+                return
+            if ok:
+                self.future.set_result(value)
+            else:
+                self.future.set_exception(value)
+
+        with contextlib.suppress(RuntimeError):  # the caller's loop has closed
+            self.loop.call_soon_threadsafe(resolve)
+
+
+class SqliteDatabase:
+    """One SQLite file, its connection and its writer thread. ``synchronous="full"`` makes
+    every durable commit wait for the disk."""
+
+    def __init__(self, path: str, *, synchronous: str = "full", busy_timeout: float = 60.0) -> None:
+        self.path = path
+        self._synchronous = synchronous.upper()
+        if self._synchronous not in {"FULL", "NORMAL", "EXTRA", "OFF"}:
+            raise StoreError(f"unknown SQLite synchronous mode {synchronous!r}")
+        self._busy_timeout = busy_timeout
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="durafn-sqlite")
+        self._pending: list[_PendingWrite] = []
+        self._pending_lock = threading.Lock()
+        self._flush_scheduled = False
+        # Lease-only writes need no fsync; never more than the configured level, though.
+        self._relaxed_synchronous = "OFF" if self._synchronous == "OFF" else "NORMAL"
+        self._current_synchronous = self._synchronous
+        self._data_version: int | None = None
+        # Transactions committed, and writes they carried: the group commit's effect, observable.
+        self.commits = 0
+        self.writes = 0
+        self._conn: sqlite3.Connection | None = None
+        # Commits through any store object of this process on this file wake waiters at once.
+        self._signal = signal_for(
+            f"sqlite:{os.path.realpath(self.path)}" if self.path != ":memory:" else str(id(self))
+        )
+        self._closed = False
+
+    def _connect(self) -> sqlite3.Connection:
+        if self._conn is None:
+            if self.path != ":memory:":
+                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(
+                self.path, isolation_level=None, check_same_thread=False, timeout=self._busy_timeout
+            )
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute(f"PRAGMA synchronous={self._synchronous}")
+            conn.execute("PRAGMA foreign_keys=OFF")
+            migrate(conn)
+            self._data_version = conn.execute("PRAGMA data_version").fetchone()[0]
+            self._conn = conn
+        return self._conn
+
+    async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        if self._closed:
+            raise StoreError("the store is closed")
+
+        def call() -> T:
+            try:
+                return fn(self._connect())
+            except (sqlite3.Error, OSError) as exc:
+                raise StoreError(f"SQLite error on {self.path}: {exc}") from exc
+
+        return await asyncio.get_running_loop().run_in_executor(self._thread, call)
+
+    async def write(
+        self,
+        fn: Callable[[sqlite3.Connection], T],
+        *,
+        durable: bool = True,
+        wakes: bool | None = None,
+    ) -> T:
+        """Run ``fn`` in a write transaction, sharing its commit with other pending writes.
+
+        Writes queue while the writer thread commits; the next flush runs all of them in one
+        transaction, each under a savepoint (one that raises rolls back alone), and commits
+        once: one fsync for many episodes and activity results (group commit). ``durable=False``
+        marks a write whose loss in a power cut costs a re-run at most: lease state (claims,
+        renewals, releases) and activity results. A batch of those alone commits without an
+        fsync; the WAL is written in order, so the next durable commit (the episode that
+        applies an activity's result, say) makes them durable with it. ``wakes``
+        (by default ``durable``) says whether the write may make work available, and so
+        whether it wakes idle workers: a claim or a renewal never does, a release does.
+        """
+        if self._closed:
+            raise StoreError("the store is closed")
+        loop = asyncio.get_running_loop()
+        wakes = durable if wakes is None else wakes
+        pending = _PendingWrite(fn, durable, wakes, loop, loop.create_future())
+        with self._pending_lock:
+            self._pending.append(pending)
+            start_flush = not self._flush_scheduled
+            self._flush_scheduled = True
+        if start_flush:
+            self._thread.submit(self._flush)
+        result: T = await pending.future
+        return result
+
+    def _flush(self) -> None:
+        """On the writer thread: commit every pending write in one transaction."""
+        with self._pending_lock:
+            batch, self._pending = self._pending, []
+            self._flush_scheduled = False
+        if not batch:
+            return
+        outcomes: list[tuple[bool, Any]] = []
+        try:
+            conn = self._connect()
+            durable = any(p.durable for p in batch)
+            level = self._synchronous if durable else self._relaxed_synchronous
+            if level != self._current_synchronous:
+                conn.execute(f"PRAGMA synchronous={level}")
+                self._current_synchronous = level
+            changes = conn.total_changes
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                for pending in batch:
+                    outcomes.append(self._apply(conn, pending))
+                conn.execute("COMMIT")
+                self.commits += 1
+                self.writes += len(batch)
+            except BaseException:
+                # Also after a failed COMMIT: SQLite asks callers to roll back explicitly.
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+            if conn.total_changes != changes and any(p.wakes for p in batch):
+                self._signal.changed()
+        except BaseException as exc:
+            error = self._store_error(exc)
+            for pending in batch:
+                pending.settle(False, error)
+            return
+        for pending, (ok, value) in zip(batch, outcomes, strict=True):
+            pending.settle(ok, value)
+
+    def _apply(self, conn: sqlite3.Connection, pending: _PendingWrite) -> tuple[bool, Any]:
+        # A savepoint per write: one that raises (a lost lease, a duplicate id) rolls back its
+        # own statements only, and the rest of the batch commits.
+        conn.execute("SAVEPOINT write")
+        try:
+            value = pending.fn(conn)
+        except Exception as exc:
+            conn.execute("ROLLBACK TO write")
+            conn.execute("RELEASE write")
+            return False, self._store_error(exc)
+        conn.execute("RELEASE write")
+        return True, value
+
+    def _store_error(self, exc: BaseException) -> BaseException:
+        if isinstance(exc, sqlite3.Error | OSError):
+            error = StoreError(f"SQLite error on {self.path}: {exc}")
+            error.__cause__ = exc
+            return error
+        return exc
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+
+        def shut_down() -> None:
+            # On the writer thread, after every flush already queued: writes accepted before
+            # the close commit on the connection they were meant for, then it closes.
+            self._flush()
+            conn, self._conn = self._conn, None
+            if conn is not None:
+                conn.close()
+
+        await asyncio.get_running_loop().run_in_executor(self._thread, shut_down)
+        self._thread.shutdown(wait=True)
+
+    # ------------------------------------------------------------------ change notification
+
+    def token(self) -> int:
+        return self._signal.version
+
+    async def wait_for_change(self, token: object, timeout: float) -> None:
+        # A commit in this process sets the signal at once. Other processes cannot tell us:
+        # PRAGMA data_version changes when another connection commits and costs no disk I/O,
+        # so a short poll of it, backing off to 50 ms, notices them (and sets the signal).
+        deadline = time.monotonic() + max(0.0, timeout)
+        interval = 0.002
+        with self._signal.subscription() as changed:
+            while self._signal.version == token:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(min(interval, remaining)):
+                        await changed.wait()
+                    return
+                await self.run(self._poll_data_version)
+                interval = min(interval * 2, 0.05)
+
+    def _poll_data_version(self, conn: sqlite3.Connection) -> None:
+        version = conn.execute("PRAGMA data_version").fetchone()[0]
+        if version != self._data_version:
+            self._data_version = version
+            self._signal.changed()
