@@ -15,6 +15,9 @@ in a finished instance's inbox. The next claim sweeps such leftovers away, count
 events as dropped, as the finishing checkpoint would have. Likewise a claim never hands out an
 instance left with nothing to apply (its only visible messages were stale results, or were
 consumed by another worker since the claim's scan began): it drops the stale ones and moves on.
+Entities are the exception: a message to an entity creates its row, and the sender holds that
+row (``FOR KEY SHARE``, which blocks only deletions) until it commits, so that
+:meth:`PostgresStore.remove_entity` can never delete an entity a message is on its way to.
 """
 
 from __future__ import annotations
@@ -231,6 +234,8 @@ class PostgresStore:
         await self._db.write(tx)
 
     async def _create_entities(self, s: Session, instance_ids: list[str], now: datetime) -> None:
+        """Create the rows of the entities among ``instance_ids`` that have none, and hold every
+        one of them against ``remove_entity`` until the transaction ends."""
         targets = sorted({i for i in instance_ids if i.startswith("@")})
         if not targets:
             return
@@ -242,13 +247,20 @@ class PostgresStore:
             "status": RuntimeStatus.RUNNING.value,
             "now": to_micros(now),
         }
-        if await s.execute(self._sql(q.CREATE_ENTITIES), values):
-            s.changed = True
+        while True:
+            if await s.execute(self._sql(q.CREATE_ENTITIES), values):
+                s.changed = True
+            locked = await s.fetchall(self._sql(q.LOCK_ENTITIES), values)
+            if len(locked) == len(targets):
+                return
+            # A removal committed between the two statements: create those rows again.
 
     async def remove_entity(self, instance_id: str, entity_state: str | None) -> bool:
         values = self._key(instance_id, state=entity_state)
 
         async def tx(s: Session) -> bool:
+            if await s.fetchone(self._sql(q.LOCK_ENTITY_FOR_REMOVAL), values) is None:
+                return False
             removed = await s.execute(self._sql(q.REMOVE_ENTITY), values) > 0
             s.changed = removed
             return removed

@@ -91,7 +91,8 @@ SELECT dropped_events FROM {s}.instances WHERE task_hub = %(hub)s AND instance_i
 # ---------------------------------------------------------------------- orchestration work
 
 # The instance whose oldest visible message is the oldest, among those no lease holds; rows
-# another claim is locking right now are skipped, not waited for.
+# another claim is locking right now are skipped, not waited for. NO KEY UPDATE, not UPDATE:
+# senders holding an entity's row (``LOCK_ENTITIES``) do not hide it from claims.
 CLAIM_INSTANCE = """
 SELECT i.instance_id, i.execution_id, i.name, i.status, i.history_length, i.entity_state
 FROM {s}.inbox m
@@ -100,7 +101,7 @@ WHERE m.task_hub = %(hub)s AND m.visible_at <= %(now)s
     AND (i.lock_expires_at IS NULL OR i.lock_expires_at <= %(now)s)
 ORDER BY m.visible_at, m.seq
 LIMIT 1
-FOR UPDATE OF i SKIP LOCKED
+FOR NO KEY UPDATE OF i SKIP LOCKED
 """
 
 # Drops the results and timers of earlier executions (they can never apply); then, if a
@@ -171,6 +172,25 @@ ORDER BY e.instance_id
 ON CONFLICT (task_hub, instance_id) DO NOTHING
 """
 
+# Every transaction that delivers to entities holds their rows with this lock until it commits,
+# so that no removal deletes a row a message is being queued for (``REMOVE_ENTITY`` waits).
+# KEY SHARE conflicts only with FOR UPDATE and DELETE: other senders, the entity's checkpoint
+# and claims (FOR NO KEY UPDATE) go on. No row for an entity a removal deleted since the insert.
+LOCK_ENTITIES = """
+SELECT instance_id FROM {s}.instances
+WHERE task_hub = %(hub)s AND instance_id = ANY(%(iids)s::text[])
+ORDER BY instance_id
+FOR KEY SHARE
+"""
+
+# Taken before ``REMOVE_ENTITY``, in a statement of its own: it waits for the senders holding
+# the row, and the DELETE that follows then sees (with a fresh snapshot) what they queued.
+LOCK_ENTITY_FOR_REMOVAL = """
+SELECT 1 FROM {s}.instances
+WHERE task_hub = %(hub)s AND instance_id = %(iid)s
+FOR UPDATE
+"""
+
 # An entity goes only while it is as the caller saw it: same state, no lease, nothing queued.
 REMOVE_ENTITY = """
 DELETE FROM {s}.instances i
@@ -215,7 +235,8 @@ RETURNING seq, execution_id, visible_at, event
 
 # Messages to instances, queued in array order, except those that cannot apply: to a missing
 # instance, to a finished one (raised events are counted there), to an execution not current.
-# The targets are read, not locked: see the module docstring of ``postgres``.
+# The targets are read, not locked (entities aside: ``LOCK_ENTITIES``): see the module
+# docstring of ``postgres``.
 DELIVER = """
 WITH m AS (
     SELECT * FROM unnest(%(iids)s::text[], %(eids)s::text[], %(times)s::bigint[],
