@@ -14,17 +14,24 @@ from durafn.worker.checkpoint import new_execution_id
 
 log = logging.getLogger("durafn.worker")
 
+# The most messages one batch takes from the inbox. A batch runs user code between two commits,
+# so its length bounds how long the entity's state waits to be saved; the messages beyond it
+# stay queued, in order, for the next batch.
+MAX_BATCH_MESSAGES = 1_000
 
-def run_entity_batch(app: App, item: OrchestrationWorkItem, now: datetime) -> Checkpoint:
-    """Apply every message of ``item`` (a leased entity) in one batch; the checkpoint writes
-    the entity's new state, consumes the messages and sends what the operations sent."""
-    result = execute_entity(
-        app, item.instance_id, item.entity_state, [m.event for m in item.messages], now
-    )
+
+def run_entity_batch(
+    app: App, item: OrchestrationWorkItem, now: datetime, limit: int = MAX_BATCH_MESSAGES
+) -> Checkpoint:
+    """Apply the first ``limit`` messages of ``item`` (a leased entity) in one batch; the
+    checkpoint writes the entity's new state, consumes those messages and sends what the
+    operations sent. Pure, and may run on any thread (operations are plain functions)."""
+    batch = item.messages[: max(1, limit)]
+    result = execute_entity(app, item.instance_id, item.entity_state, [m.event for m in batch], now)
     _log_failed_signals(item.instance_id, result)
     return Checkpoint(
         new_events=[],
-        consumed=[m.seq for m in item.messages],
+        consumed=[m.seq for m in batch],
         status=RuntimeStatus.RUNNING,
         entity_state=result.state.dump(),
         messages=[

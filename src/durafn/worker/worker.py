@@ -301,15 +301,25 @@ class Worker:
             self.cache.put(item.instance_id, item.execution_id, executor)
 
     async def _run_entity_batch(self, item: OrchestrationWorkItem, now: datetime) -> None:
-        """Apply every visible message of a leased entity in one batch, one commit."""
+        """Apply the visible messages of a leased entity (up to a cap) in one batch, one commit.
+
+        The batch runs on a thread: its operations are user code that may take a while, and
+        the lease keeper must go on renewing the entity's lease meanwhile.
+        """
         try:
-            checkpoint = run_entity_batch(self.app, item, now)
+            checkpoint = await asyncio.to_thread(run_entity_batch, self.app, item, now)
         except Exception as exc:
             # Not the code of an operation (its errors go to its caller): the stored state
             # itself cannot be read. Keep the messages and try again later.
             log.exception("the batch of entity %s could not run", item.instance_id)
             await self._retry_later(item, exc)
             return
+        except BaseException:
+            # Stopped while the batch ran (it finishes on its thread, uncommitted): let the
+            # entity go at once rather than when its lease expires.
+            with contextlib.suppress(Exception):
+                await self.store.abandon_orchestration(item)
+            raise
         if await self._commit(item, checkpoint, now):
             self.entity_batches += 1
 
