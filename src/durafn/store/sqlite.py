@@ -249,7 +249,7 @@ class SqliteStore:
             ).fetchone()
             return record_from_row(row) if row else None
 
-        return await self._db.run(read)
+        return await self._db.read(read)
 
     async def get_history(self, instance_id: str) -> list[HistoryEvent]:
         def read(conn: sqlite3.Connection) -> list[HistoryEvent]:
@@ -274,7 +274,7 @@ class SqliteStore:
             ).fetchone()
             return int(row[0]) if row else 0
 
-        return await self._db.run(read)
+        return await self._db.read(read)
 
     # ------------------------------------------------------------------ orchestration work
 
@@ -634,7 +634,7 @@ class SqliteStore:
             ).fetchall()
             return {RuntimeStatus(status): int(count) for status, count in rows}
 
-        return await self._db.run(read)
+        return await self._db.read(read)
 
     def _where(self, query: InstanceQuery) -> tuple[list[str], list[Any]]:
         where = ["task_hub=?"]
@@ -714,7 +714,7 @@ class SqliteStore:
             ).fetchone()
             return Backlog(int(row[0]), int(row[1]), int(row[2]))
 
-        return await self._db.run(read)
+        return await self._db.read(read)
 
     async def next_visible_at(self, now: datetime) -> datetime | None:
         def read(conn: sqlite3.Connection) -> datetime | None:
@@ -732,4 +732,4 @@ class SqliteStore:
             ).fetchone()
             return from_micros(row[0]) if row and row[0] is not None else None
 
-        return await self._db.run(read)
+        return await self._db.read(read)

@@ -72,6 +72,8 @@ class SqliteDatabase:
         self.commits = 0
         self.writes = 0
         self._conn: sqlite3.Connection | None = None
+        self._readers = threading.local()
+        self._reader_connections: list[sqlite3.Connection] = []
         # Commits through any store object of this process on this file wake waiters at once.
         self._signal = signal_for(
             f"sqlite:{os.path.realpath(self.path)}" if self.path != ":memory:" else str(id(self))
@@ -104,6 +106,34 @@ class SqliteDatabase:
                 raise StoreError(f"SQLite error on {self.path}: {exc}") from exc
 
         return await asyncio.get_running_loop().run_in_executor(self._thread, call)
+
+    async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run a small read (a row, a count) at once on the caller's thread.
+
+        In WAL mode a reader never waits for the writer and reads what has committed, so a
+        short query costs less than the hop to the writer thread and back. Each thread reads
+        through a connection of its own; large reads (histories, pages) use :meth:`run`.
+        """
+        if self._closed:
+            raise StoreError("the store is closed")
+        if self._conn is None or self.path == ":memory:":
+            return await self.run(fn)  # the first call makes the schema; memory: one connection
+        try:
+            return fn(self._reader())
+        except (sqlite3.Error, OSError) as exc:
+            raise StoreError(f"SQLite error on {self.path}: {exc}") from exc
+
+    def _reader(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._readers, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(
+                self.path, isolation_level=None, check_same_thread=False, timeout=self._busy_timeout
+            )
+            conn.execute("PRAGMA query_only=ON")
+            self._readers.conn = conn
+            with self._pending_lock:
+                self._reader_connections.append(conn)
+        return conn
 
     async def write(
         self,
@@ -208,6 +238,10 @@ class SqliteDatabase:
             conn, self._conn = self._conn, None
             if conn is not None:
                 conn.close()
+            with self._pending_lock:
+                readers, self._reader_connections = self._reader_connections, []
+            for reader in readers:
+                reader.close()
 
         await asyncio.get_running_loop().run_in_executor(self._thread, shut_down)
         self._thread.shutdown(wait=True)
