@@ -1033,7 +1033,10 @@ def test_replay_safe_logger_logs_each_step_once(
     options = df.WorkerOptions(cache_size=cache_size)
     with df.Runtime(app, store=store_url, options=options) as rt:
         status = completed(run(rt.client, name, "input-1"))
-        episodes, cache_hits = rt.worker.episodes, rt.worker.cache.hits
+        worker = rt.worker
+    # Read once the runtime has stopped: the client may see the last commit before the worker
+    # has counted it.
+    episodes, cache_hits = worker.episodes, worker.cache.hits
 
     records = [r for r in caplog.records if r.name == f"durafn.orchestration.{name}"]
     assert [r.getMessage() for r in records] == [
