@@ -103,6 +103,7 @@ class Worker:
         self.entity_batches = 0
         self.activities_run = 0
         self._store_failures: dict[str, int] = {}
+        self._next_due: tuple[object, datetime | None] = (object(), None)
 
     @property
     def _threads(self) -> ThreadPoolExecutor:
@@ -183,14 +184,17 @@ class Worker:
                     task = asyncio.create_task(process(item))
                     inflight.add(task)
                     task.add_done_callback(finished)
-                if items:
-                    continue
+                if free > 0 and len(items) >= free:
+                    continue  # every slot was filled: there may be more, once one frees
                 slot_freed.clear()
-                idle = await self._idle_timeout() if free > 0 else None
-                waiters: list[Awaitable[Any]] = [stop.wait(), slot_freed.wait()]
-                if idle is not None:
-                    waiters.append(self.store.wait_for_change(token, idle))
-                await _first_of(waiters)
+                # Fewer items than slots: nothing more was visible. Sleep until the store
+                # changes after ``token`` (taken before the claim, so nothing is missed), or
+                # until the next message comes due. No slot free: until one frees.
+                idle = await self._idle_timeout(token) if free > 0 else None
+                wake = (
+                    slot_freed.wait() if idle is None else self.store.wait_for_change(token, idle)
+                )
+                await _first_of([stop.wait(), wake])
             except Exception:
                 # The store is down or failing: keep the worker alive and try again shortly.
                 log.exception("could not fetch %s work; retrying in 1 s", kind)
@@ -201,9 +205,14 @@ class Worker:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
 
-    async def _idle_timeout(self) -> float:
+    async def _idle_timeout(self, token: object) -> float:
+        # Both dispatchers ask after the same changes: the answer holds until the store changes
+        # or the time it names has come.
         now = self.clock.now()
-        due = await self.store.next_visible_at(now)
+        cached_token, due = self._next_due
+        if cached_token != token or (due is not None and due <= now):
+            due = await self.store.next_visible_at(now)
+            self._next_due = (token, due)
         if due is None:
             return self.options.max_idle
         return max(0.0, min(self.options.max_idle, (due - now).total_seconds()))
