@@ -81,6 +81,12 @@ def hello_cities(ctx: df.OrchestrationContext):
     return outputs
 
 
+@app.entity
+def counter(ctx: df.EntityContext) -> None:
+    """G: an entity that adds what it is signalled."""
+    ctx.set_state(ctx.get_state(lambda: 0) + ctx.get_input())
+
+
 @app.route("run/{function_name}", methods=["POST"], auth_level=df.AuthLevel.ANONYMOUS)
 async def run_and_wait(req: df.HttpRequest, client: df.AsyncClient) -> df.HttpResponse:
     """E over HTTP: start an instance and answer with its output once it completes."""

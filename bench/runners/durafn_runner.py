@@ -7,6 +7,7 @@ separate ``durafn worker`` process, so its peak RSS is the worker's own.
 
 from __future__ import annotations
 
+import asyncio
 import http.client
 import json
 import sys
@@ -117,6 +118,42 @@ def long_chain(run: Run) -> Metrics:
                 raise
     stamps = list(durafn_app.STAMPS)
     return step_time_metrics(stamps, len(stamps))
+
+
+@workloads("G")
+def entity_signals(run: Run) -> Metrics:
+    """Signals sent by many concurrent callers while the worker runs; timed until every one
+    is applied: to one entity, then spread over ``entities`` entities."""
+    signals, entities = run.params["signals"], run.params["entities"]
+
+    async def flood(rt: df.Runtime, targets: list[df.EntityId]) -> float:
+        client = rt.async_client
+        started = time.perf_counter()
+        senders = 64
+
+        async def send(sender: int) -> None:
+            for n in range(sender, signals, senders):
+                await client.signal_entity(targets[n % len(targets)], "add", 1)
+
+        await asyncio.gather(*(send(s) for s in range(senders)))
+        per_target = signals // len(targets)
+        for target in targets:
+            while (await client.read_entity_state(target)).entity_state != per_target:
+                if run.remaining() <= 0:
+                    raise TimeoutError("the signals were not all applied in time")
+                await asyncio.sleep(0.005)
+        return time.perf_counter() - started
+
+    async def body() -> Metrics:
+        async with df.Runtime(app, store=run.store) as rt:
+            one = await flood(rt, [df.EntityId("counter", "one")])
+            many = await flood(rt, [df.EntityId("counter", f"e{n}") for n in range(entities)])
+        return {
+            "signals_per_s": rate(signals, one),
+            "spread_signals_per_s": rate(signals, many),
+        }
+
+    return asyncio.run(body())
 
 
 @workloads("E")
