@@ -301,6 +301,19 @@ class OrchestrationExecutor:
         return self._completion is not None
 
     @property
+    def awaits_only_activities(self) -> bool:
+        """True when the running code can go on only once activities complete: nothing it
+        waits for is a timer, an event, a sub-orchestration or an entity, and it is not
+        suspended. A worker may then run those activities itself and hold the instance."""
+        return (
+            self._completion is None
+            and not self._suspended
+            and bool(self._open)
+            and all(entry.kind == "activity" for entry in self._open.values())
+            and not any(self._event_waiters.values())
+        )
+
+    @property
     def started(self) -> ExecutionStarted | None:
         """The start event of the current execution, once seen."""
         return self._started

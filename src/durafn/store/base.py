@@ -14,6 +14,11 @@ Semantics every implementation must honour (the conformance suite in ``tests/sto
   never delivered to another execution of the instance.
 * An activity result is accepted only while its task row exists and is leased by the caller
   or unleased; it is delivered at most once.
+* A checkpoint with ``hold_until`` keeps the instance leased and stores its activities leased
+  under the instance's lock token: the worker runs them itself and commits their results with
+  its next checkpoint (``completed_activities``), which fails with ``LeaseLost`` unless each of
+  those task rows is still leased under that token. Renewing the instance's lease renews those
+  tasks' leases; abandoning it releases them (they run anywhere, their results reach the inbox).
 * Finishing an instance deletes its queued messages and activity tasks, and notifies its parent.
 * An entity (instance id ``@name@key``) is an instance without history: its state lives in the
   ``entity_state`` of its row, written by the same checkpoint that consumes its messages. A
@@ -156,6 +161,21 @@ class Checkpoint:
     entity_state: str | None = None
     # Orchestrations to start (by an entity), each unless its id is taken by an unfinished one.
     new_instances: list[NewInstance] = field(default_factory=list)
+    # Keep the instance leased until then instead of releasing it, and store ``activities``
+    # leased under its lock token: the worker runs them in place (see the module docstring).
+    hold_until: datetime | None = None
+    # Activities (event ids) run in place whose results are among ``new_events``: their task
+    # rows, which must still be leased under the instance's lock token, are deleted.
+    completed_activities: list[int] = field(default_factory=list)
+
+    @property
+    def wakes(self) -> bool:
+        """Whether committing this may make work visible to other workers or clients."""
+        if self.hold_until is None:
+            return True
+        return bool(
+            self.messages or self.sub_orchestrations or self.new_instances or self.parent_message
+        )
 
 
 @dataclass(frozen=True)
@@ -250,7 +270,8 @@ class Store(Protocol):
     async def renew_orchestration_lease(
         self, item: OrchestrationWorkItem, lease: timedelta, now: datetime
     ) -> None:
-        """Extend the lease; ``LeaseLost`` if another worker has it now."""
+        """Extend the lease (and that of the activity tasks held under it); ``LeaseLost`` if
+        another worker has it now."""
 
     async def checkpoint(
         self, item: OrchestrationWorkItem, checkpoint: Checkpoint, now: datetime
@@ -260,7 +281,17 @@ class Store(Protocol):
     async def abandon_orchestration(
         self, item: OrchestrationWorkItem, retry_at: datetime | None = None
     ) -> None:
-        """Release the lease without applying anything; messages stay for a later episode."""
+        """Release the lease without applying anything; messages stay for a later episode.
+
+        Activity tasks leased under the instance's token (held checkpoints) are released too.
+        """
+
+    async def read_inbox(
+        self, item: OrchestrationWorkItem, now: datetime, max_messages: int = 10_000
+    ) -> list[InboxMessage]:
+        """The messages of ``item``'s execution visible at ``now``, in arrival order: what
+        arrived while a held instance ran its activities. Reads only; the next checkpoint
+        fences."""
 
     async def lock_next_activities(
         self, owner: str, lease: timedelta, now: datetime, limit: int
@@ -404,6 +435,15 @@ _VERBS = {
     "ExecutionSuspended": "suspend",
     "ExecutionResumed": "resume",
 }
+
+
+def check_checkpoint(cp: Checkpoint) -> None:
+    """Reject a checkpoint no store can apply (a programming error of its maker)."""
+    for sub in cp.sub_orchestrations:
+        if sub.started.parent_task_id is None:
+            raise ValueError(f"sub-orchestration {sub.instance_id!r} has no parent_task_id")
+    if cp.hold_until is not None and (cp.status.is_terminal or cp.restart is not None):
+        raise ValueError("a checkpoint that ends or restarts its execution cannot hold its lease")
 
 
 def dump_failure(failure: FailureDetails | None) -> str | None:

@@ -42,6 +42,7 @@ from durafn.store.base import (
     NewInstance,
     OrchestrationWorkItem,
     OutgoingMessage,
+    check_checkpoint,
     decode_page_token,
     encode_page_token,
     entity_record_values,
@@ -345,8 +346,18 @@ class MemoryStore:
                 raise LeaseLost(f"lease on instance {item.instance_id!r} was lost")
             until = now + lease
             instance.lock_expires_at = to_micros(until)
+            for task in self._held_tasks(self._hub(), item):
+                task.lock_expires_at = to_micros(until)
             item.locked_until = until
             self._db.changed()
+
+    def _held_tasks(self, hub: _Hub, item: OrchestrationWorkItem) -> list[_Task]:
+        """The activity tasks leased under the instance's own token (a held checkpoint's)."""
+        return [
+            t
+            for t in hub.tasks.values()
+            if t.instance_id == item.instance_id and t.locked_by == item.lock_token
+        ]
 
     async def abandon_orchestration(
         self, item: OrchestrationWorkItem, retry_at: datetime | None = None
@@ -357,7 +368,24 @@ class MemoryStore:
                 # A lease that expires at ``retry_at`` keeps other workers off until then.
                 instance.locked_by = None
                 instance.lock_expires_at = to_micros(retry_at) if retry_at else None
+                for task in self._held_tasks(self._hub(), item):
+                    task.locked_by = task.lock_expires_at = None
                 self._db.changed()
+
+    async def read_inbox(
+        self, item: OrchestrationWorkItem, now: datetime, max_messages: int = 10_000
+    ) -> list[InboxMessage]:
+        n = to_micros(now)
+        with self._db.lock:
+            instance = self._hub().instances.get(item.instance_id)
+            if instance is None:
+                return []
+            visible = [
+                InboxMessage(m.seq, m.event)
+                for m in instance.inbox.values()
+                if m.visible_at <= n and m.execution_id in (None, item.execution_id)
+            ]
+            return visible[:max_messages]
 
     async def checkpoint(
         self, item: OrchestrationWorkItem, checkpoint: Checkpoint, now: datetime
@@ -372,14 +400,20 @@ class MemoryStore:
             self._check_checkpoint(hub, instance, item, checkpoint)
             # Everything that can fail was checked above: from here on, nothing raises.
             self._apply_checkpoint(hub, instance, item, checkpoint, now)
-            self._db.changed()
+            if checkpoint.wakes:
+                self._db.changed()
 
     def _check_checkpoint(
         self, hub: _Hub, instance: _Instance, item: OrchestrationWorkItem, cp: Checkpoint
     ) -> None:
-        for sub in cp.sub_orchestrations:
-            if sub.started.parent_task_id is None:
-                raise ValueError(f"sub-orchestration {sub.instance_id!r} has no parent_task_id")
+        check_checkpoint(cp)
+        held = {t.event_id for t in self._held_tasks(hub, item)}
+        for event_id in cp.completed_activities:
+            if event_id not in held:
+                raise LeaseLost(
+                    f"activity #{event_id} of {item.instance_id!r} is no longer leased to the "
+                    "worker that ran it"
+                )
         if cp.restart is not None:
             return  # a restart appends no history and schedules nothing
         taken = instance.history.get(item.execution_id, {})
@@ -419,7 +453,13 @@ class MemoryStore:
         if cp.entity_state is not None:
             record.entity_state = cp.entity_state
         instance.dropped_events += cp.dropped_events
-        instance.locked_by = instance.lock_expires_at = None
+        for task in self._held_tasks(hub, item):
+            if task.event_id in cp.completed_activities:
+                del hub.tasks[task.seq]
+        if cp.hold_until is None:
+            instance.locked_by = instance.lock_expires_at = None
+        else:
+            instance.lock_expires_at = to_micros(cp.hold_until)
         for seq in cp.consumed:
             instance.inbox.pop(seq, None)
         if restart is not None:
@@ -433,9 +473,22 @@ class MemoryStore:
         for offset, event in enumerate(cp.new_events):
             steps[item.history_length + offset] = event
         iid, eid = item.instance_id, item.execution_id
+        held_by = item.lock_token if cp.hold_until is not None else None
+        held_until = to_micros(cp.hold_until) if cp.hold_until is not None else None
         for a in cp.activities:
             seq = self._db.next_seq()
-            hub.tasks[seq] = _Task(seq, iid, eid, a.event_id, a.name, a.input, visible_at=n)
+            hub.tasks[seq] = _Task(
+                seq,
+                iid,
+                eid,
+                a.event_id,
+                a.name,
+                a.input,
+                visible_at=n,
+                locked_by=held_by,
+                lock_expires_at=held_until,
+                attempts=1 if held_by else 0,
+            )
         for sub in cp.sub_orchestrations:
             self._start_child(hub, instance, item, sub, now)
         for new in cp.new_instances:

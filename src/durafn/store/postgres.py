@@ -62,6 +62,7 @@ from durafn.store.base import (
     NewInstance,
     OrchestrationWorkItem,
     OutgoingMessage,
+    check_checkpoint,
     decode_page_token,
     dump_failure,
     encode_page_token,
@@ -367,12 +368,23 @@ class PostgresStore:
 
         await self._db.write(tx, durable=False)
 
+    async def read_inbox(
+        self, item: OrchestrationWorkItem, now: datetime, max_messages: int = 10_000
+    ) -> list[InboxMessage]:
+        values = self._key(
+            item.instance_id, now=to_micros(now), eid=item.execution_id, max=max_messages
+        )
+
+        async def read(s: Session) -> list[InboxMessage]:
+            rows = await s.fetchall(self._sql(q.READ_INBOX), values)
+            return [InboxMessage(seq, load_event(text)) for seq, text in rows]
+
+        return await self._db.read(read)
+
     async def checkpoint(
         self, item: OrchestrationWorkItem, checkpoint: Checkpoint, now: datetime
     ) -> None:
-        for sub in checkpoint.sub_orchestrations:
-            if sub.started.parent_task_id is None:
-                raise ValueError(f"sub-orchestration {sub.instance_id!r} has no parent_task_id")
+        check_checkpoint(checkpoint)
 
         async def tx(s: Session) -> None:
             await self._apply_checkpoint(s, item, checkpoint, now)
@@ -386,6 +398,7 @@ class PostgresStore:
         n = to_micros(now)
         finished = cp.status.is_terminal
         restart = cp.restart
+        hold = to_micros(cp.hold_until) if cp.hold_until is not None else None
         updated = await s.execute(
             self._sql(q.CHECKPOINT_INSTANCE),
             self._key(
@@ -402,13 +415,26 @@ class PostgresStore:
                 length=0 if restart else item.history_length + len(cp.new_events),
                 dropped=cp.dropped_events,
                 entity_state=cp.entity_state,
+                hold=hold,
                 token=item.lock_token,
             ),
         )
         if updated != 1:
             raise LeaseLost(f"lease on instance {iid!r} was lost before its checkpoint")
+        if cp.completed_activities:
+            wanted = set(cp.completed_activities)
+            taken = await s.execute(
+                self._sql(q.TAKE_HELD_ACTIVITIES),
+                self._key(
+                    iid, eid=item.execution_id, event_ids=sorted(wanted), token=item.lock_token
+                ),
+            )
+            if taken != len(wanted):
+                raise LeaseLost(
+                    f"an activity of {iid!r} is no longer leased to the worker that ran it"
+                )
         # Clients wait for status changes, and other workers for the released instance.
-        s.notify = True
+        s.notify = cp.wakes
         if cp.consumed:
             await s.execute(self._sql(q.DELETE_MESSAGES), self._key(iid, seqs=cp.consumed))
         if restart is not None:
@@ -459,6 +485,8 @@ class PostgresStore:
             item.instance_id,
             eid=item.execution_id,
             now=n,
+            held_by=item.lock_token if cp.hold_until is not None else None,
+            hold=to_micros(cp.hold_until) if cp.hold_until is not None else None,
             event_ids=[a.event_id for a in cp.activities],
             names=[a.name for a in cp.activities],
             inputs=[a.input for a in cp.activities],

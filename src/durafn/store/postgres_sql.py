@@ -140,14 +140,40 @@ SET dropped_events = dropped_events
 WHERE task_hub = %(hub)s AND instance_id = %(iid)s
 """
 
+# The activity tasks held under the instance's token (a held checkpoint's) go with its lease.
 RENEW_INSTANCE_LEASE = """
+WITH held AS (
+    UPDATE {s}.activity_tasks SET lock_expires_at = %(until)s
+    WHERE task_hub = %(hub)s AND instance_id = %(iid)s AND locked_by = %(token)s
+)
 UPDATE {s}.instances SET lock_expires_at = %(until)s
 WHERE task_hub = %(hub)s AND instance_id = %(iid)s AND locked_by = %(token)s
 """
 
 RELEASE_INSTANCE = """
+WITH held AS (
+    UPDATE {s}.activity_tasks SET locked_by = NULL, lock_expires_at = NULL
+    WHERE task_hub = %(hub)s AND instance_id = %(iid)s AND locked_by = %(token)s
+)
 UPDATE {s}.instances SET locked_by = NULL, lock_expires_at = %(until)s
 WHERE task_hub = %(hub)s AND instance_id = %(iid)s AND locked_by = %(token)s
+"""
+
+# What reached a held instance while it ran its activities.
+READ_INBOX = """
+SELECT seq, event FROM {s}.inbox
+WHERE task_hub = %(hub)s AND instance_id = %(iid)s AND visible_at <= %(now)s
+    AND (execution_id IS NULL OR execution_id = %(eid)s)
+ORDER BY seq
+LIMIT %(max)s
+"""
+
+# Activities run in place: their rows go with the checkpoint that applies their results, and
+# only while still leased under the instance's token (the caller counts the rows).
+TAKE_HELD_ACTIVITIES = """
+DELETE FROM {s}.activity_tasks
+WHERE task_hub = %(hub)s AND instance_id = %(iid)s AND execution_id = %(eid)s
+    AND event_id = ANY(%(event_ids)s::integer[]) AND locked_by = %(token)s
 """
 
 # The fence of a checkpoint: no row when the lease is no longer the caller's.
@@ -158,7 +184,8 @@ SET status = %(status)s, output = %(output)s, custom_status = %(custom)s,
     execution_id = %(eid)s, input = CASE WHEN %(restart)s THEN %(input)s ELSE input END,
     history_length = %(length)s, dropped_events = dropped_events + %(dropped)s,
     entity_state = COALESCE(%(entity_state)s, entity_state),
-    locked_by = NULL, lock_expires_at = NULL
+    locked_by = CASE WHEN %(hold)s::bigint IS NULL THEN NULL ELSE locked_by END,
+    lock_expires_at = %(hold)s::bigint
 WHERE task_hub = %(hub)s AND instance_id = %(iid)s AND locked_by = %(token)s
 """
 
@@ -214,8 +241,9 @@ FROM unnest(%(events)s::text[]) WITH ORDINALITY AS e(event, ord)
 
 SCHEDULE_ACTIVITIES = """
 INSERT INTO {s}.activity_tasks (task_hub, instance_id, execution_id, event_id, name, input,
-    visible_at, attempts)
-SELECT %(hub)s, %(iid)s, %(eid)s, a.event_id, a.name, a.input, %(now)s, 0
+    visible_at, locked_by, lock_expires_at, attempts)
+SELECT %(hub)s, %(iid)s, %(eid)s, a.event_id, a.name, a.input, %(now)s, %(held_by)s::text,
+    %(hold)s::bigint, CASE WHEN %(held_by)s::text IS NULL THEN 0 ELSE 1 END
 FROM unnest(%(event_ids)s::integer[], %(names)s::text[], %(inputs)s::text[])
     WITH ORDINALITY AS a(event_id, name, input, ord)
 ORDER BY a.ord

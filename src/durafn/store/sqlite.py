@@ -44,6 +44,7 @@ from durafn.store.base import (
     NewInstance,
     OrchestrationWorkItem,
     OutgoingMessage,
+    check_checkpoint,
     decode_page_token,
     dump_failure,
     encode_page_token,
@@ -336,13 +337,19 @@ class SqliteStore:
     ) -> None:
         def tx(conn: sqlite3.Connection) -> None:
             until = now + lease
+            values = (to_micros(until), self.task_hub, item.instance_id, item.lock_token)
             cursor = conn.execute(
                 "UPDATE instances SET lock_expires_at=? "
                 "WHERE task_hub=? AND instance_id=? AND locked_by=?",
-                (to_micros(until), self.task_hub, item.instance_id, item.lock_token),
+                values,
             )
             if cursor.rowcount != 1:
                 raise LeaseLost(f"lease on instance {item.instance_id!r} was lost")
+            conn.execute(
+                "UPDATE activity_tasks SET lock_expires_at=? "
+                "WHERE task_hub=? AND instance_id=? AND locked_by=?",
+                values,
+            )
             item.locked_until = until
 
         await self._db.write(tx, durable=False)
@@ -362,16 +369,45 @@ class SqliteStore:
                     item.lock_token,
                 ),
             )
+            conn.execute(
+                "UPDATE activity_tasks SET locked_by=NULL, lock_expires_at=NULL "
+                "WHERE task_hub=? AND instance_id=? AND locked_by=?",
+                (self.task_hub, item.instance_id, item.lock_token),
+            )
 
         await self._db.write(tx, durable=False, wakes=True)
+
+    async def read_inbox(
+        self, item: OrchestrationWorkItem, now: datetime, max_messages: int = 10_000
+    ) -> list[InboxMessage]:
+        def read(conn: sqlite3.Connection) -> list[InboxMessage]:
+            return [
+                InboxMessage(seq, load_event(text))
+                for seq, text in conn.execute(
+                    "SELECT seq, event FROM inbox WHERE task_hub=? AND instance_id=? "
+                    "AND visible_at<=? AND (execution_id IS NULL OR execution_id=?) "
+                    "ORDER BY seq LIMIT ?",
+                    (
+                        self.task_hub,
+                        item.instance_id,
+                        to_micros(now),
+                        item.execution_id,
+                        max_messages,
+                    ),
+                )
+            ]
+
+        return await self._db.read(read)
 
     async def checkpoint(
         self, item: OrchestrationWorkItem, checkpoint: Checkpoint, now: datetime
     ) -> None:
+        check_checkpoint(checkpoint)
+
         def tx(conn: sqlite3.Connection) -> None:
             self._apply_checkpoint(conn, item, checkpoint, now)
 
-        await self._db.write(tx)
+        await self._db.write(tx, wakes=checkpoint.wakes)
 
     def _apply_checkpoint(
         self, conn: sqlite3.Connection, item: OrchestrationWorkItem, cp: Checkpoint, now: datetime
@@ -381,11 +417,12 @@ class SqliteStore:
         finished = cp.status.is_terminal
         restart = cp.restart
         execution_id = restart.execution_id if restart else item.execution_id
+        hold = to_micros(cp.hold_until) if cp.hold_until is not None else None
         cursor = conn.execute(
             "UPDATE instances SET status=?, output=?, custom_status=?, failure=?, updated_at=?, "
             "completed_at=?, execution_id=?, input=CASE WHEN ? THEN ? ELSE input END, "
             "history_length=?, entity_state=COALESCE(?, entity_state), "
-            "locked_by=NULL, lock_expires_at=NULL "
+            "locked_by=CASE WHEN ? IS NULL THEN NULL ELSE locked_by END, lock_expires_at=? "
             "WHERE task_hub=? AND instance_id=? AND locked_by=?",
             (
                 cp.status.value,
@@ -399,6 +436,8 @@ class SqliteStore:
                 restart.input if restart else None,
                 0 if restart else item.history_length + len(cp.new_events),
                 cp.entity_state,
+                hold,
+                hold,
                 hub,
                 iid,
                 item.lock_token,
@@ -406,6 +445,16 @@ class SqliteStore:
         )
         if cursor.rowcount != 1:
             raise LeaseLost(f"lease on instance {iid!r} was lost before its checkpoint")
+        for event_id in cp.completed_activities:
+            cursor = conn.execute(
+                "DELETE FROM activity_tasks WHERE task_hub=? AND instance_id=? "
+                "AND execution_id=? AND event_id=? AND locked_by=?",
+                (hub, iid, item.execution_id, event_id, item.lock_token),
+            )
+            if cursor.rowcount != 1:
+                raise LeaseLost(
+                    f"activity #{event_id} of {iid!r} is no longer leased to the worker that ran it"
+                )
         self._count_dropped(conn, iid, cp.dropped_events)
         conn.executemany(
             "DELETE FROM inbox WHERE task_hub=? AND instance_id=? AND seq=?",
@@ -427,10 +476,17 @@ class SqliteStore:
             )
         except sqlite3.IntegrityError as exc:
             raise LeaseLost(f"history of {iid!r} was extended by another worker") from exc
+        # Held activities are leased under the instance's token: this worker runs them.
+        held_by = item.lock_token if hold is not None else None
+        tries = 0 if held_by is None else 1
         conn.executemany(
             "INSERT INTO activity_tasks (task_hub, instance_id, execution_id, event_id, name, "
-            "input, visible_at, attempts) VALUES (?,?,?,?,?,?,?,0)",
-            [(hub, iid, item.execution_id, a.event_id, a.name, a.input, n) for a in cp.activities],
+            "input, visible_at, locked_by, lock_expires_at, attempts) "
+            "VALUES (?,?,?,?,?,?,?,?,?,?)",
+            [
+                (hub, iid, item.execution_id, a.event_id, a.name, a.input, n, held_by, hold, tries)
+                for a in cp.activities
+            ],
         )
         for sub in cp.sub_orchestrations:
             self._start_child(conn, item, sub, now)

@@ -41,6 +41,9 @@ from durafn.store.base import (
     OutgoingMessage,
 )
 
+IN_PLACE_SEQ = -1
+"""The ``seq`` of a message that is the result of an activity the worker ran in place."""
+
 
 def build_checkpoint(
     item: OrchestrationWorkItem, result: EpisodeResult, now: datetime
@@ -55,9 +58,11 @@ def build_checkpoint(
         m for m in leftover if request is not None and m.event.kind in _LIFECYCLE_KINDS
     ]
     carried = request is not None and bool(request.carryover_events)
+    consumed = [m.seq for m in applied] + [m.seq for m in leftover if m not in kept_for_next]
     cp = Checkpoint(
         new_events=result.new_events,
-        consumed=[m.seq for m in applied] + [m.seq for m in leftover if m not in kept_for_next],
+        # Results of activities run in place never were in the inbox (``IN_PLACE_SEQ``).
+        consumed=[seq for seq in consumed if seq != IN_PLACE_SEQ],
         status=result.status,
         output=result.output,
         custom_status=result.custom_status,

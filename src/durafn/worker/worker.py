@@ -15,6 +15,7 @@ import dataclasses
 import logging
 import os
 import socket
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
@@ -25,14 +26,21 @@ from typing import Any, TypeVar
 from durafn.app import App
 from durafn.core.entities import is_entity_instance_id
 from durafn.core.errors import LeaseLost
-from durafn.core.history import ExecutionStarted, HistoryEvent, TaskFailed
-from durafn.core.status import FailureDetails
+from durafn.core.history import ExecutionStarted, HistoryEvent, TaskCompleted, TaskFailed
+from durafn.core.status import FailureDetails, RuntimeStatus
 from durafn.executor.locks import held_locks
 from durafn.executor.orchestration import OrchestrationExecutor
-from durafn.store.base import ActivityWorkItem, Checkpoint, OrchestrationWorkItem, Store
+from durafn.store.base import (
+    ActivityTask,
+    ActivityWorkItem,
+    Checkpoint,
+    InboxMessage,
+    OrchestrationWorkItem,
+    Store,
+)
 from durafn.worker.activities import run_activity
 from durafn.worker.cache import ExecutorCache
-from durafn.worker.checkpoint import build_checkpoint, failed_checkpoint
+from durafn.worker.checkpoint import IN_PLACE_SEQ, build_checkpoint, failed_checkpoint
 from durafn.worker.clock import Clock, SystemClock
 from durafn.worker.entities import run_entity_batch
 from durafn.worker.leases import LeaseKeeper
@@ -62,6 +70,9 @@ class WorkerOptions:
     # of running again.
     max_activity_attempts: int = 10
     shutdown_grace: float = 10.0
+    # How many activities of one instance the worker may run in place, holding the instance
+    # (0: never). Lower it when workers on several machines should share large fan-outs.
+    in_place_activities: int = 1000
 
     def __post_init__(self) -> None:
         if not (self.orchestrations or self.activities):
@@ -72,6 +83,8 @@ class WorkerOptions:
             raise ValueError("the lease must last at least 1 second")
         if self.max_activity_attempts < 1:
             raise ValueError("max_activity_attempts must be at least 1")
+        if self.in_place_activities < 0:
+            raise ValueError("in_place_activities must be 0 or more")
 
 
 def new_worker_id() -> str:
@@ -288,26 +301,88 @@ class Worker:
         except Exception as exc:
             await self._retry_later(item, exc)
             return
+        held = HeldActivities(self, item)
         try:
-            if executor is None:
-                executor = OrchestrationExecutor(self.app, item.instance_id)
-                executor.replay(history)
-            result = executor.run_episode([m.event for m in item.messages], now)
-            checkpoint = build_checkpoint(item, result, now)
-        except Exception as exc:
-            log.exception("the episode of %s could not run; failing it", item.instance_id)
-            started = next((e for e in history if isinstance(e, ExecutionStarted)), None)
-            if started is None and executor is not None:
-                started = executor.started
-            # The history fetched for a replay is whole; a replay that raised holds only part.
-            locks = held_locks(history if history or executor is None else executor.history)
-            executor = None
-            checkpoint = failed_checkpoint(item, started, exc, now, locks)
-        if not await self._commit(item, checkpoint, now):
-            return
-        finished = checkpoint.status.is_terminal or checkpoint.restart is not None
-        if executor is not None and not finished:
+            executor = await self._run_episodes(item, executor, history, held, now)
+        except BaseException:
+            if held.running:
+                # Stopped while activities ran in place: let them and the instance go at once
+                # rather than when their leases expire.
+                with contextlib.suppress(Exception):
+                    await self.store.abandon_orchestration(item)
+            raise
+        finally:
+            held.cancel()
+        if executor is not None:
             self.cache.put(item.instance_id, item.execution_id, executor)
+
+    async def _run_episodes(
+        self,
+        item: OrchestrationWorkItem,
+        executor: OrchestrationExecutor | None,
+        history: list[HistoryEvent],
+        held: HeldActivities,
+        now: datetime,
+    ) -> OrchestrationExecutor | None:
+        """Run episodes of a leased instance until one releases it; returns the executor to
+        keep in the cache (None if the instance finished or was let go).
+
+        An episode after which the code waits only on activities that this worker can run
+        commits them leased to the worker and keeps the instance (see :class:`HeldActivities`):
+        their results then feed the next episode directly, committed with it.
+        """
+        deferred: list[HistoryEvent] = []
+        done: list[int] = []
+        committed_status = item.status
+        while True:
+            fed = [m for m in item.messages if m.seq == IN_PLACE_SEQ]
+            try:
+                if executor is None:
+                    executor = OrchestrationExecutor(self.app, item.instance_id)
+                    executor.replay(history)
+                result = executor.run_episode([m.event for m in item.messages], now)
+                checkpoint = build_checkpoint(item, result, now)
+            except Exception as exc:
+                log.exception("the episode of %s could not run; failing it", item.instance_id)
+                started = next((e for e in history if isinstance(e, ExecutionStarted)), None)
+                if started is None and executor is not None:
+                    started = executor.started
+                # The history fetched for a replay is whole; a replay that raised holds only part.
+                locks = held_locks(history if history or executor is None else executor.history)
+                executor = None
+                checkpoint = failed_checkpoint(item, started, exc, now, locks)
+            done += [_task_id(m.event) for m in fed]
+            finished = checkpoint.status.is_terminal or checkpoint.restart is not None
+            if held.running and not finished and _no_news(checkpoint, committed_status):
+                # Results that let the code go on to await another of the running activities:
+                # nothing to tell anyone yet; they are committed with the episode that has news.
+                deferred += checkpoint.new_events
+            else:
+                start = [] if finished or executor is None else held.startable(executor, checkpoint)
+                if not finished:
+                    checkpoint.new_events = deferred + checkpoint.new_events
+                    checkpoint.completed_activities = done
+                hold = not finished and bool(start or held.running)
+                if hold:
+                    checkpoint.hold_until = now + self.options.lease
+                if not await self._commit(item, checkpoint, now):
+                    return None
+                if not hold:
+                    return None if finished else executor
+                deferred, done = [], []
+                committed_status = checkpoint.status
+                item.history_length += len(checkpoint.new_events)
+                assert checkpoint.hold_until is not None
+                item.locked_until = checkpoint.hold_until
+                held.start(start)
+            results = await held.next_results()
+            now = self.clock.now()
+            try:
+                inbox = await held.read_inbox(now)
+            except Exception as exc:
+                await self._retry_later(item, exc)
+                return None
+            item.messages = [InboxMessage(IN_PLACE_SEQ, r) for r in results] + inbox
 
     async def _run_entity_batch(self, item: OrchestrationWorkItem, now: datetime) -> None:
         """Apply the visible messages of a leased entity (up to a cap) in one batch, one commit.
@@ -341,6 +416,10 @@ class Worker:
         except LeaseLost as exc:
             self.cache.discard(item.instance_id)
             log.warning("dropped an episode of %s: %s", item.instance_id, exc)
+            if checkpoint.completed_activities:
+                # Fenced by an activity whose lease lapsed (the instance's may still be ours).
+                with contextlib.suppress(Exception):
+                    await self.store.abandon_orchestration(item)
             return False
         except Exception as exc:
             await self._retry_later(item, exc)
@@ -419,6 +498,110 @@ class Worker:
                 return
             except Exception:
                 log.exception("could not renew the lease on activity %s", item.name)
+
+
+class HeldActivities:
+    """The activities an instance's worker runs in place while it holds the instance.
+
+    Their task rows are committed leased under the instance's lock token (renewed and
+    released with it), so if this worker dies they run elsewhere once the lease expires and
+    their results reach the inbox as usual. Here, their results are fed straight to the next
+    episode, in the order they finished, and committed with it.
+    """
+
+    def __init__(self, worker: Worker, item: OrchestrationWorkItem) -> None:
+        self.worker = worker
+        self.item = item
+        self.running: dict[int, asyncio.Task[None]] = {}
+        self._results: list[HistoryEvent] = []
+        self._arrived = asyncio.Event()
+        self._empty_token: object = object()
+        self._empty_until = 0.0
+
+    def startable(
+        self, executor: OrchestrationExecutor, checkpoint: Checkpoint
+    ) -> list[ActivityTask]:
+        """The checkpoint's activities, if this worker may run them all in place."""
+        options = self.worker.options
+        tasks = checkpoint.activities
+        if not (options.activities and tasks and executor.awaits_only_activities):
+            return []
+        if len(tasks) + len(self.running) > options.in_place_activities:
+            return []
+        if not all(self.worker.app.has_activity(t.name) for t in tasks):
+            return []
+        return tasks
+
+    def start(self, tasks: list[ActivityTask]) -> None:
+        for task in tasks:
+            self.running[task.event_id] = asyncio.create_task(self._run(task))
+
+    async def _run(self, task: ActivityTask) -> None:
+        worker, item = self.worker, self.item
+        work = ActivityWorkItem(
+            task_id=-1,
+            instance_id=item.instance_id,
+            execution_id=item.execution_id,
+            event_id=task.event_id,
+            name=task.name,
+            input=task.input,
+            lock_token=item.lock_token,
+            locked_until=item.locked_until,
+            attempts=1,
+        )
+        result = await run_activity(worker.app, work, worker._threads, worker.clock.now())
+        worker.activities_run += 1
+        self._results.append(dataclasses.replace(result, timestamp=worker.clock.now()))
+        self._arrived.set()
+
+    async def next_results(self) -> list[HistoryEvent]:
+        """The results that arrived since the last call, waiting for one if there is none."""
+        if self.running:
+            await self._arrived.wait()
+        self._arrived.clear()
+        results, self._results = self._results, []
+        for result in results:
+            self.running.pop(_task_id(result), None)
+        return results
+
+    async def read_inbox(self, now: datetime) -> list[InboxMessage]:
+        """What reached the instance meanwhile (an event, a termination, a queued activity's
+        result). An empty inbox is not read again while the store's change token stays the
+        same, for at most ``_INBOX_RECHECK`` seconds (a SQLite store hears of other
+        processes' commits only while it polls)."""
+        store = self.worker.store
+        token = await store.change_token()
+        if token == self._empty_token and time.monotonic() < self._empty_until:
+            return []
+        messages = await store.read_inbox(self.item, now)
+        if not messages:
+            self._empty_token, self._empty_until = token, time.monotonic() + _INBOX_RECHECK
+        return messages
+
+    def cancel(self) -> None:
+        for task in self.running.values():
+            task.cancel()
+
+
+_INBOX_RECHECK = 0.05
+
+
+def _task_id(event: HistoryEvent) -> int:
+    assert isinstance(event, TaskCompleted | TaskFailed)
+    return event.task_scheduled_id
+
+
+def _no_news(checkpoint: Checkpoint, committed_status: RuntimeStatus) -> bool:
+    """Whether committing ``checkpoint`` now would only record results (see ``_run_episodes``)."""
+    return not (
+        checkpoint.consumed
+        or checkpoint.activities
+        or checkpoint.messages
+        or checkpoint.sub_orchestrations
+        or checkpoint.new_instances
+        or checkpoint.dropped_events
+        or checkpoint.status is not committed_status
+    )
 
 
 def _gave_up(item: ActivityWorkItem, now: datetime) -> TaskFailed:
