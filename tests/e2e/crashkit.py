@@ -96,16 +96,19 @@ def run_crash_test(
                     for n in range(instances)
                 ]
                 deadline = time.monotonic() + deadline_seconds
+                # The first kill lands once the workers are up and instances finish (they may
+                # all finish within a second); each kill then holds the victim's instances for
+                # a lease, so the next ones land mid-run too.
+                while _completed(client) < instances // 10 and time.monotonic() < deadline:
+                    time.sleep(0.02)
                 while kills_done < kills and time.monotonic() < deadline:
-                    time.sleep(rng.uniform(0.3, 1.2))
+                    if kills_done:
+                        time.sleep(rng.uniform(0.3, 1.2))
                     victim = rng.randrange(len(running))
                     running[victim].send_signal(signal.SIGKILL)
                     running[victim].wait()
                     kills_done += 1
-                    done = client.get_status_by(
-                        runtime_status=["Completed"], name="crash_flow", page_size=1000
-                    )
-                    if len(done.instances) < instances:
+                    if _completed(client) < instances:
                         kills_mid_run += 1
                     running[victim] = start_worker(store_url, log, env)
                     if disturb is not None and kills_done == (kills + 1) // 2:
@@ -137,3 +140,9 @@ def run_crash_test(
         instances * crash_app.ACTIVITIES_PER_INSTANCE,
         executions,
     )
+
+
+def _completed(client: df.Client) -> int:
+    """How many crash_flow instances have completed."""
+    done = client.get_status_by(runtime_status=["Completed"], name="crash_flow", page_size=1000)
+    return len(done.instances)

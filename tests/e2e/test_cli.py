@@ -124,3 +124,16 @@ def test_worker_roles_exclude_each_other(tmp_path: Path) -> None:
     )
     assert result.returncode == 2
     assert "exclude each other" in result.stderr
+
+
+def test_worker_in_place_activities_must_not_be_negative(tmp_path: Path) -> None:
+    result = durafn(
+        "worker",
+        str(EXAMPLES / "hello_cities.py"),
+        "--in-place-activities",
+        "-1",
+        "--store",
+        f"sqlite:///{tmp_path}/h.db",
+    )
+    assert result.returncode == 2
+    assert "--in-place-activities" in result.stderr

@@ -41,7 +41,10 @@ def test_metrics_report_the_backlog_and_the_worker_counters() -> None:
     store = open_store(f"memory://metrics-{uuid.uuid4().hex}")
     client = df.AsyncClient(store, app=app)
     asgi = create_asgi_app(app, client, keys=None)
-    options = WorkerOptions(max_concurrent_orchestrations=2, max_concurrent_activities=4)
+    # Activities go through the queue (not run in place), so the backlog shows them.
+    options = WorkerOptions(
+        max_concurrent_orchestrations=2, max_concurrent_activities=4, in_place_activities=0
+    )
     worker = Worker(app, store, options=options, worker_id="w-test")
     asgi.state.durafn.worker = worker
 
@@ -77,6 +80,7 @@ def test_metrics_report_the_backlog_and_the_worker_counters() -> None:
     labels, episodes = after["durafn_worker_episodes_total"]
     assert (labels, episodes) == ({"task_hub": "default", "worker": "w-test"}, 3.0)
     assert after["durafn_worker_activities_total"][1] == 0.0
+    assert after["durafn_worker_activities_in_place_total"][1] == 0.0
 
 
 def test_metrics_need_the_management_key_when_keys_are_required() -> None:

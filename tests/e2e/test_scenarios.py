@@ -974,8 +974,9 @@ def test_get_input_round_trips_rich_values(client: df.Client, form: str) -> None
 
 @forms
 def test_new_uuid_differs_per_call_and_is_stable_across_replays(store_url: str, form: str) -> None:
-    # Without the sticky cache every episode replays the whole history.
-    options = df.WorkerOptions(cache_size=0)
+    # Without the sticky cache (nor activities run in place, which keep the instance in
+    # hand) every episode replays the whole history.
+    options = df.WorkerOptions(cache_size=0, in_place_activities=0)
     with df.Runtime(app, store=store_url, options=options) as rt:
         status = completed(run(rt.client, f"uuid_{form}"))
         events = history(rt.client, status.instance_id)

@@ -53,6 +53,14 @@ def main() -> None:
     help="How many orchestration episodes may run at once.",
 )
 @click.option(
+    "--in-place-activities",
+    default=1000,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="How many activities of one instance the worker may run itself, holding the "
+    "instance (0: every activity goes through the store's queue).",
+)
+@click.option(
     "--lease",
     "lease_seconds",
     default=30.0,
@@ -67,6 +75,7 @@ def worker(
     activities_only: bool,
     max_activities: int,
     max_orchestrations: int,
+    in_place_activities: int,
     lease_seconds: float,
     log_level: str,
 ) -> None:
@@ -86,6 +95,7 @@ def worker(
         activities=not orchestrations_only,
         max_concurrent_activities=max_activities,
         max_concurrent_orchestrations=max_orchestrations,
+        in_place_activities=in_place_activities,
         lease=timedelta(seconds=lease_seconds),
     )
     asyncio.run(_serve(loaded, store_url, options))

@@ -77,6 +77,11 @@ async def metrics(request: Request) -> Response:
             ("durafn_worker_episodes", "Orchestration episodes committed.", worker.episodes),
             ("durafn_worker_activities", "Activity executions delivered.", worker.activities_run),
             (
+                "durafn_worker_activities_in_place",
+                "Activity executions run in place by the worker holding their instance.",
+                worker.activities_in_place,
+            ),
+            (
                 "durafn_worker_lease_renewals",
                 "Orchestration leases renewed during slow episodes.",
                 worker.leases.renewals,

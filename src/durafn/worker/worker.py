@@ -115,8 +115,13 @@ class Worker:
         # Committed batches of entity operations (each counted in ``episodes`` too).
         self.entity_batches = 0
         self.activities_run = 0
+        # Of those, the ones run in place by the worker holding their instance.
+        self.activities_in_place = 0
         self._store_failures: dict[str, int] = {}
         self._next_due: tuple[object, datetime | None] = (object(), None)
+        self._slot_freed: dict[str, asyncio.Event] = {}
+        # Held instances waiting for activities they run in place (see ``_waiting_bonus``).
+        self.held_waiting = 0
 
     @property
     def _threads(self) -> ThreadPoolExecutor:
@@ -177,7 +182,7 @@ class Worker:
         stop: asyncio.Event,
     ) -> None:
         inflight: set[asyncio.Task[None]] = set()
-        slot_freed = asyncio.Event()
+        slot_freed = self._slot_freed[kind] = asyncio.Event()
 
         def finished(task: asyncio.Task[None]) -> None:
             inflight.discard(task)
@@ -186,7 +191,7 @@ class Worker:
                 log.error("%s work failed unexpectedly", kind, exc_info=task.exception())
 
         while not stop.is_set():
-            free = capacity - len(inflight)
+            free = capacity + self._waiting_bonus(kind) - len(inflight)
             try:
                 items: list[W] = []
                 token: object = None
@@ -217,6 +222,19 @@ class Worker:
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
+
+    def _waiting_bonus(self, kind: str) -> int:
+        """Slots lent by instances that wait for their activities in place: they run no code
+        meanwhile. At most one per activity thread: more could not make progress anyway."""
+        if kind != "orchestrations":
+            return 0
+        return min(self.held_waiting, self.options.max_concurrent_activities)
+
+    def _held_wait_changed(self, delta: int) -> None:
+        self.held_waiting += delta
+        freed = self._slot_freed.get("orchestrations")
+        if delta > 0 and freed is not None:
+            freed.set()
 
     async def _idle_timeout(self, token: object) -> float:
         # Both dispatchers ask after the same changes: the answer holds until the store changes
@@ -551,13 +569,18 @@ class HeldActivities:
         )
         result = await run_activity(worker.app, work, worker._threads, worker.clock.now())
         worker.activities_run += 1
+        worker.activities_in_place += 1
         self._results.append(dataclasses.replace(result, timestamp=worker.clock.now()))
         self._arrived.set()
 
     async def next_results(self) -> list[HistoryEvent]:
         """The results that arrived since the last call, waiting for one if there is none."""
-        if self.running:
-            await self._arrived.wait()
+        if self.running and not self._arrived.is_set():
+            self.worker._held_wait_changed(+1)
+            try:
+                await self._arrived.wait()
+            finally:
+                self.worker._held_wait_changed(-1)
         self._arrived.clear()
         results, self._results = self._results, []
         for result in results:

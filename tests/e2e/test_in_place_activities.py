@@ -1,0 +1,197 @@
+"""Activities run in place: a worker holds an instance while it runs the instance's activities.
+
+These run a real worker on a real SQLite file. They check what users see (outputs, histories,
+terminations while held, a worker stopped mid-activity) and what the design promises: about one
+commit per sequential step, and the same history as the queued path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections import Counter
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import durafn as df
+from durafn.client.async_client import AsyncClient
+from durafn.core.status import RuntimeStatus
+from durafn.store.base import InstanceQuery
+from durafn.store.sqlite import SqliteStore
+from durafn.worker.worker import Worker, WorkerOptions
+
+app = df.App()
+FAR_FUTURE = datetime(2100, 1, 1, tzinfo=UTC)
+runs: Counter[str] = Counter()
+gate = threading.Event()
+entered = threading.Event()
+
+
+@app.activity
+def add_one(value: int) -> int:
+    return value + 1
+
+
+@app.activity
+def blocked(value: str) -> str:
+    runs["blocked"] += 1
+    entered.set()
+    gate.wait(10)
+    return value
+
+
+@app.activity
+async def nap(value: str) -> str:
+    await asyncio.sleep(0.2)
+    return value
+
+
+@app.orchestrator
+def chain(ctx: df.OrchestrationContext):  # type: ignore[no-untyped-def]
+    value = 0
+    for _ in range(ctx.get_input()):
+        value = yield ctx.call_activity("add_one", value)
+    return value
+
+
+@app.orchestrator
+def fan_out(ctx: df.OrchestrationContext):  # type: ignore[no-untyped-def]
+    width = ctx.get_input()
+    values = yield ctx.task_all([ctx.call_activity("add_one", i) for i in range(width)])
+    return sum(values)
+
+
+@app.orchestrator
+def first_done(ctx: df.OrchestrationContext):  # type: ignore[no-untyped-def]
+    winner = yield ctx.task_any([ctx.call_activity("nap", "slow"), ctx.call_activity("add_one", 1)])
+    return winner.result
+
+
+@app.orchestrator
+def waits_on_blocked(ctx: df.OrchestrationContext):  # type: ignore[no-untyped-def]
+    value = yield ctx.call_activity("blocked", "x")
+    more = yield ctx.call_activity("add_one", 1)
+    return [value, more]
+
+
+@asynccontextmanager
+async def running(store: SqliteStore, **options: Any) -> AsyncIterator[tuple[Worker, AsyncClient]]:
+    worker = Worker(app, store, options=WorkerOptions(**options))
+    stop = asyncio.Event()
+    task = asyncio.create_task(worker.run(stop))
+    client = AsyncClient(store, app=app)
+    try:
+        yield worker, client
+    finally:
+        stop.set()
+        await task
+
+
+async def _run(store: SqliteStore, name: str, value: Any = None, **options: Any) -> Any:
+    """Run one instance of ``name`` to completion; its output and how many activities ran in
+    place."""
+    async with running(store, **options) as (worker, client):
+        instance_id = await client.start_new(name, value)
+        status = await client.wait_for_completion(instance_id, timeout=60)
+        assert status.runtime_status is RuntimeStatus.COMPLETED, status.failure_details
+    return status.output, worker.activities_in_place
+
+
+def test_a_chain_commits_about_once_per_step(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        store = SqliteStore(tmp_path / "hub.db")
+        before = store.commits
+        assert await _run(store, "chain", 50) == (50, 50)
+        in_place = store.commits - before
+
+        queued_store = SqliteStore(tmp_path / "queued.db")
+        before = queued_store.commits
+        assert await _run(queued_store, "chain", 50, in_place_activities=0) == (50, 0)
+        queued = queued_store.commits - before
+        print(f"commits for 50 steps: {in_place} in place, {queued} queued")
+        # One checkpoint per step, plus the start and the client's own writes.
+        assert in_place <= 50 + 8
+        assert queued > in_place
+
+        # Same history either way, event for event (times aside).
+        [one] = (await store.query_instances(InstanceQuery())).instances
+        [two] = (await queued_store.query_instances(InstanceQuery())).instances
+        kinds = [e.kind for e in await store.get_history(one.instance_id)]
+        assert kinds == [e.kind for e in await queued_store.get_history(two.instance_id)]
+        await store.close()
+        await queued_store.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_fan_out_commits_its_results_together(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        store = SqliteStore(tmp_path / "hub.db")
+        before = store.commits
+        assert await _run(store, "fan_out", 200) == (sum(range(1, 201)), 200)
+        print(f"commits for a fan-out of 200: {store.commits - before}")
+        assert store.commits - before <= 6
+        await store.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_fan_out_larger_than_the_limit_goes_through_the_queue(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        store = SqliteStore(tmp_path / "hub.db")
+        assert await _run(store, "fan_out", 30, in_place_activities=10) == (sum(range(1, 31)), 0)
+        await store.close()
+
+    asyncio.run(scenario())
+
+
+def test_the_first_result_wins_without_waiting_for_the_others(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        store = SqliteStore(tmp_path / "hub.db")
+        assert await _run(store, "first_done") == (2, 1)
+        await store.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_held_instance_hears_a_termination(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        gate.clear()
+        entered.clear()
+        store = SqliteStore(tmp_path / "hub.db")
+        async with running(store) as (_, client):
+            instance_id = await client.start_new("waits_on_blocked")
+            assert await asyncio.to_thread(entered.wait, 10)
+            await client.terminate(instance_id, "enough")
+            gate.set()
+            status = await client.wait_for_completion(instance_id, timeout=30)
+        assert status.runtime_status is RuntimeStatus.TERMINATED
+        assert await store.lock_next_activities("w", timedelta(seconds=30), FAR_FUTURE, 10) == []
+        await store.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_stopped_worker_lets_its_activities_run_elsewhere(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        gate.clear()
+        entered.clear()
+        runs.clear()
+        store = SqliteStore(tmp_path / "hub.db")
+        async with running(store, shutdown_grace=0.2) as (_, client):
+            instance_id = await client.start_new("waits_on_blocked")
+            assert await asyncio.to_thread(entered.wait, 10)
+        # The first worker gave the instance and its activity back when it stopped: a second
+        # one runs the activity again at once, not when a lease expires.
+        gate.set()
+        async with running(store, lease=timedelta(minutes=10)) as (_, client):
+            status = await client.wait_for_completion(instance_id, timeout=30)
+        assert status.runtime_status is RuntimeStatus.COMPLETED
+        assert status.output == ["x", 2]
+        assert runs["blocked"] == 2
+        await store.close()
+
+    asyncio.run(scenario())

@@ -1,0 +1,237 @@
+"""Held checkpoints: a worker keeps an instance and runs its activities in place.
+
+A checkpoint with ``hold_until`` keeps the instance leased and stores its activities leased
+under the instance's token; the next checkpoint commits their results (``completed_activities``)
+and is fenced by those task rows. The leases of held tasks go with the instance's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from durafn.core.errors import LeaseLost
+from durafn.core.status import RuntimeStatus
+from durafn.store.base import Checkpoint, OrchestrationWorkItem, Store
+
+from .factories import (
+    LEASE,
+    T0,
+    activity,
+    at,
+    episode,
+    lock_instance,
+    new_instance,
+    raised,
+    task_completed,
+    task_scheduled,
+    timer_fired,
+    to_self,
+)
+
+
+async def _hold(store: Store, *event_ids: int) -> OrchestrationWorkItem:
+    """Start instance "a" with an episode that schedules ``event_ids`` and holds the lease."""
+    await store.create_instance(new_instance("a"), T0)
+    item = await lock_instance(store, "a")
+    events = episode(item.messages[0].event, *(task_scheduled(i) for i in event_ids))
+    cp = Checkpoint(
+        new_events=events,
+        consumed=[m.seq for m in item.messages],
+        status=RuntimeStatus.RUNNING,
+        activities=[activity(i, f"act{i}") for i in event_ids],
+        hold_until=T0 + LEASE,
+    )
+    await store.checkpoint(item, cp, T0)
+    item.history_length += len(events)
+    item.locked_until = T0 + LEASE
+    return item
+
+
+async def _complete_held(
+    store: Store, item: OrchestrationWorkItem, *event_ids: int, now_s: float = 1
+) -> None:
+    """Commit the results of held ``event_ids`` (and the inbox's messages) and release."""
+    inbox = await store.read_inbox(item, at(now_s))
+    results = [task_completed(i, f'"r{i}"', at(now_s)) for i in event_ids]
+    events = episode(*results, *(m.event for m in inbox), now=at(now_s))
+    cp = Checkpoint(
+        new_events=events,
+        consumed=[m.seq for m in inbox],
+        status=RuntimeStatus.RUNNING,
+        completed_activities=list(event_ids),
+    )
+    await store.checkpoint(item, cp, at(now_s))
+    item.history_length += len(events)
+
+
+def test_a_held_checkpoint_keeps_the_instance_and_its_activities(store: Store) -> None:
+    async def body() -> None:
+        item = await _hold(store, 0, 1)
+        record = await store.get_instance("a")
+        assert record is not None and record.status is RuntimeStatus.RUNNING
+        assert len(await store.get_history("a")) == item.history_length
+        await store.send_message("a", raised("go"), at(1))
+        # Nobody else may take the instance or its activities while the hold lasts.
+        assert await store.lock_next_orchestration("w2", LEASE, at(29)) is None
+        assert await store.lock_next_activities("w2", LEASE, at(29), 10) == []
+        assert [m.event.kind for m in await store.read_inbox(item, at(1))] == ["EventRaised"]
+        backlog = await store.backlog(at(1))
+        assert backlog.activities == 2
+
+    asyncio.run(body())
+
+
+def test_results_of_held_activities_commit_with_the_next_episode(store: Store) -> None:
+    async def body() -> None:
+        item = await _hold(store, 0, 1)
+        await store.send_message("a", raised("go"), at(1))
+        await _complete_held(store, item, 0, 1)
+        history = await store.get_history("a")
+        assert len(history) == item.history_length
+        assert [e.kind for e in history[-4:]] == [
+            "TaskCompleted",
+            "TaskCompleted",
+            "EventRaised",
+            "OrchestratorCompleted",
+        ]
+        # The task rows are gone and the instance is free, its inbox consumed.
+        assert await store.lock_next_activities("w2", LEASE, at(100), 10) == []
+        assert await store.lock_next_orchestration("w2", LEASE, at(2)) is None
+        assert await store.read_inbox(item, at(2)) == []
+        assert (await store.backlog(at(2))).activities == 0
+
+    asyncio.run(body())
+
+
+def test_a_held_instance_can_hold_again(store: Store) -> None:
+    async def body() -> None:
+        item = await _hold(store, 0)
+        events = episode(task_completed(0, '"r"', at(1)), task_scheduled(1), now=at(1))
+        cp = Checkpoint(
+            new_events=events,
+            consumed=[],
+            status=RuntimeStatus.RUNNING,
+            activities=[activity(1)],
+            completed_activities=[0],
+            hold_until=at(31),
+        )
+        await store.checkpoint(item, cp, at(1))
+        item.history_length += len(events)
+        assert await store.lock_next_activities("w2", LEASE, at(30), 10) == []
+        await _complete_held(store, item, 1, now_s=2)
+        assert len(await store.get_history("a")) == item.history_length
+
+    asyncio.run(body())
+
+
+def test_read_inbox_leaves_out_messages_not_yet_visible(store: Store) -> None:
+    async def body() -> None:
+        await store.create_instance(new_instance("a"), T0)
+        item = await lock_instance(store, "a")
+        events = episode(item.messages[0].event, task_scheduled(0))
+        cp = Checkpoint(
+            new_events=events,
+            consumed=[m.seq for m in item.messages],
+            status=RuntimeStatus.RUNNING,
+            activities=[activity(0)],
+            messages=[to_self(item, timer_fired(1, at(10)), at(10))],
+            hold_until=T0 + LEASE,
+        )
+        await store.checkpoint(item, cp, T0)
+        assert await store.read_inbox(item, at(9)) == []
+        assert [m.event.kind for m in await store.read_inbox(item, at(10))] == ["TimerFired"]
+
+    asyncio.run(body())
+
+
+def test_a_task_taken_by_another_worker_fences_the_results_commit(store: Store) -> None:
+    async def body() -> None:
+        item = await _hold(store, 0)
+        length = item.history_length
+        # The hold lapses unrenewed; another worker runs the activity and delivers its result.
+        [task] = await store.lock_next_activities("w2", LEASE, at(31), 10)
+        assert task.event_id == 0 and task.attempts == 2
+        with pytest.raises(LeaseLost):
+            await _complete_held(store, item, 0, now_s=32)
+        assert len(await store.get_history("a")) == length
+        assert await store.complete_activity(task, task_completed(0, '"other"'), at(33))
+        await store.abandon_orchestration(item)
+        got = await lock_instance(store, "a", at(34), "w2")
+        assert [m.event for m in got.messages] == [task_completed(0, '"other"')]
+
+    asyncio.run(body())
+
+
+def test_results_of_activities_not_held_are_refused(store: Store) -> None:
+    async def body() -> None:
+        item = await _hold(store, 0)
+        with pytest.raises(LeaseLost):
+            await _complete_held(store, item, 0, 7)
+        assert len(await store.get_history("a")) == item.history_length
+        await _complete_held(store, item, 0)
+
+    asyncio.run(body())
+
+
+def test_renewing_the_instance_lease_renews_its_held_tasks(store: Store) -> None:
+    async def body() -> None:
+        item = await _hold(store, 0)
+        await store.renew_orchestration_lease(item, LEASE, at(20))
+        assert await store.lock_next_activities("w2", LEASE, at(31), 10) == []
+        assert await store.lock_next_orchestration("w2", LEASE, at(31)) is None
+        [task] = await store.lock_next_activities("w2", LEASE, at(50), 10)
+        assert task.event_id == 0
+
+    asyncio.run(body())
+
+
+def test_abandoning_the_instance_releases_its_held_tasks(store: Store) -> None:
+    async def body() -> None:
+        item = await _hold(store, 0, 1)
+        await store.abandon_orchestration(item)
+        tasks = await store.lock_next_activities("w2", LEASE, at(1), 10)
+        assert sorted(t.event_id for t in tasks) == [0, 1]
+        for task in tasks:
+            assert await store.complete_activity(task, task_completed(task.event_id), at(2))
+        got = await lock_instance(store, "a", at(3), "w2")
+        assert sorted(m.event.task_scheduled_id for m in got.messages) == [0, 1]  # type: ignore[attr-defined]
+
+    asyncio.run(body())
+
+
+def test_a_finishing_checkpoint_may_commit_held_results(store: Store) -> None:
+    async def body() -> None:
+        item = await _hold(store, 0, 1)
+        cp = Checkpoint(
+            new_events=episode(task_completed(0, '"r"', at(1)), now=at(1)),
+            consumed=[],
+            status=RuntimeStatus.COMPLETED,
+            output='"done"',
+            completed_activities=[0],
+        )
+        await store.checkpoint(item, cp, at(1))
+        record = await store.get_instance("a")
+        assert record is not None and record.status is RuntimeStatus.COMPLETED
+        assert await store.lock_next_activities("w2", LEASE, at(100), 10) == []
+
+    asyncio.run(body())
+
+
+@pytest.mark.parametrize("status", [RuntimeStatus.COMPLETED, RuntimeStatus.FAILED])
+def test_a_checkpoint_that_ends_cannot_hold(store: Store, status: RuntimeStatus) -> None:
+    async def body() -> None:
+        await store.create_instance(new_instance("a"), T0)
+        item = await lock_instance(store, "a")
+        cp = Checkpoint(
+            new_events=episode(item.messages[0].event),
+            consumed=[m.seq for m in item.messages],
+            status=status,
+            hold_until=T0 + LEASE,
+        )
+        with pytest.raises(ValueError, match="cannot hold"):
+            await store.checkpoint(item, cp, T0)
+        assert await store.get_history("a") == []
+
+    asyncio.run(body())
