@@ -455,3 +455,28 @@ def test_failure_details_capture_the_cause_chain() -> None:
     assert details.is_caused_by("RuntimeError")
     assert not details.is_caused_by(ValueError)
     assert FailureDetails.from_dict(details.to_dict()) == details
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"a": [1, 2.5, 1e16, -0.0, 5e-324, None, True], "é": "ünï\u2028\x1f\"\\"},
+        [2**63 - 1, -(2**63)],
+        [2**64, 10**30, -(10**25)],
+        {"id": "1234567890123456789012", "n": 1234567890123456789},
+    ],
+)
+def test_the_fast_path_writes_and_reads_what_the_standard_library_does(value: Any) -> None:
+    text = codec.encode(value)
+    assert text == json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    assert codec.decode(text) == value
+    assert codec.loads(text) == value
+    assert all(type(x) is type(y) for x, y in zip(_leaves(codec.decode(text)), _leaves(value)))
+
+
+def _leaves(value: Any) -> list[Any]:
+    if isinstance(value, dict):
+        return [leaf for item in value.values() for leaf in _leaves(item)]
+    if isinstance(value, list):
+        return [leaf for item in value for leaf in _leaves(item)]
+    return [value]

@@ -30,11 +30,14 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
 import sys
 import uuid
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
+
+import orjson
 
 from durafn.core.errors import PayloadTooLarge
 
@@ -46,8 +49,7 @@ JsonValue = Any
 
 def encode(value: Any, *, what: str = "value") -> str:
     """Encode ``value`` as JSON text; ``TypeError`` names what cannot be encoded and where."""
-    plain = _to_json(value, what)
-    text = json.dumps(plain, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    text = dumps(_to_json(value, what))
     size = len(text.encode("utf-8"))
     if size > MAX_PAYLOAD_BYTES:
         raise PayloadTooLarge(
@@ -66,7 +68,24 @@ def decode(text: str | None) -> Any:
     """Decode JSON text written by :func:`encode`; ``None`` reads as ``None``."""
     if text is None:
         return None
-    return json.loads(text, object_hook=_from_tagged)
+    if _TAG not in text and _LONG_NUMBER.search(text) is None:
+        return orjson.loads(text)  # plain JSON (orjson would read a huge int as a float)
+    return _TAGGED_DECODER.decode(text)
+
+
+def dumps(plain: JsonValue) -> str:
+    """Compact JSON text of plain JSON values, as ``json.dumps`` writes it (non-ASCII kept)."""
+    try:
+        return orjson.dumps(plain).decode()
+    except TypeError:  # an int beyond 64 bits: the standard library writes any int
+        return json.dumps(plain, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def loads(text: str) -> JsonValue:
+    """Parse JSON text into plain values (no tagged types), exact for any int."""
+    if _LONG_NUMBER.search(text) is None:
+        return orjson.loads(text)
+    return json.loads(text)
 
 
 def _to_json(value: Any, path: str) -> JsonValue:
@@ -189,3 +208,10 @@ _DECODERS: dict[str, Any] = {
     "dataclass": _decode_dataclass,
     "pydantic": _decode_pydantic,
 }
+
+
+_TAG = f'"{TYPE_KEY}"'
+# 19 digits in a row: possibly an int beyond 64 bits, which only the standard library reads
+# exactly. Plain JSON without one (nearly every payload) takes orjson's faster path.
+_LONG_NUMBER = re.compile(r"\d{19}")
+_TAGGED_DECODER = json.JSONDecoder(object_hook=_from_tagged)

@@ -8,11 +8,11 @@ completion events point back at it with ``task_scheduled_id`` or ``timer_id``.
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ClassVar
 
+from durafn.core import codec
 from durafn.core.status import FailureDetails, RuntimeStatus
 
 
@@ -302,9 +302,9 @@ def event_from_dict(data: dict[str, Any]) -> HistoryEvent:
 
 def dump_event(event: HistoryEvent) -> str:
     """Serialize one event to compact JSON text (the stored form)."""
-    return json.dumps(event_to_dict(event), separators=(",", ":"), ensure_ascii=False)
+    return codec.dumps(event_to_dict(event))
 
 
 def load_event(text: str) -> HistoryEvent:
     """Parse the stored form written by :func:`dump_event`."""
-    return event_from_dict(json.loads(text))
+    return event_from_dict(codec.loads(text))

@@ -14,7 +14,6 @@ are deferred in the scheduler state (durably, with the state) until the unlock.
 from __future__ import annotations
 
 import inspect
-import json
 import uuid
 from collections import deque
 from collections.abc import Sequence
@@ -77,13 +76,13 @@ class SchedulerState:
             data["queue"] = [event_to_dict(e) for e in self.queue]
         if self.released:
             data["released"] = self.released
-        return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+        return codec.dumps(data)
 
     @classmethod
     def load(cls, text: str | None) -> SchedulerState:
         if not text:
             return cls()
-        data = json.loads(text)
+        data = codec.loads(text)
         lock = data.get("lock") or {}
         return cls(
             state=data.get("state"),

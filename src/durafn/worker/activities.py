@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
@@ -51,14 +52,16 @@ def _failed(item: ActivityWorkItem, exc: BaseException, now: datetime) -> TaskFa
 
 def _arguments(func: Any, argument: Any) -> tuple[Any, ...]:
     """An activity takes its input as its one positional argument, or no argument at all."""
-    try:
-        params = [
-            p
-            for p in inspect.signature(func).parameters.values()
-            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL)
-        ]
-    except (TypeError, ValueError):
-        return (argument,)
-    if not params and argument is None:
+    if argument is None and not _takes_positional(func):
         return ()
     return (argument,)
+
+
+@functools.lru_cache(maxsize=1024)
+def _takes_positional(func: Any) -> bool:
+    try:
+        parameters = inspect.signature(func).parameters.values()
+    except (TypeError, ValueError):
+        return True
+    kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    return any(p.kind in (*kinds, inspect.Parameter.VAR_POSITIONAL) for p in parameters)
