@@ -460,7 +460,7 @@ def test_failure_details_capture_the_cause_chain() -> None:
 @pytest.mark.parametrize(
     "value",
     [
-        {"a": [1, 2.5, 1e16, -0.0, 5e-324, None, True], "é": "ünï\u2028\x1f\"\\"},
+        {"a": [1, 2.5, 1e16, -0.0, 5e-324, None, True], "é": 'ünï\u2028\x1f"\\'},
         [2**63 - 1, -(2**63)],
         [2**64, 10**30, -(10**25)],
         {"id": "1234567890123456789012", "n": 1234567890123456789},
