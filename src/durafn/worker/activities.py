@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any
@@ -30,8 +31,7 @@ async def run_activity(
         if registered.is_async:
             value = await registered.func(*call_args)
         else:
-            loop = asyncio.get_running_loop()
-            value = await loop.run_in_executor(threads, lambda: registered.func(*call_args))
+            value = await _in_thread(threads, lambda: registered.func(*call_args))
         if inspect.isawaitable(value):
             value = await value
         encoded = codec.encode_optional(value, what=f"result of activity {item.name!r}")
@@ -42,6 +42,33 @@ async def run_activity(
         # reason to take the worker down.
         return _failed(item, exc, now)
     return TaskCompleted(timestamp=now, task_scheduled_id=item.event_id, result=encoded)
+
+
+def _in_thread(threads: ThreadPoolExecutor, call: Callable[[], Any]) -> asyncio.Future[Any]:
+    """``call()`` on one of ``threads``; its outcome on the caller's loop. Lighter than
+    ``run_in_executor``: one hop back, no chaining of a second future."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[Any] = loop.create_future()
+
+    def run() -> None:
+        try:
+            value = call()
+        except BaseException as exc:  # the activity's failure, reported on the loop
+            loop.call_soon_threadsafe(_settle, future, None, exc)
+        else:
+            loop.call_soon_threadsafe(_settle, future, value, None)
+
+    threads.submit(run)
+    return future
+
+
+def _settle(future: asyncio.Future[Any], value: Any, error: BaseException | None) -> None:
+    if future.done():  # the waiting task was cancelled meanwhile
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(value)
 
 
 def _failed(item: ActivityWorkItem, exc: BaseException, now: datetime) -> TaskFailed:

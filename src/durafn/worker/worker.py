@@ -183,6 +183,9 @@ class Worker:
     ) -> None:
         inflight: set[asyncio.Task[None]] = set()
         slot_freed = self._slot_freed[kind] = asyncio.Event()
+        # One task waits for the stop for the dispatcher's whole life, and wakes it.
+        stopping = asyncio.ensure_future(stop.wait())
+        stopping.add_done_callback(lambda _: slot_freed.set())
 
         def finished(task: asyncio.Task[None]) -> None:
             inflight.discard(task)
@@ -208,15 +211,20 @@ class Worker:
                 # Fewer items than slots: nothing more was visible. Sleep until the store
                 # changes after ``token`` (taken before the claim, so nothing is missed), or
                 # until the next message comes due. No slot free: until one frees.
-                idle = await self._idle_timeout(token) if free > 0 else None
-                wake = (
-                    slot_freed.wait() if idle is None else self.store.wait_for_change(token, idle)
-                )
-                await _first_of([stop.wait(), wake])
+                if free <= 0:
+                    await slot_freed.wait()
+                    continue
+                idle = await self._idle_timeout(token)
+                changed = asyncio.ensure_future(self.store.wait_for_change(token, idle))
+                try:
+                    await asyncio.wait((stopping, changed), return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    changed.cancel()
             except Exception:
                 # The store is down or failing: keep the worker alive and try again shortly.
                 log.exception("could not fetch %s work; retrying in 1 s", kind)
                 await _sleep_or_stop(stop, 1.0)
+        stopping.cancel()
         if inflight:
             _, pending = await asyncio.wait(inflight, timeout=self.options.shutdown_grace)
             for task in pending:
@@ -314,7 +322,7 @@ class Worker:
         executor = self.cache.take(item.instance_id, item.execution_id, item.history_length)
         history: list[HistoryEvent] = []
         try:
-            if executor is None:
+            if executor is None and item.history_length:
                 history = await self.store.get_history(item.instance_id)
         except Exception as exc:
             await self._retry_later(item, exc)
@@ -533,8 +541,7 @@ class HeldActivities:
         self.running: dict[int, asyncio.Task[None]] = {}
         self._results: list[HistoryEvent] = []
         self._arrived = asyncio.Event()
-        self._empty_token: object = object()
-        self._empty_until = 0.0
+        self._next_read = 0.0
 
     def startable(
         self, executor: OrchestrationExecutor, checkpoint: Checkpoint
@@ -589,16 +596,14 @@ class HeldActivities:
 
     async def read_inbox(self, now: datetime) -> list[InboxMessage]:
         """What reached the instance meanwhile (an event, a termination, a queued activity's
-        result). An empty inbox is not read again while the store's change token stays the
-        same, for at most ``_INBOX_RECHECK`` seconds (a SQLite store hears of other
-        processes' commits only while it polls)."""
-        store = self.worker.store
-        token = await store.change_token()
-        if token == self._empty_token and time.monotonic() < self._empty_until:
+        result). An empty inbox is read again after ``_INBOX_RECHECK`` seconds at the
+        earliest: that is how late a held instance may hear of a message, while a chain of
+        fast steps does not pay a read per step."""
+        if time.monotonic() < self._next_read:
             return []
-        messages = await store.read_inbox(self.item, now)
+        messages = await self.worker.store.read_inbox(self.item, now)
         if not messages:
-            self._empty_token, self._empty_until = token, time.monotonic() + _INBOX_RECHECK
+            self._next_read = time.monotonic() + _INBOX_RECHECK
         return messages
 
     def cancel(self) -> None:
@@ -606,7 +611,7 @@ class HeldActivities:
             task.cancel()
 
 
-_INBOX_RECHECK = 0.05
+_INBOX_RECHECK = 0.02
 
 
 def _task_id(event: HistoryEvent) -> int:
@@ -640,13 +645,3 @@ def _gave_up(item: ActivityWorkItem, now: datetime) -> TaskFailed:
 async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(stop.wait(), seconds)
-
-
-async def _first_of(awaitables: list[Awaitable[Any]]) -> None:
-    tasks = [asyncio.ensure_future(a) for a in awaitables]
-    try:
-        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
