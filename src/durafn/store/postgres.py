@@ -385,11 +385,65 @@ class PostgresStore:
         self, item: OrchestrationWorkItem, checkpoint: Checkpoint, now: datetime
     ) -> None:
         check_checkpoint(checkpoint)
+        if _is_step(checkpoint):
+            await self._checkpoint_step(item, checkpoint, now)
+            return
 
         async def tx(s: Session) -> None:
             await self._apply_checkpoint(s, item, checkpoint, now)
 
         await self._db.write(tx)
+
+    async def _checkpoint_step(
+        self, item: OrchestrationWorkItem, cp: Checkpoint, now: datetime
+    ) -> None:
+        """A checkpoint of the common form (see ``_is_step``) in one statement."""
+        n = to_micros(now)
+        hold = to_micros(cp.hold_until) if cp.hold_until is not None else None
+        done = sorted(set(cp.completed_activities))
+        values = self._key(
+            item.instance_id,
+            eid=item.execution_id,
+            token=item.lock_token,
+            done=done,
+            status=cp.status.value,
+            output=cp.output,
+            custom=cp.custom_status,
+            failure=dump_failure(cp.failure),
+            now=n,
+            length=item.history_length + len(cp.new_events),
+            dropped=cp.dropped_events,
+            hold=hold,
+            seqs=cp.consumed,
+            first=item.history_length,
+            events=[dump_event(e) for e in cp.new_events],
+            held_by=item.lock_token if hold is not None else None,
+            event_ids=[a.event_id for a in cp.activities],
+            names=[a.name for a in cp.activities],
+            inputs=[a.input for a in cp.activities],
+            notify=cp.wakes,
+            channel=self._db.changes.channel,
+        )
+
+        async def tx(s: Session) -> bool:
+            try:
+                row = await s.fetchone(self._sql(q.CHECKPOINT_STEP), values)
+            except psycopg.errors.UniqueViolation as exc:
+                if exc.diag.table_name == "history":
+                    raise LeaseLost(
+                        f"history of {item.instance_id!r} was extended by another worker"
+                    ) from exc
+                raise StoreError(
+                    f"an activity of {item.instance_id!r} is already scheduled: {exc}"
+                ) from exc
+            s.changed = cp.wakes
+            return bool(row and row[0])
+
+        if not await self._db.write(tx, transaction=False):
+            raise LeaseLost(
+                f"lease on instance {item.instance_id!r} (or on an activity it ran in place) "
+                "was lost before its checkpoint"
+            )
 
     async def _apply_checkpoint(
         self, s: Session, item: OrchestrationWorkItem, cp: Checkpoint, now: datetime
@@ -730,3 +784,16 @@ class PostgresStore:
 
         micros = await self._db.read(read)
         return from_micros(micros) if micros is not None else None
+
+
+def _is_step(cp: Checkpoint) -> bool:
+    """Whether ``cp`` only records an episode and schedules activities (one statement)."""
+    return not (
+        cp.status.is_terminal
+        or cp.restart is not None
+        or cp.messages
+        or cp.sub_orchestrations
+        or cp.new_instances
+        or cp.parent_message is not None
+        or cp.entity_state is not None
+    )

@@ -189,7 +189,57 @@ SET status = %(status)s, output = %(output)s, custom_status = %(custom)s,
 WHERE task_hub = %(hub)s AND instance_id = %(iid)s AND locked_by = %(token)s
 """
 
-# The rows of entities that do not exist yet: a message to an entity creates it.
+# A checkpoint that only records an episode and schedules activities, its most common form
+# (no message, child, restart or end), as one statement: one round trip, committed on its own.
+# Every change hangs on the fence (the lease, and each activity run in place still leased under
+# it, locked against claims): without it the statement changes nothing and returns false.
+CHECKPOINT_STEP = """
+WITH held AS (
+    SELECT event_id FROM {s}.activity_tasks
+    WHERE task_hub = %(hub)s AND instance_id = %(iid)s AND execution_id = %(eid)s
+        AND event_id = ANY(%(done)s::integer[]) AND locked_by = %(token)s
+    FOR UPDATE
+), fence AS (
+    UPDATE {s}.instances
+    SET status = %(status)s, output = %(output)s, custom_status = %(custom)s,
+        failure = %(failure)s, updated_at = %(now)s, completed_at = NULL,
+        history_length = %(length)s, dropped_events = dropped_events + %(dropped)s,
+        locked_by = CASE WHEN %(hold)s::bigint IS NULL THEN NULL ELSE locked_by END,
+        lock_expires_at = %(hold)s::bigint
+    WHERE task_hub = %(hub)s AND instance_id = %(iid)s AND locked_by = %(token)s
+        AND (SELECT count(*) FROM held) = cardinality(%(done)s::integer[])
+    RETURNING 1
+), taken AS (
+    DELETE FROM {s}.activity_tasks t USING held h
+    WHERE t.task_hub = %(hub)s AND t.instance_id = %(iid)s AND t.execution_id = %(eid)s
+        AND t.event_id = h.event_id AND EXISTS (SELECT 1 FROM fence)
+), consumed AS (
+    DELETE FROM {s}.inbox
+    WHERE task_hub = %(hub)s AND instance_id = %(iid)s AND seq = ANY(%(seqs)s::bigint[])
+        AND EXISTS (SELECT 1 FROM fence)
+), appended AS (
+    INSERT INTO {s}.history (task_hub, instance_id, execution_id, sequence, event)
+    SELECT %(hub)s, %(iid)s, %(eid)s, %(first)s + e.ord - 1, e.event
+    FROM unnest(%(events)s::text[]) WITH ORDINALITY AS e(event, ord)
+    WHERE EXISTS (SELECT 1 FROM fence)
+), scheduled AS (
+    INSERT INTO {s}.activity_tasks (task_hub, instance_id, execution_id, event_id, name, input,
+        visible_at, locked_by, lock_expires_at, attempts)
+    SELECT %(hub)s, %(iid)s, %(eid)s, a.event_id, a.name, a.input, %(now)s, %(held_by)s::text,
+        %(hold)s::bigint, CASE WHEN %(held_by)s::text IS NULL THEN 0 ELSE 1 END
+    FROM unnest(%(event_ids)s::integer[], %(names)s::text[], %(inputs)s::text[])
+        WITH ORDINALITY AS a(event_id, name, input, ord)
+    WHERE EXISTS (SELECT 1 FROM fence)
+    ORDER BY a.ord
+)
+SELECT EXISTS (SELECT 1 FROM fence), (
+    SELECT count(*) FROM (
+        SELECT pg_notify(%(channel)s, '') WHERE %(notify)s AND EXISTS (SELECT 1 FROM fence)
+    ) n
+)
+"""
+
+# The rows of entities: a message to an entity creates it.
 CREATE_ENTITIES = """
 INSERT INTO {s}.instances (task_hub, instance_id, execution_id, name, status, created_at,
     updated_at)
