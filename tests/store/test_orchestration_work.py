@@ -201,3 +201,27 @@ def test_abandon_by_a_worker_that_lost_the_lease_changes_nothing(store: Store) -
         assert record is not None and record.status is RuntimeStatus.RUNNING
 
     asyncio.run(body())
+
+
+def test_lock_next_orchestrations_leases_a_batch_in_claim_order(store: Store) -> None:
+    async def body() -> None:
+        for n, name in enumerate(["c", "a", "d", "b"]):
+            await store.create_instance(new_instance(name), at(n))
+        taken = await lock_instance(store, "d", at(10), owner="w0")
+        batch = await store.lock_next_orchestrations("w1", LEASE, at(10), 2)
+        assert [item.instance_id for item in batch] == ["c", "a"]
+        assert len({item.lock_token for item in batch}) == 2
+        assert all(item.locked_until == at(10) + LEASE for item in batch)
+        assert all(item.messages[0].event.kind == "ExecutionStarted" for item in batch)
+        rest = await store.lock_next_orchestrations("w2", LEASE, at(10), 10)
+        assert [item.instance_id for item in rest] == ["b"]
+        assert await store.lock_next_orchestrations("w3", LEASE, at(10), 10) == []
+        assert await store.lock_next_orchestrations("w3", LEASE, at(10), 0) == []
+        # Each lease of a batch is a lease of its own.
+        await commit(store, batch[0], at(11))
+        await store.abandon_orchestration(batch[1])
+        [again] = await store.lock_next_orchestrations("w3", LEASE, at(12), 10)
+        assert again.instance_id == "a"
+        assert taken.instance_id == "d"
+
+    asyncio.run(body())

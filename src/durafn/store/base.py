@@ -264,6 +264,17 @@ class Store(Protocol):
     ) -> OrchestrationWorkItem | None:
         """Lease one instance with visible messages whose lease is free or expired."""
 
+    async def lock_next_orchestrations(
+        self,
+        owner: str,
+        lease: timedelta,
+        now: datetime,
+        limit: int,
+        max_messages: int = 10_000,
+    ) -> list[OrchestrationWorkItem]:
+        """Lease up to ``limit`` instances at once, in the order ``lock_next_orchestration``
+        would lease them one by one, in one transaction."""
+
     async def get_history(self, instance_id: str) -> list[HistoryEvent]:
         """The history of the instance's current execution, in order."""
 

@@ -295,43 +295,66 @@ class MemoryStore:
     async def lock_next_orchestration(
         self, owner: str, lease: timedelta, now: datetime, max_messages: int = 10_000
     ) -> OrchestrationWorkItem | None:
-        n = to_micros(now)
         with self._db.lock:
-            best: tuple[int, int, _Instance] | None = None
-            for candidate in self._hub().instances.values():
-                if candidate.lock_expires_at is not None and candidate.lock_expires_at > n:
-                    continue
-                for m in candidate.inbox.values():
-                    if m.visible_at <= n and (best is None or (m.visible_at, m.seq) < best[:2]):
-                        best = (m.visible_at, m.seq, candidate)
-            if best is None:
-                return None
-            instance = best[2]
-            record = instance.record
-            token = f"{owner}/{uuid.uuid4().hex[:12]}"
-            until = now + lease
-            instance.locked_by, instance.lock_expires_at = token, to_micros(until)
-            # Results and timers of an earlier execution can never apply: drop them.
-            instance.inbox = {
-                seq: m
-                for seq, m in instance.inbox.items()
-                if m.execution_id is None or m.execution_id == record.execution_id
-            }
-            visible = [
-                InboxMessage(m.seq, m.event) for m in instance.inbox.values() if m.visible_at <= n
-            ]
-            self._db.changed()
-            return OrchestrationWorkItem(
-                instance_id=record.instance_id,
-                execution_id=record.execution_id,
-                name=record.name,
-                status=record.status,
-                lock_token=token,
-                locked_until=until,
-                messages=visible[:max_messages],
-                history_length=len(instance.history.get(record.execution_id, {})),
-                entity_state=record.entity_state,
-            )
+            return self._claim(owner, lease, now, max_messages)
+
+    async def lock_next_orchestrations(
+        self,
+        owner: str,
+        lease: timedelta,
+        now: datetime,
+        limit: int,
+        max_messages: int = 10_000,
+    ) -> list[OrchestrationWorkItem]:
+        items: list[OrchestrationWorkItem] = []
+        with self._db.lock:
+            while len(items) < limit:
+                item = self._claim(owner, lease, now, max_messages)
+                if item is None:
+                    break
+                items.append(item)
+        return items
+
+    def _claim(
+        self, owner: str, lease: timedelta, now: datetime, max_messages: int
+    ) -> OrchestrationWorkItem | None:
+        """Lease the instance whose first visible message came first (under the lock)."""
+        n = to_micros(now)
+        best: tuple[int, int, _Instance] | None = None
+        for candidate in self._hub().instances.values():
+            if candidate.lock_expires_at is not None and candidate.lock_expires_at > n:
+                continue
+            for m in candidate.inbox.values():
+                if m.visible_at <= n and (best is None or (m.visible_at, m.seq) < best[:2]):
+                    best = (m.visible_at, m.seq, candidate)
+        if best is None:
+            return None
+        instance = best[2]
+        record = instance.record
+        token = f"{owner}/{uuid.uuid4().hex[:12]}"
+        until = now + lease
+        instance.locked_by, instance.lock_expires_at = token, to_micros(until)
+        # Results and timers of an earlier execution can never apply: drop them.
+        instance.inbox = {
+            seq: m
+            for seq, m in instance.inbox.items()
+            if m.execution_id is None or m.execution_id == record.execution_id
+        }
+        visible = [
+            InboxMessage(m.seq, m.event) for m in instance.inbox.values() if m.visible_at <= n
+        ]
+        self._db.changed()
+        return OrchestrationWorkItem(
+            instance_id=record.instance_id,
+            execution_id=record.execution_id,
+            name=record.name,
+            status=record.status,
+            lock_token=token,
+            locked_until=until,
+            messages=visible[:max_messages],
+            history_length=len(instance.history.get(record.execution_id, {})),
+            entity_state=record.entity_state,
+        )
 
     def _leased(self, hub: _Hub, item: OrchestrationWorkItem) -> _Instance | None:
         instance = hub.instances.get(item.instance_id)

@@ -296,48 +296,72 @@ class PostgresStore:
     async def lock_next_orchestration(
         self, owner: str, lease: timedelta, now: datetime, max_messages: int = 10_000
     ) -> OrchestrationWorkItem | None:
-        n = to_micros(now)
-        until = now + lease
-
         async def tx(s: Session) -> OrchestrationWorkItem | None:
-            while True:
-                row = await s.fetchone(
-                    self._sql(q.CLAIM_INSTANCE), {"hub": self.task_hub, "now": n}
-                )
-                if row is None:
-                    return None
-                instance_id, execution_id, name, status, history_length, entity_state = row
-                s.changed = True
-                if RuntimeStatus(status).is_terminal:
-                    await self._drop_inbox(s, instance_id)  # leftovers of a race; look again
-                    continue
-                token = f"{owner}/{uuid.uuid4().hex[:12]}"
-                rows = await s.fetchall(
-                    self._sql(q.LEASE_INSTANCE),
-                    self._key(
-                        instance_id,
-                        token=token,
-                        until=to_micros(until),
-                        eid=execution_id,
-                        now=n,
-                        max=max(1, max_messages),  # an episode applies one message at least
-                    ),
-                )
-                if not rows:
-                    continue  # nothing left to apply there: look for another instance
-                return OrchestrationWorkItem(
-                    instance_id=instance_id,
-                    execution_id=execution_id,
-                    name=name,
-                    status=RuntimeStatus(status),
-                    lock_token=token,
-                    locked_until=until,
-                    messages=[InboxMessage(seq, load_event(text)) for seq, text in rows],
-                    history_length=history_length,
-                    entity_state=entity_state,
-                )
+            return await self._claim(s, owner, lease, now, max_messages)
 
         return await self._db.write(tx, durable=False)
+
+    async def lock_next_orchestrations(
+        self,
+        owner: str,
+        lease: timedelta,
+        now: datetime,
+        limit: int,
+        max_messages: int = 10_000,
+    ) -> list[OrchestrationWorkItem]:
+        async def tx(s: Session) -> list[OrchestrationWorkItem]:
+            items: list[OrchestrationWorkItem] = []
+            while len(items) < limit:
+                item = await self._claim(s, owner, lease, now, max_messages)
+                if item is None:
+                    break
+                items.append(item)
+            return items
+
+        if limit <= 0:
+            return []
+        return await self._db.write(tx, durable=False)
+
+    async def _claim(
+        self, s: Session, owner: str, lease: timedelta, now: datetime, max_messages: int
+    ) -> OrchestrationWorkItem | None:
+        """Lease the instance whose first visible message came first, in ``s``'s transaction."""
+        n = to_micros(now)
+        until = now + lease
+        while True:
+            row = await s.fetchone(self._sql(q.CLAIM_INSTANCE), {"hub": self.task_hub, "now": n})
+            if row is None:
+                return None
+            instance_id, execution_id, name, status, history_length, entity_state = row
+            s.changed = True
+            if RuntimeStatus(status).is_terminal:
+                await self._drop_inbox(s, instance_id)  # leftovers of a race; look again
+                continue
+            token = f"{owner}/{uuid.uuid4().hex[:12]}"
+            rows = await s.fetchall(
+                self._sql(q.LEASE_INSTANCE),
+                self._key(
+                    instance_id,
+                    token=token,
+                    until=to_micros(until),
+                    eid=execution_id,
+                    now=n,
+                    max=max(1, max_messages),  # an episode applies one message at least
+                ),
+            )
+            if not rows:
+                continue  # nothing left to apply there: look for another instance
+            return OrchestrationWorkItem(
+                instance_id=instance_id,
+                execution_id=execution_id,
+                name=name,
+                status=RuntimeStatus(status),
+                lock_token=token,
+                locked_until=until,
+                messages=[InboxMessage(seq, load_event(text)) for seq, text in rows],
+                history_length=history_length,
+                entity_state=entity_state,
+            )
 
     async def _drop_inbox(self, s: Session, instance_id: str) -> None:
         await s.execute(self._sql(q.DROP_INBOX), self._key(instance_id, raised=_RAISED_PREFIX))

@@ -283,54 +283,85 @@ class SqliteStore:
         self, owner: str, lease: timedelta, now: datetime, max_messages: int = 10_000
     ) -> OrchestrationWorkItem | None:
         def tx(conn: sqlite3.Connection) -> OrchestrationWorkItem | None:
-            n = to_micros(now)
-            row = conn.execute(
-                "SELECT i.instance_id, i.execution_id, i.name, i.status, i.history_length, "
-                "i.entity_state FROM inbox m "
-                "JOIN instances i ON i.task_hub=m.task_hub AND i.instance_id=m.instance_id "
-                "WHERE m.task_hub=? AND m.visible_at<=? "
-                "AND (i.lock_expires_at IS NULL OR i.lock_expires_at<=?) "
-                "ORDER BY m.visible_at, m.seq LIMIT 1",
-                (self.task_hub, n, n),
-            ).fetchone()
-            if row is None:
-                return None
-            instance_id, execution_id, name, status, history_length, entity_state = row
-            token = f"{owner}/{uuid.uuid4().hex[:12]}"
-            until = now + lease
-            conn.execute(
-                "UPDATE instances SET locked_by=?, lock_expires_at=? "
-                "WHERE task_hub=? AND instance_id=?",
-                (token, to_micros(until), self.task_hub, instance_id),
-            )
-            # Results and timers of an earlier execution can never apply: drop them.
-            conn.execute(
-                "DELETE FROM inbox WHERE task_hub=? AND instance_id=? "
-                "AND execution_id IS NOT NULL AND execution_id<>?",
-                (self.task_hub, instance_id, execution_id),
-            )
-            messages = [
-                InboxMessage(seq, load_event(text))
-                for seq, text in conn.execute(
-                    "SELECT seq, event FROM inbox WHERE task_hub=? AND instance_id=? "
-                    "AND visible_at<=? ORDER BY seq LIMIT ?",
-                    (self.task_hub, instance_id, n, max_messages),
-                )
-            ]
-            length = history_length
-            return OrchestrationWorkItem(
-                instance_id=instance_id,
-                execution_id=execution_id,
-                name=name,
-                status=RuntimeStatus(status),
-                lock_token=token,
-                locked_until=until,
-                messages=messages,
-                history_length=length,
-                entity_state=entity_state,
-            )
+            return self._claim(conn, owner, lease, now, max_messages)
 
         return await self._db.write(tx, durable=False)
+
+    async def lock_next_orchestrations(
+        self,
+        owner: str,
+        lease: timedelta,
+        now: datetime,
+        limit: int,
+        max_messages: int = 10_000,
+    ) -> list[OrchestrationWorkItem]:
+        def tx(conn: sqlite3.Connection) -> list[OrchestrationWorkItem]:
+            items: list[OrchestrationWorkItem] = []
+            while len(items) < limit:
+                item = self._claim(conn, owner, lease, now, max_messages)
+                if item is None:
+                    break
+                items.append(item)
+            return items
+
+        if limit <= 0:
+            return []
+        return await self._db.write(tx, durable=False)
+
+    def _claim(
+        self,
+        conn: sqlite3.Connection,
+        owner: str,
+        lease: timedelta,
+        now: datetime,
+        max_messages: int,
+    ) -> OrchestrationWorkItem | None:
+        """Lease the instance whose first visible message came first, in ``conn``'s transaction."""
+        n = to_micros(now)
+        row = conn.execute(
+            "SELECT i.instance_id, i.execution_id, i.name, i.status, i.history_length, "
+            "i.entity_state FROM inbox m "
+            "JOIN instances i ON i.task_hub=m.task_hub AND i.instance_id=m.instance_id "
+            "WHERE m.task_hub=? AND m.visible_at<=? "
+            "AND (i.lock_expires_at IS NULL OR i.lock_expires_at<=?) "
+            "ORDER BY m.visible_at, m.seq LIMIT 1",
+            (self.task_hub, n, n),
+        ).fetchone()
+        if row is None:
+            return None
+        instance_id, execution_id, name, status, history_length, entity_state = row
+        token = f"{owner}/{uuid.uuid4().hex[:12]}"
+        until = now + lease
+        conn.execute(
+            "UPDATE instances SET locked_by=?, lock_expires_at=? "
+            "WHERE task_hub=? AND instance_id=?",
+            (token, to_micros(until), self.task_hub, instance_id),
+        )
+        # Results and timers of an earlier execution can never apply: drop them.
+        conn.execute(
+            "DELETE FROM inbox WHERE task_hub=? AND instance_id=? "
+            "AND execution_id IS NOT NULL AND execution_id<>?",
+            (self.task_hub, instance_id, execution_id),
+        )
+        messages = [
+            InboxMessage(seq, load_event(text))
+            for seq, text in conn.execute(
+                "SELECT seq, event FROM inbox WHERE task_hub=? AND instance_id=? "
+                "AND visible_at<=? ORDER BY seq LIMIT ?",
+                (self.task_hub, instance_id, n, max_messages),
+            )
+        ]
+        return OrchestrationWorkItem(
+            instance_id=instance_id,
+            execution_id=execution_id,
+            name=name,
+            status=RuntimeStatus(status),
+            lock_token=token,
+            locked_until=until,
+            messages=messages,
+            history_length=history_length,
+            entity_state=entity_state,
+        )
 
     async def renew_orchestration_lease(
         self, item: OrchestrationWorkItem, lease: timedelta, now: datetime

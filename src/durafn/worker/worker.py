@@ -257,15 +257,9 @@ class Worker:
         return max(0.0, min(self.options.max_idle, (due - now).total_seconds()))
 
     async def _lock_orchestrations(self, limit: int) -> list[OrchestrationWorkItem]:
-        items: list[OrchestrationWorkItem] = []
-        while len(items) < limit:
-            item = await self.store.lock_next_orchestration(
-                self.worker_id, self.options.lease, self.clock.now()
-            )
-            if item is None:
-                break
-            items.append(item)
-        return items
+        return await self.store.lock_next_orchestrations(
+            self.worker_id, self.options.lease, self.clock.now(), limit
+        )
 
     async def _lock_activities(self, limit: int) -> list[ActivityWorkItem]:
         return await self.store.lock_next_activities(
