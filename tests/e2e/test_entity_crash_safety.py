@@ -51,8 +51,17 @@ def run_counter_under_kills(store_url: str, workdir: Path, kills: int) -> tuple[
                 sender = threading.Thread(target=send_signals)
                 sender.start()
                 done = mid_run = 0
+                # The first kill lands once the workers apply operations (the whole workload
+                # may take a second or two); each kill then holds what the victim had leased
+                # for a lease, so the next ones land mid-run too.
+                deadline = time.monotonic() + 120
+                while (
+                    client.read_entity_state(COUNTER).entity_state or 0
+                ) < EXPECTED // 10 and time.monotonic() < deadline:
+                    time.sleep(0.02)
                 while done < kills:
-                    time.sleep(rng.uniform(0.4, 1.0))
+                    if done:
+                        time.sleep(rng.uniform(0.2, 0.6))
                     victim = rng.randrange(len(running))
                     running[victim].send_signal(signal.SIGKILL)
                     running[victim].wait()

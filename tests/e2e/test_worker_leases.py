@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -13,6 +13,7 @@ import pytest
 import durafn as df
 from durafn.client.async_client import AsyncClient
 from durafn.core.history import HistoryEvent
+from durafn.store.base import OrchestrationWorkItem
 from durafn.store.memory import MemoryStore
 from durafn.worker.clock import VirtualClock
 from durafn.worker.leases import LeaseKeeper
@@ -41,6 +42,24 @@ class SlowHistoryStore(MemoryStore):
     async def get_history(self, instance_id: str) -> list[HistoryEvent]:
         await asyncio.sleep(self.delay)
         return await super().get_history(instance_id)
+
+
+class LateClaimStore(MemoryStore):
+    """A memory store whose claims come 0.2 s late: its worker claims only what another worker
+    of the same hub has not claimed first (or could not keep)."""
+
+    async def lock_next_orchestrations(
+        self,
+        owner: str,
+        lease: timedelta,
+        now: datetime,
+        limit: int,
+        max_messages: int = 10_000,
+    ) -> list[OrchestrationWorkItem]:
+        await asyncio.sleep(0.2)
+        return await super().lock_next_orchestrations(
+            owner, lease, now + timedelta(seconds=0.2), limit, max_messages
+        )
 
 
 def test_the_keeper_renews_held_leases_and_lets_go_of_lost_ones() -> None:
@@ -84,9 +103,12 @@ def test_a_slow_episode_keeps_its_instance_from_a_second_worker(
     async def scenario() -> tuple[Worker, Any]:
         name = uuid.uuid4().hex
         store = SlowHistoryStore(name)
-        other_store = MemoryStore(name)
-        # No sticky cache: every episode reads its history, slowly (2.5 leases).
-        options = WorkerOptions(lease=timedelta(seconds=1), cache_size=0, max_idle=0.05)
+        other_store = LateClaimStore(name)
+        # No sticky cache (nor a held instance): every episode reads its history, slowly
+        # (2.5 leases).
+        options = WorkerOptions(
+            lease=timedelta(seconds=1), cache_size=0, max_idle=0.05, in_place_activities=0
+        )
         slow = Worker(app, store, options=options, worker_id="slow")
         rival = Worker(app, other_store, options=WorkerOptions(activities=False, max_idle=0.05))
         client = AsyncClient(other_store, app=app)
