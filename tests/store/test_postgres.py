@@ -24,7 +24,7 @@ from durafn.core.status import RuntimeStatus
 from durafn.store import open_store, postgres_target
 from durafn.store.base import OutgoingMessage, Store
 from durafn.store.postgres import PostgresStore
-from durafn.store.postgres_changes import channel_name
+from durafn.store.postgres_changes import NOTIFY_PAYLOAD, channel_name
 from durafn.store.postgres_schema import (
     SCHEMA_VERSION,
     current_version,
@@ -151,6 +151,28 @@ def test_a_notification_from_another_process_wakes_a_waiter(pg: Backend) -> None
         await notifying
         assert 0.2 <= time.monotonic() - began < 0.2 + PROMPT + 1.0
         assert await waiter.change_token() != token
+
+    asyncio.run(body())
+
+
+def test_the_echo_of_this_process_own_commits_wakes_nobody_twice(pg: Backend) -> None:
+    async def body() -> None:
+        store = _postgres(pg.open())
+        await store.get_instance("warm-up")
+        await store.change_token()
+        assert store.listening
+        target = postgres_target(pg.url)
+        channel = channel_name(target.schema, target.task_hub)
+        conn = await psycopg.AsyncConnection.connect(target.conninfo, autocommit=True)
+        async with conn:
+            token = await store.change_token()
+            # A notification signed by this process: its commits woke everyone already.
+            await conn.execute("SELECT pg_notify(%s, %s)", (channel, NOTIFY_PAYLOAD))
+            await store.wait_for_change(token, 0.5)
+            assert await store.change_token() == token
+            await conn.execute("SELECT pg_notify(%s, 'another process')", (channel,))
+            await store.wait_for_change(token, 30)
+            assert await store.change_token() != token
 
     asyncio.run(body())
 

@@ -73,7 +73,7 @@ from durafn.store.base import (
     to_micros,
     verb_for,
 )
-from durafn.store.postgres_changes import channel_name
+from durafn.store.postgres_changes import NOTIFY_PAYLOAD, channel_name
 from durafn.store.postgres_connections import Database, Session
 from durafn.store.postgres_schema import DEFAULT_SCHEMA, quote_schema
 
@@ -309,6 +309,9 @@ class PostgresStore:
         limit: int,
         max_messages: int = 10_000,
     ) -> list[OrchestrationWorkItem]:
+        if limit <= 0 or not await self._any(q.ANY_CLAIMABLE_INSTANCE, now):
+            return []
+
         async def tx(s: Session) -> list[OrchestrationWorkItem]:
             items: list[OrchestrationWorkItem] = []
             while len(items) < limit:
@@ -318,9 +321,17 @@ class PostgresStore:
                 items.append(item)
             return items
 
-        if limit <= 0:
-            return []
         return await self._db.write(tx, durable=False)
+
+    async def _any(self, template: str, now: datetime) -> bool:
+        """Whether the ``EXISTS`` query ``template`` finds work visible at ``now``."""
+        values = {"hub": self.task_hub, "now": to_micros(now)}
+
+        async def read(s: Session) -> bool:
+            row = await s.fetchone(self._sql(template), values)
+            return bool(row and row[0])
+
+        return await self._db.read(read)
 
     async def _claim(
         self, s: Session, owner: str, lease: timedelta, now: datetime, max_messages: int
@@ -447,6 +458,7 @@ class PostgresStore:
             inputs=[a.input for a in cp.activities],
             notify=cp.wakes,
             channel=self._db.changes.channel,
+            sender=NOTIFY_PAYLOAD,
         )
 
         async def tx(s: Session) -> bool:
@@ -632,7 +644,7 @@ class PostgresStore:
     async def lock_next_activities(
         self, owner: str, lease: timedelta, now: datetime, limit: int
     ) -> list[ActivityWorkItem]:
-        if limit <= 0:
+        if limit <= 0 or not await self._any(q.ANY_CLAIMABLE_ACTIVITY, now):
             return []
         until = now + lease
         values = {

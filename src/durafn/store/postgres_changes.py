@@ -1,12 +1,13 @@
 """Change notification of the PostgreSQL store: LISTEN on the task hub's channel, count changes.
 
-Every transaction that makes work visible runs ``SELECT pg_notify(channel, '')``, so the
+Every transaction that makes work visible runs ``SELECT pg_notify(channel, sender)``, so the
 notification goes out when (and only if) it commits. A :class:`ChangeFeed` keeps one LISTEN
 connection per store and counts what it hears, plus the commits of every store object of this
 process on the same channel (they share one :class:`~durafn.store.signals.ChangeSignal`, so they
-see each other's commits at once); the count is the store's change token. Reading it costs no
-round trip: a notification heard after the token was taken moves the count, and so wakes the
-waiter, whenever it arrives. Waiters sleep on an event, never poll, while the LISTEN
+see each other's commits at once, and ignore their echo from the server, which the ``sender``
+payload marks); the count is the store's change token. Reading it costs no round trip: a
+notification heard after the token was taken moves the count, and so wakes the waiter,
+whenever it arrives. Waiters sleep on an event, never poll, while the LISTEN
 connection is up. When it drops, the feed reconnects with back-off; meanwhile waiters sleep
 :data:`FALLBACK_WAIT` at most, so a change made while nobody listened is never waited out.
 
@@ -21,6 +22,7 @@ import contextlib
 import hashlib
 import logging
 import threading
+import uuid
 from typing import Any
 
 import psycopg
@@ -35,6 +37,11 @@ MIN_BACKOFF = 0.05
 MAX_BACKOFF = 5.0
 # A round trip on the LISTEN connection slower than this means the connection is dead.
 ROUND_TRIP_TIMEOUT = 10.0
+
+
+# The payload of this process's notifications. Its own commits wake its waiters at once (the
+# shared signal), so hearing them again from the server would only wake everyone twice.
+NOTIFY_PAYLOAD = uuid.uuid4().hex
 
 
 def channel_name(schema: str, task_hub: str) -> str:
@@ -172,8 +179,9 @@ class ChangeFeed:
             async with asyncio.timeout(ROUND_TRIP_TIMEOUT):
                 await conn.execute("")
 
-    def _heard(self, _notify: psycopg.Notify) -> None:
-        self.bump()
+    def _heard(self, notify: psycopg.Notify) -> None:
+        if notify.payload != NOTIFY_PAYLOAD:
+            self.bump()
 
     def _attempted(self) -> None:
         self._ready = True

@@ -25,7 +25,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg_pool import AsyncConnectionPool
 
 from durafn.core.errors import StoreError
-from durafn.store.postgres_changes import ChangeFeed
+from durafn.store.postgres_changes import NOTIFY_PAYLOAD, ChangeFeed
 from durafn.store.postgres_schema import migrate
 
 T = TypeVar("T")
@@ -218,7 +218,8 @@ class Database:
                                 result = await body(session)
                                 if session.notify:
                                     await conn.execute(
-                                        "SELECT pg_notify(%s, '')", (self.changes.channel,)
+                                        "SELECT pg_notify(%s, %s)",
+                                        (self.changes.channel, NOTIFY_PAYLOAD),
                                     )
                                 committing = True
                     except psycopg.OperationalError:

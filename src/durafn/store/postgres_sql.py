@@ -104,6 +104,25 @@ LIMIT 1
 FOR NO KEY UPDATE OF i SKIP LOCKED
 """
 
+# Whether a claim could find anything: one cheap read in autocommit spares an idle worker the
+# claim's transaction (most wake-ups, from commits elsewhere, bring it nothing to claim).
+ANY_CLAIMABLE_INSTANCE = """
+SELECT EXISTS (
+    SELECT 1 FROM {s}.inbox m
+    JOIN {s}.instances i ON i.task_hub = m.task_hub AND i.instance_id = m.instance_id
+    WHERE m.task_hub = %(hub)s AND m.visible_at <= %(now)s
+        AND (i.lock_expires_at IS NULL OR i.lock_expires_at <= %(now)s)
+)
+"""
+
+ANY_CLAIMABLE_ACTIVITY = """
+SELECT EXISTS (
+    SELECT 1 FROM {s}.activity_tasks
+    WHERE task_hub = %(hub)s AND visible_at <= %(now)s
+        AND (lock_expires_at IS NULL OR lock_expires_at <= %(now)s)
+)
+"""
+
 # Drops the results and timers of earlier executions (they can never apply); then, if a
 # message is left to apply, takes the lease and returns the messages (no row: not leased; the
 # message that made the claim pick the instance was consumed meanwhile, or was stale). Every
@@ -234,7 +253,8 @@ WITH held AS (
 )
 SELECT EXISTS (SELECT 1 FROM fence), (
     SELECT count(*) FROM (
-        SELECT pg_notify(%(channel)s, '') WHERE %(notify)s AND EXISTS (SELECT 1 FROM fence)
+        SELECT pg_notify(%(channel)s, %(sender)s)
+        WHERE %(notify)s AND EXISTS (SELECT 1 FROM fence)
     ) n
 )
 """

@@ -66,6 +66,19 @@ _INSTANCE_COLUMNS = (
 )
 
 
+# Whether a claim could find anything (the claims' own conditions, as a read).
+_ANY_CLAIMABLE_INSTANCE = (
+    "SELECT 1 FROM inbox m "
+    "JOIN instances i ON i.task_hub=m.task_hub AND i.instance_id=m.instance_id "
+    "WHERE m.task_hub=? AND m.visible_at<=? "
+    "AND (i.lock_expires_at IS NULL OR i.lock_expires_at<=?) LIMIT 1"
+)
+_ANY_CLAIMABLE_ACTIVITY = (
+    "SELECT 1 FROM activity_tasks WHERE task_hub=? AND visible_at<=? "
+    "AND (lock_expires_at IS NULL OR lock_expires_at<=?) LIMIT 1"
+)
+
+
 class SqliteStore:
     """A task hub in a SQLite file. ``synchronous="full"`` makes every commit durable."""
 
@@ -295,6 +308,9 @@ class SqliteStore:
         limit: int,
         max_messages: int = 10_000,
     ) -> list[OrchestrationWorkItem]:
+        if limit <= 0 or not await self._any(_ANY_CLAIMABLE_INSTANCE, now):
+            return []
+
         def tx(conn: sqlite3.Connection) -> list[OrchestrationWorkItem]:
             items: list[OrchestrationWorkItem] = []
             while len(items) < limit:
@@ -304,9 +320,17 @@ class SqliteStore:
                 items.append(item)
             return items
 
-        if limit <= 0:
-            return []
         return await self._db.write(tx, durable=False)
+
+    async def _any(self, query: str, now: datetime) -> bool:
+        """Whether ``query`` (``SELECT 1 ... LIMIT 1``) finds work visible at ``now``: a read
+        on the caller's thread spares an idle worker the claim's hop to the writer."""
+        n = to_micros(now)
+
+        def read(conn: sqlite3.Connection) -> bool:
+            return conn.execute(query, (self.task_hub, n, n)).fetchone() is not None
+
+        return await self._db.read(read)
 
     def _claim(
         self,
@@ -611,6 +635,9 @@ class SqliteStore:
     async def lock_next_activities(
         self, owner: str, lease: timedelta, now: datetime, limit: int
     ) -> list[ActivityWorkItem]:
+        if limit <= 0 or not await self._any(_ANY_CLAIMABLE_ACTIVITY, now):
+            return []
+
         def tx(conn: sqlite3.Connection) -> list[ActivityWorkItem]:
             n = to_micros(now)
             until = now + lease
