@@ -27,7 +27,7 @@ LONG_REPEAT_SECONDS = 20.0
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m bench",
-        description="Run the workloads of issue 5 on durafn (SQLite, PostgreSQL), DBOS and "
+        description="Run the performance workloads on durafn (SQLite, PostgreSQL), DBOS and "
         "Restate; print medians, ratios and targets; write the raw results as JSON.",
     )
     parser.add_argument("--quick", action="store_true", help="small sizes, one repeat: a smoke run")
@@ -119,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
         "ratio xP: how many times better durafn is than P (rates: durafn ÷ P; times: P ÷ "
         "durafn); above 1 durafn is ahead. Medians over repeats.\n"
     )
-    print(f"Targets (issue 5):\n\n{targets}\n")
+    print(f"Performance targets:\n\n{targets}\n")
     if notes:
         print("\n".join(f"- {line}" for line in notes) + "\n")
     document = {

@@ -1,4 +1,4 @@
-"""The targets of issue 5, checked against the medians of a run."""
+"""The performance targets, checked against the medians of a run."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from bench.workloads import BY_ID
 class Target:
     workload: str
     where: str  # "SQLite", "PostgreSQL"
-    text: str  # as the issue words it
+    text: str  # as the target is worded
     system: str
     metric: str
     threshold: float

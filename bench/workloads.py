@@ -1,4 +1,4 @@
-"""The workloads of issue 5: what each one measures, and at which sizes.
+"""The performance workloads: what each one measures, and at which sizes.
 
 A workload is declared here once (sizes, metrics, time limit); each runner implements it as one
 function. A workload that a runner does not implement shows as "not yet" for durafn and

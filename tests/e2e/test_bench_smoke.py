@@ -46,4 +46,4 @@ def test_a_quick_durafn_run_reports_and_writes_its_json(tmp_path: Path) -> None:
     assert all(run["ok"] for run in runs)
     assert "activities_per_s" in document["medians"]["durafn-sqlite"]["C2"]
     assert "| A | steps/s |" in answer.stdout
-    assert "Targets (issue 5)" in answer.stdout
+    assert "Performance targets" in answer.stdout
