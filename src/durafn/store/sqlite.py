@@ -500,15 +500,16 @@ class SqliteStore:
         )
         if cursor.rowcount != 1:
             raise LeaseLost(f"lease on instance {iid!r} was lost before its checkpoint")
-        for event_id in cp.completed_activities:
-            cursor = conn.execute(
+        done = set(cp.completed_activities)
+        if done:
+            cursor = conn.executemany(
                 "DELETE FROM activity_tasks WHERE task_hub=? AND instance_id=? "
                 "AND execution_id=? AND event_id=? AND locked_by=?",
-                (hub, iid, item.execution_id, event_id, item.lock_token),
+                [(hub, iid, item.execution_id, e, item.lock_token) for e in sorted(done)],
             )
-            if cursor.rowcount != 1:
+            if cursor.rowcount != len(done):
                 raise LeaseLost(
-                    f"activity #{event_id} of {iid!r} is no longer leased to the worker that ran it"
+                    f"an activity of {iid!r} is no longer leased to the worker that ran it"
                 )
         self._count_dropped(conn, iid, cp.dropped_events)
         conn.executemany(
