@@ -7,6 +7,7 @@ import asyncio
 import pytest
 
 from durafn.store.base import Backlog, Store
+from durafn.worker.worker import WorkerOptions
 
 from .conftest import Backend
 from .factories import (
@@ -89,3 +90,10 @@ def test_recommended_workers_covers_the_larger_backlog(
 def test_recommended_workers_rejects_a_capacity_below_one() -> None:
     with pytest.raises(ValueError, match="at least 1"):
         Backlog(1, 1, 0).recommended_workers(0, 16)
+
+
+def test_recommended_workers_defaults_to_a_default_workers_capacity() -> None:
+    options = WorkerOptions()
+    per_worker = (options.max_concurrent_orchestrations, options.max_concurrent_activities)
+    for backlog in (Backlog(65, 0, 0), Backlog(3, 40, 0), Backlog(200, 5, 0)):
+        assert backlog.recommended_workers() == backlog.recommended_workers(*per_worker)

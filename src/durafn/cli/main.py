@@ -40,21 +40,21 @@ def main() -> None:
 @click.option("--activities-only", is_flag=True, help="Run activities only.")
 @click.option(
     "--max-activities",
-    default=16,
+    default=WorkerOptions.max_concurrent_activities,
     show_default=True,
     type=click.IntRange(min=1),
     help="How many activities may run at once.",
 )
 @click.option(
     "--max-orchestrations",
-    default=4,
+    default=WorkerOptions.max_concurrent_orchestrations,
     show_default=True,
     type=click.IntRange(min=1),
     help="How many orchestration episodes may run at once.",
 )
 @click.option(
     "--in-place-activities",
-    default=1000,
+    default=WorkerOptions.in_place_activities,
     show_default=True,
     type=click.IntRange(min=0),
     help="How many activities of one instance the worker may run itself, holding the "

@@ -215,9 +215,11 @@ class Backlog:
     scheduled: int
 
     def recommended_workers(
-        self, orchestrations_per_worker: int = 4, activities_per_worker: int = 16
+        self, orchestrations_per_worker: int = 64, activities_per_worker: int = 16
     ) -> int:
-        """Workers needed to serve the backlog at once, given each worker's concurrency."""
+        """Workers needed to serve the backlog at once, given each worker's concurrency
+        (by default a worker's: ``WorkerOptions.max_concurrent_orchestrations`` and
+        ``max_concurrent_activities``)."""
         if orchestrations_per_worker < 1 or activities_per_worker < 1:
             raise ValueError("per-worker capacities must be at least 1")
         return max(

@@ -150,6 +150,21 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE {s}.instances ADD COLUMN entity_state TEXT;
     """,
+    # A worker runs 64 episodes at once by default (it ran 4).
+    """
+    CREATE OR REPLACE FUNCTION {s}.recommended_workers(
+        hub TEXT DEFAULT 'default',
+        orchestrations_per_worker INTEGER DEFAULT 64,
+        activities_per_worker INTEGER DEFAULT 16
+    ) RETURNS INTEGER
+    LANGUAGE sql STABLE AS $$
+        SELECT GREATEST(
+            ceil(b.orchestrations::NUMERIC / GREATEST(orchestrations_per_worker, 1)),
+            ceil(b.activities::NUMERIC / GREATEST(activities_per_worker, 1))
+        )::INTEGER
+        FROM {s}.backlog(hub) b
+    $$;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -370,8 +370,8 @@ class SqliteStore:
         messages = [
             InboxMessage(seq, load_event(text))
             for seq, text in conn.execute(
-                "SELECT seq, event FROM inbox WHERE task_hub=? AND instance_id=? "
-                "AND visible_at<=? ORDER BY seq LIMIT ?",
+                "SELECT seq, event FROM inbox INDEXED BY inbox_by_instance "
+                "WHERE task_hub=? AND instance_id=? AND visible_at<=? ORDER BY seq LIMIT ?",
                 (self.task_hub, instance_id, n, max_messages),
             )
         ]
@@ -439,7 +439,8 @@ class SqliteStore:
             return [
                 InboxMessage(seq, load_event(text))
                 for seq, text in conn.execute(
-                    "SELECT seq, event FROM inbox WHERE task_hub=? AND instance_id=? "
+                    "SELECT seq, event FROM inbox INDEXED BY inbox_by_instance "
+                    "WHERE task_hub=? AND instance_id=? "
                     "AND visible_at<=? AND (execution_id IS NULL OR execution_id=?) "
                     "ORDER BY seq LIMIT ?",
                     (

@@ -61,7 +61,9 @@ class WorkerOptions:
 
     orchestrations: bool = True
     activities: bool = True
-    max_concurrent_orchestrations: int = 4
+    # Episodes are short and run on the event loop; what many slots buy is commits shared
+    # by many instances (group commit), and sub-orchestrations started in hundreds at once.
+    max_concurrent_orchestrations: int = 64
     max_concurrent_activities: int = 16
     lease: timedelta = timedelta(seconds=30)
     max_idle: float = 2.0
