@@ -49,6 +49,34 @@ async def nap(value: str) -> str:
     return value
 
 
+def _doubled_later(value: int) -> Any:
+    async def later() -> int:
+        await asyncio.sleep(0)
+        return value * 2
+
+    return later()
+
+
+# A sync function that returns an awaitable: the worker awaits it on its event loop.
+app.activity(name="doubled_later")(_doubled_later)
+
+
+@app.activity
+def refuses(value: int) -> int:
+    raise ValueError(f"no {value}")
+
+
+@app.orchestrator
+def mixed(ctx: df.OrchestrationContext):  # type: ignore[no-untyped-def]
+    doubled = yield ctx.call_activity("doubled_later", 21)
+    napped = yield ctx.call_activity("nap", "z")
+    try:
+        yield ctx.call_activity("refuses", 7)
+    except df.TaskFailedError as error:
+        refused = str(error)
+    return [doubled, napped, refused]
+
+
 @app.orchestrator
 def chain(ctx: df.OrchestrationContext):  # type: ignore[no-untyped-def]
     value = 0
@@ -123,6 +151,18 @@ def test_a_chain_commits_about_once_per_step(tmp_path: Path) -> None:
         assert kinds == [e.kind for e in await queued_store.get_history(two.instance_id)]
         await store.close()
         await queued_store.close()
+
+    asyncio.run(scenario())
+
+
+def test_awaitables_async_activities_and_failures_run_in_place_too(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        store = SqliteStore(tmp_path / "hub.db")
+        output, in_place = await _run(store, "mixed")
+        assert output[:2] == [42, "z"]
+        assert "no 7" in output[2]
+        assert in_place == 3
+        await store.close()
 
     asyncio.run(scenario())
 

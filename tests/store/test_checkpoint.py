@@ -473,3 +473,32 @@ def test_raised_events_received_while_finishing_are_counted_not_kept(store: Stor
         assert [type(e) for e in await store.get_history("a")].count(EventRaised) == 0
 
     asyncio.run(body())
+
+
+def test_a_commit_hook_runs_once_after_the_commit_and_never_for_a_refused_one(
+    store: Store,
+) -> None:
+    async def body() -> None:
+        await store.create_instance(new_instance("a"), T0)
+        item = await lock_instance(store, "a")
+        calls: list[str] = []
+        cp = Checkpoint(
+            new_events=episode(item.messages[0].event),
+            consumed=[m.seq for m in item.messages],
+            status=RuntimeStatus.RUNNING,
+            on_commit=lambda: calls.append("committed"),
+        )
+        await store.checkpoint(item, cp, T0)
+        assert calls == ["committed"]
+        # The lease went with that checkpoint: the same item is fenced now.
+        refused = Checkpoint(
+            new_events=episode(now=at(1)),
+            consumed=[],
+            status=RuntimeStatus.RUNNING,
+            on_commit=lambda: calls.append("refused"),
+        )
+        with pytest.raises(LeaseLost):
+            await store.checkpoint(item, refused, at(1))
+        assert calls == ["committed"]
+
+    asyncio.run(body())

@@ -167,10 +167,41 @@ def test_a_task_taken_by_another_worker_fences_the_results_commit(store: Store) 
 def test_results_of_activities_not_held_are_refused(store: Store) -> None:
     async def body() -> None:
         item = await _hold(store, 0)
+        before = await store.get_instance("a")
         with pytest.raises(LeaseLost):
             await _complete_held(store, item, 0, 7)
         assert len(await store.get_history("a")) == item.history_length
+        # Nothing of the refused checkpoint stays: not even the instance row's update.
+        assert await store.get_instance("a") == before
         await _complete_held(store, item, 0)
+
+    asyncio.run(body())
+
+
+def test_a_held_step_that_keeps_its_status_and_lease_changes_only_its_history(
+    store: Store,
+) -> None:
+    async def body() -> None:
+        item = await _hold(store, 0)
+        item.status = RuntimeStatus.RUNNING  # as committed: the store may leave it alone
+        events = episode(task_completed(0, '"r0"', at(1)), task_scheduled(1), now=at(1))
+        cp = Checkpoint(
+            new_events=events,
+            consumed=[],
+            status=RuntimeStatus.RUNNING,
+            activities=[activity(1, "act1")],
+            hold_until=item.locked_until,
+            completed_activities=[0],
+        )
+        await store.checkpoint(item, cp, at(1))
+        item.history_length += len(events)
+        record = await store.get_instance("a")
+        assert record is not None and record.status is RuntimeStatus.RUNNING
+        assert len(await store.get_history("a")) == item.history_length
+        # Still held under the same lease: no one else may claim it or its activity.
+        assert await store.lock_next_orchestration("w2", LEASE, at(2)) is None
+        assert await store.lock_next_activities("w2", LEASE, at(2), 10) == []
+        assert await store.lock_next_activities("w2", LEASE, at(31), 10) != []
 
     asyncio.run(body())
 

@@ -267,11 +267,21 @@ EVENT_TYPES: dict[str, type[HistoryEvent]] = {
 _DATETIME_FIELDS = frozenset({"timestamp", "fire_at", "scheduled_start_time"})
 
 
+_FIELD_NAMES: dict[type[HistoryEvent], tuple[str, ...]] = {}
+
+
+def _field_names(cls: type[HistoryEvent]) -> tuple[str, ...]:
+    names = _FIELD_NAMES.get(cls)
+    if names is None:
+        names = _FIELD_NAMES[cls] = tuple(field.name for field in dataclasses.fields(cls))
+    return names
+
+
 def event_to_dict(event: HistoryEvent) -> dict[str, Any]:
     """A JSON-ready dict of ``event`` with its ``kind``; ``None`` fields are left out."""
     out: dict[str, Any] = {"kind": event.kind}
-    for field in dataclasses.fields(event):
-        value = getattr(event, field.name)
+    for name in _field_names(type(event)):
+        value = getattr(event, name)
         if value is None:
             continue
         if isinstance(value, datetime):
@@ -280,7 +290,7 @@ def event_to_dict(event: HistoryEvent) -> dict[str, Any]:
             value = value.to_dict()
         elif isinstance(value, RuntimeStatus):
             value = value.value
-        out[field.name] = value
+        out[name] = value
     return out
 
 

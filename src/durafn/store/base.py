@@ -19,6 +19,10 @@ Semantics every implementation must honour (the conformance suite in ``tests/sto
   its next checkpoint (``completed_activities``), which fails with ``LeaseLost`` unless each of
   those task rows is still leased under that token. Renewing the instance's lease renews those
   tasks' leases; abandoning it releases them (they run anywhere, their results reach the inbox).
+* A checkpoint's ``on_commit`` hook is called once it has committed, before ``checkpoint``
+  returns (on whichever thread committed it), and never for a checkpoint that failed.
+* The caller's work item says what the instance's row holds (``status``, ``locked_until``):
+  a store may leave alone what a checkpoint does not change.
 * Finishing an instance deletes its queued messages and activity tasks, and notifies its parent.
 * An entity (instance id ``@name@key``) is an instance without history: its state lives in the
   ``entity_state`` of its row, written by the same checkpoint that consumes its messages. A
@@ -31,6 +35,7 @@ from __future__ import annotations
 import base64
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol, runtime_checkable
@@ -167,6 +172,11 @@ class Checkpoint:
     # Activities (event ids) run in place whose results are among ``new_events``: their task
     # rows, which must still be leased under the instance's lock token, are deleted.
     completed_activities: list[int] = field(default_factory=list)
+    # Called once the checkpoint has committed, before ``checkpoint`` returns, maybe on the
+    # store's own thread (never when it fails): quick and thread-safe, it must not raise.
+    # The worker starts the activities it runs in place from it, without waiting for its
+    # event loop to hear of the commit.
+    on_commit: Callable[[], None] | None = field(default=None, compare=False, repr=False)
 
     @property
     def wakes(self) -> bool:

@@ -425,6 +425,8 @@ class MemoryStore:
             self._apply_checkpoint(hub, instance, item, checkpoint, now)
             if checkpoint.wakes:
                 self._db.changed()
+        if checkpoint.on_commit is not None:
+            checkpoint.on_commit()
 
     def _check_checkpoint(
         self, hub: _Hub, instance: _Instance, item: OrchestrationWorkItem, cp: Checkpoint

@@ -422,12 +422,14 @@ class PostgresStore:
         check_checkpoint(checkpoint)
         if _is_step(checkpoint):
             await self._checkpoint_step(item, checkpoint, now)
-            return
+        else:
 
-        async def tx(s: Session) -> None:
-            await self._apply_checkpoint(s, item, checkpoint, now)
+            async def tx(s: Session) -> None:
+                await self._apply_checkpoint(s, item, checkpoint, now)
 
-        await self._db.write(tx)
+            await self._db.write(tx)
+        if checkpoint.on_commit is not None:
+            checkpoint.on_commit()
 
     async def _checkpoint_step(
         self, item: OrchestrationWorkItem, cp: Checkpoint, now: datetime

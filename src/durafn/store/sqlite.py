@@ -463,7 +463,7 @@ class SqliteStore:
         def tx(conn: sqlite3.Connection) -> None:
             self._apply_checkpoint(conn, item, checkpoint, now)
 
-        await self._db.write(tx, wakes=checkpoint.wakes)
+        await self._db.write(tx, wakes=checkpoint.wakes, on_commit=checkpoint.on_commit)
 
     def _apply_checkpoint(
         self, conn: sqlite3.Connection, item: OrchestrationWorkItem, cp: Checkpoint, now: datetime
@@ -474,30 +474,40 @@ class SqliteStore:
         restart = cp.restart
         execution_id = restart.execution_id if restart else item.execution_id
         hold = to_micros(cp.hold_until) if cp.hold_until is not None else None
+        # Only what changes is SET: SQLite rewrites the index entries of every column SET, even
+        # to the value it had, and a step of a held chain changes neither its status nor its
+        # lease (the worker keeps ``hold_until`` while the lease has time left).
+        sets = [
+            "output=?, custom_status=?, failure=?, updated_at=?, completed_at=?, "
+            "execution_id=?, history_length=?"
+        ]
+        values: list[Any] = [
+            cp.output,
+            cp.custom_status,
+            dump_failure(cp.failure),
+            n,
+            n if finished else None,
+            execution_id,
+            0 if restart else item.history_length + len(cp.new_events),
+        ]
+        if restart is not None or cp.status is not item.status:
+            sets.append("status=?")
+            values.append(cp.status.value)
+        if restart is not None:
+            sets.append("input=?")
+            values.append(restart.input)
+        if cp.entity_state is not None:
+            sets.append("entity_state=?")
+            values.append(cp.entity_state)
+        if hold is None:
+            sets.append("locked_by=NULL, lock_expires_at=NULL")
+        elif cp.hold_until != item.locked_until:
+            sets.append("lock_expires_at=?")
+            values.append(hold)
         cursor = conn.execute(
-            "UPDATE instances SET status=?, output=?, custom_status=?, failure=?, updated_at=?, "
-            "completed_at=?, execution_id=?, input=CASE WHEN ? THEN ? ELSE input END, "
-            "history_length=?, entity_state=COALESCE(?, entity_state), "
-            "locked_by=CASE WHEN ? IS NULL THEN NULL ELSE locked_by END, lock_expires_at=? "
+            f"UPDATE instances SET {', '.join(sets)} "
             "WHERE task_hub=? AND instance_id=? AND locked_by=?",
-            (
-                cp.status.value,
-                cp.output,
-                cp.custom_status,
-                dump_failure(cp.failure),
-                n,
-                n if finished else None,
-                execution_id,
-                restart is not None,
-                restart.input if restart else None,
-                0 if restart else item.history_length + len(cp.new_events),
-                cp.entity_state,
-                hold,
-                hold,
-                hub,
-                iid,
-                item.lock_token,
-            ),
+            (*values, hub, iid, item.lock_token),
         )
         if cursor.rowcount != 1:
             raise LeaseLost(f"lease on instance {iid!r} was lost before its checkpoint")
@@ -513,10 +523,11 @@ class SqliteStore:
                     f"an activity of {iid!r} is no longer leased to the worker that ran it"
                 )
         self._count_dropped(conn, iid, cp.dropped_events)
-        conn.executemany(
-            "DELETE FROM inbox WHERE task_hub=? AND instance_id=? AND seq=?",
-            [(hub, iid, seq) for seq in cp.consumed],
-        )
+        if cp.consumed:
+            conn.executemany(
+                "DELETE FROM inbox WHERE task_hub=? AND instance_id=? AND seq=?",
+                [(hub, iid, seq) for seq in cp.consumed],
+            )
         if restart is not None:
             self._restart(conn, item, restart, cp.carryover, now)
             for message in cp.messages:  # an ending execution's signals and lock releases
@@ -536,15 +547,27 @@ class SqliteStore:
         # Held activities are leased under the instance's token: this worker runs them.
         held_by = item.lock_token if hold is not None else None
         tries = 0 if held_by is None else 1
-        conn.executemany(
-            "INSERT INTO activity_tasks (task_hub, instance_id, execution_id, event_id, name, "
-            "input, visible_at, locked_by, lock_expires_at, attempts) "
-            "VALUES (?,?,?,?,?,?,?,?,?,?)",
-            [
-                (hub, iid, item.execution_id, a.event_id, a.name, a.input, n, held_by, hold, tries)
-                for a in cp.activities
-            ],
-        )
+        if cp.activities:
+            conn.executemany(
+                "INSERT INTO activity_tasks (task_hub, instance_id, execution_id, event_id, "
+                "name, input, visible_at, locked_by, lock_expires_at, attempts) "
+                "VALUES (?,?,?,?,?,?,?,?,?,?)",
+                [
+                    (
+                        hub,
+                        iid,
+                        item.execution_id,
+                        a.event_id,
+                        a.name,
+                        a.input,
+                        n,
+                        held_by,
+                        hold,
+                        tries,
+                    )
+                    for a in cp.activities
+                ],
+            )
         for sub in cp.sub_orchestrations:
             self._start_child(conn, item, sub, now)
         for new in cp.new_instances:

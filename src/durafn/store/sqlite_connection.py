@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import sqlite3
 import threading
@@ -25,6 +26,7 @@ from durafn.store.signals import signal_for
 from durafn.store.sqlite_schema import migrate
 
 T = TypeVar("T")
+log = logging.getLogger("durafn.store")
 
 
 @dataclass
@@ -36,6 +38,7 @@ class _PendingWrite:
     wakes: bool
     loop: asyncio.AbstractEventLoop
     future: asyncio.Future[Any]
+    on_commit: Callable[[], None] | None = None
 
     def settle(self, ok: bool, value: Any) -> None:
         def resolve() -> None:
@@ -141,6 +144,7 @@ class SqliteDatabase:
         *,
         durable: bool = True,
         wakes: bool | None = None,
+        on_commit: Callable[[], None] | None = None,
     ) -> T:
         """Run ``fn`` in a write transaction, sharing its commit with other pending writes.
 
@@ -153,12 +157,14 @@ class SqliteDatabase:
         applies an activity's result, say) makes them durable with it. ``wakes``
         (by default ``durable``) says whether the write may make work available, and so
         whether it wakes idle workers: a claim or a renewal never does, a release does.
+        ``on_commit`` is called on the writer thread as soon as the write has committed,
+        before its caller hears of it.
         """
         if self._closed:
             raise StoreError("the store is closed")
         loop = asyncio.get_running_loop()
         wakes = durable if wakes is None else wakes
-        pending = _PendingWrite(fn, durable, wakes, loop, loop.create_future())
+        pending = _PendingWrite(fn, durable, wakes, loop, loop.create_future(), on_commit)
         with self._pending_lock:
             self._pending.append(pending)
             start_flush = not self._flush_scheduled
@@ -186,8 +192,18 @@ class SqliteDatabase:
             changes = conn.total_changes
             conn.execute("BEGIN IMMEDIATE")
             try:
-                for pending in batch:
-                    outcomes.append(self._apply(conn, pending))
+                if len(batch) == 1:
+                    # Alone in its transaction, a write needs no savepoint: if it raises, the
+                    # whole transaction rolls back.
+                    try:
+                        outcomes.append((True, batch[0].fn(conn)))
+                    except Exception as exc:
+                        conn.execute("ROLLBACK")
+                        batch[0].settle(False, self._store_error(exc))
+                        return
+                else:
+                    for pending in batch:
+                        outcomes.append(self._apply(conn, pending))
                 conn.execute("COMMIT")
                 self.commits += 1
                 self.writes += len(batch)
@@ -203,6 +219,12 @@ class SqliteDatabase:
             for pending in batch:
                 pending.settle(False, error)
             return
+        for pending, (ok, _) in zip(batch, outcomes, strict=True):
+            if ok and pending.on_commit is not None:
+                try:
+                    pending.on_commit()
+                except Exception:
+                    log.exception("a commit hook failed")
         for pending, (ok, value) in zip(batch, outcomes, strict=True):
             pending.settle(ok, value)
 

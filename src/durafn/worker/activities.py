@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any
@@ -23,24 +23,57 @@ async def run_activity(
     """Run the activity of ``item``; returns its ``TaskCompleted`` or ``TaskFailed`` event.
 
     ``now`` is only the default timestamp; the event is stamped when the activity finishes.
+    A sync function runs on one of ``threads``, with the decoding of its input and the
+    encoding of its result.
     """
     try:
         registered = app.get_activity(item.name)
+        if not registered.is_async:
+            outcome = await _in_thread(threads, lambda: run_sync_activity(app, item, now))
+            if isinstance(outcome, TaskCompleted | TaskFailed):
+                return outcome
+            return await finish_awaitable(item, outcome, now)
         argument = codec.decode(item.input)
-        call_args = _arguments(registered.func, argument)
-        if registered.is_async:
-            value = await registered.func(*call_args)
-        else:
-            value = await _in_thread(threads, lambda: registered.func(*call_args))
-        if inspect.isawaitable(value):
-            value = await value
-        encoded = codec.encode_optional(value, what=f"result of activity {item.name!r}")
+        value = await registered.func(*_arguments(registered.func, argument))
+        return _completed(item, value, now)
     except asyncio.CancelledError:
         raise
     except BaseException as exc:
         # SystemExit or KeyboardInterrupt raised by user code is the activity's failure, not a
         # reason to take the worker down.
         return _failed(item, exc, now)
+
+
+def run_sync_activity(
+    app: App, item: ActivityWorkItem, now: datetime
+) -> TaskCompleted | TaskFailed | Awaitable[Any]:
+    """Run the sync activity of ``item`` on the calling thread (an activity thread): its
+    result event, or the awaitable the function returned, for the event loop to finish
+    (:func:`finish_awaitable`)."""
+    try:
+        registered = app.get_activity(item.name)
+        value = registered.func(*_arguments(registered.func, codec.decode(item.input)))
+        if inspect.isawaitable(value):
+            return value
+        return _completed(item, value, now)
+    except BaseException as exc:  # the activity's failure (see run_activity)
+        return _failed(item, exc, now)
+
+
+async def finish_awaitable(
+    item: ActivityWorkItem, value: Awaitable[Any], now: datetime
+) -> HistoryEvent:
+    """Await what a sync activity returned, on the event loop; its result event."""
+    try:
+        return _completed(item, await value, now)
+    except asyncio.CancelledError:
+        raise
+    except BaseException as exc:
+        return _failed(item, exc, now)
+
+
+def _completed(item: ActivityWorkItem, value: Any, now: datetime) -> TaskCompleted:
+    encoded = codec.encode_optional(value, what=f"result of activity {item.name!r}")
     return TaskCompleted(timestamp=now, task_scheduled_id=item.event_id, result=encoded)
 
 

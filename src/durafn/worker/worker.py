@@ -10,6 +10,7 @@ Idle dispatchers sleep until the store changes or the next message becomes visib
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import dataclasses
 import logging
@@ -38,7 +39,7 @@ from durafn.store.base import (
     OrchestrationWorkItem,
     Store,
 )
-from durafn.worker.activities import run_activity
+from durafn.worker.activities import finish_awaitable, run_activity, run_sync_activity
 from durafn.worker.cache import ExecutorCache
 from durafn.worker.checkpoint import IN_PLACE_SEQ, build_checkpoint, failed_checkpoint
 from durafn.worker.clock import Clock, SystemClock
@@ -386,13 +387,16 @@ class Worker:
                     checkpoint.completed_activities = done
                 hold = not finished and bool(start or held.running)
                 if hold:
-                    checkpoint.hold_until = now + self.options.lease
+                    checkpoint.hold_until = self._hold_until(item, now)
+                    checkpoint.on_commit = held.starter(start)
                 if not await self._commit(item, checkpoint, now):
                     return None
                 if not hold:
                     return None if finished else executor
                 deferred, done = [], []
-                committed_status = checkpoint.status
+                # The item stays what the instance's row says: the store may then leave
+                # alone what a step does not change.
+                committed_status = item.status = checkpoint.status
                 item.history_length += len(checkpoint.new_events)
                 assert checkpoint.hold_until is not None
                 item.locked_until = checkpoint.hold_until
@@ -405,6 +409,13 @@ class Worker:
                 await self._retry_later(item, exc)
                 return None
             item.messages = [InboxMessage(IN_PLACE_SEQ, r) for r in results] + inbox
+
+    def _hold_until(self, item: OrchestrationWorkItem, now: datetime) -> datetime:
+        """The lease a held checkpoint keeps: the one it has while a third of a lease is
+        left (the lease keeper renews it before that), so that a step need not rewrite it."""
+        if item.locked_until - now > self.options.lease / 3:
+            return item.locked_until
+        return now + self.options.lease
 
     async def _run_entity_batch(self, item: OrchestrationWorkItem, now: datetime) -> None:
         """Apply the visible messages of a leased entity (up to a cap) in one batch, one commit.
@@ -534,7 +545,10 @@ class HeldActivities:
     def __init__(self, worker: Worker, item: OrchestrationWorkItem) -> None:
         self.worker = worker
         self.item = item
-        self.running: dict[int, asyncio.Task[None]] = {}
+        # Each activity running in place: an asyncio task, or the future of its thread.
+        self.running: dict[int, asyncio.Future[None] | concurrent.futures.Future[None]] = {}
+        # Started by the commit hook, until ``start`` files them under ``running``.
+        self._in_threads: dict[int, concurrent.futures.Future[None]] = {}
         self._results: list[HistoryEvent] = []
         self._arrived = asyncio.Event()
         self._next_read = 0.0
@@ -553,13 +567,34 @@ class HeldActivities:
             return []
         return tasks
 
-    def start(self, tasks: list[ActivityTask]) -> None:
-        for task in tasks:
-            self.running[task.event_id] = asyncio.create_task(self._run(task))
+    def starter(self, tasks: list[ActivityTask]) -> Callable[[], None] | None:
+        """The commit hook of the checkpoint that schedules ``tasks``: it hands the sync ones
+        to the activity threads as soon as the checkpoint has committed, on whichever thread
+        committed it, rather than once the event loop has heard of the commit."""
+        worker = self.worker
+        sync = [t for t in tasks if not worker.app.get_activity(t.name).is_async]
+        if not sync:
+            return None
+        loop = asyncio.get_running_loop()
+        threads = worker._threads
+        work = [self._work_item(t) for t in sync]
 
-    async def _run(self, task: ActivityTask) -> None:
-        worker, item = self.worker, self.item
-        work = ActivityWorkItem(
+        def on_commit() -> None:
+            for item in work:
+                self._in_threads[item.event_id] = threads.submit(self._run_sync, item, loop)
+
+        return on_commit
+
+    def start(self, tasks: list[ActivityTask]) -> None:
+        """Once the checkpoint scheduling ``tasks`` has committed: run the async ones here
+        (the sync ones were handed to their threads by the commit hook)."""
+        for task in tasks:
+            started = self._in_threads.pop(task.event_id, None)
+            self.running[task.event_id] = started or asyncio.create_task(self._run(task))
+
+    def _work_item(self, task: ActivityTask) -> ActivityWorkItem:
+        item = self.item
+        return ActivityWorkItem(
             task_id=-1,
             instance_id=item.instance_id,
             execution_id=item.execution_id,
@@ -570,7 +605,29 @@ class HeldActivities:
             locked_until=item.locked_until,
             attempts=1,
         )
-        result = await run_activity(worker.app, work, worker._threads, worker.clock.now())
+
+    async def _run(self, task: ActivityTask) -> None:
+        worker = self.worker
+        work = self._work_item(task)
+        self._arrive(await run_activity(worker.app, work, worker._threads, worker.clock.now()))
+
+    def _run_sync(self, work: ActivityWorkItem, loop: asyncio.AbstractEventLoop) -> None:
+        """On an activity thread: run a sync activity, and tell the event loop its result."""
+        outcome = run_sync_activity(self.worker.app, work, self.worker.clock.now())
+        with contextlib.suppress(RuntimeError):  # the loop has closed: the worker is gone
+            if isinstance(outcome, TaskCompleted | TaskFailed):
+                loop.call_soon_threadsafe(self._arrive, outcome)
+            else:  # the function returned an awaitable: the loop awaits it
+                loop.call_soon_threadsafe(self._finish_on_loop, work, outcome)
+
+    def _finish_on_loop(self, work: ActivityWorkItem, outcome: Awaitable[Any]) -> None:
+        async def finish() -> None:
+            self._arrive(await finish_awaitable(work, outcome, self.worker.clock.now()))
+
+        self.running[work.event_id] = asyncio.ensure_future(finish())
+
+    def _arrive(self, result: HistoryEvent) -> None:
+        worker = self.worker
         worker.activities_run += 1
         worker.activities_in_place += 1
         self._results.append(dataclasses.replace(result, timestamp=worker.clock.now()))
@@ -603,7 +660,8 @@ class HeldActivities:
         return messages
 
     def cancel(self) -> None:
-        for task in self.running.values():
+        # A sync activity already running on its thread finishes there; its result is dropped.
+        for task in [*self.running.values(), *self._in_threads.values()]:
             task.cancel()
 
 
