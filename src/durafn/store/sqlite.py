@@ -390,8 +390,9 @@ class SqliteStore:
     async def renew_orchestration_lease(
         self, item: OrchestrationWorkItem, lease: timedelta, now: datetime
     ) -> None:
+        until = now + lease
+
         def tx(conn: sqlite3.Connection) -> None:
-            until = now + lease
             values = (to_micros(until), self.task_hub, item.instance_id, item.lock_token)
             cursor = conn.execute(
                 "UPDATE instances SET lock_expires_at=? "
@@ -405,9 +406,10 @@ class SqliteStore:
                 "WHERE task_hub=? AND instance_id=? AND locked_by=?",
                 values,
             )
-            item.locked_until = until
 
         await self._db.write(tx, durable=False)
+        # Only once committed: the item says what the row holds (checkpoints rely on it).
+        item.locked_until = until
 
     async def abandon_orchestration(
         self, item: OrchestrationWorkItem, retry_at: datetime | None = None
@@ -702,17 +704,18 @@ class SqliteStore:
     async def renew_activity_lease(
         self, item: ActivityWorkItem, lease: timedelta, now: datetime
     ) -> None:
+        until = now + lease
+
         def tx(conn: sqlite3.Connection) -> None:
-            until = now + lease
             cursor = conn.execute(
                 "UPDATE activity_tasks SET lock_expires_at=? WHERE seq=? AND locked_by=?",
                 (to_micros(until), item.task_id, item.lock_token),
             )
             if cursor.rowcount != 1:
                 raise LeaseLost(f"lease on activity {item.name!r} #{item.event_id} was lost")
-            item.locked_until = until
 
         await self._db.write(tx, durable=False)
+        item.locked_until = until
 
     async def complete_activity(
         self, item: ActivityWorkItem, result: HistoryEvent, now: datetime

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from durafn.core.errors import LeaseLost
 from durafn.store.base import OrchestrationWorkItem, Store
@@ -46,17 +46,18 @@ class LeaseKeeper:
         """Renew every held lease with less than two thirds of its time left."""
         now = self.clock.now()
         threshold = now + self.lease * 2 / 3
-        for key, item in list(self._held.items()):
-            # An episode may have committed (and released its lease) during an earlier await.
-            if key not in self._held or item.locked_until > threshold:
-                continue
-            try:
-                await self.store.renew_orchestration_lease(item, self.lease, now)
-                self.renewals += 1
-            except LeaseLost:
-                if self._held.pop(key, None) is not None:
-                    log.warning(
-                        "lost the lease on instance %s during its episode", item.instance_id
-                    )
-            except Exception:
-                log.exception("could not renew the lease on instance %s", item.instance_id)
+        due = [(k, item) for k, item in self._held.items() if item.locked_until <= threshold]
+        # All at once: a worker may hold many instances, and their renewals share commits.
+        await asyncio.gather(*(self._renew(key, item, now) for key, item in due))
+
+    async def _renew(self, key: int, item: OrchestrationWorkItem, now: datetime) -> None:
+        if key not in self._held:
+            return  # its episode committed (and released the lease) meanwhile
+        try:
+            await self.store.renew_orchestration_lease(item, self.lease, now)
+            self.renewals += 1
+        except LeaseLost:
+            if self._held.pop(key, None) is not None:
+                log.warning("lost the lease on instance %s during its episode", item.instance_id)
+        except Exception:
+            log.exception("could not renew the lease on instance %s", item.instance_id)

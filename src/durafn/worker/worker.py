@@ -13,9 +13,11 @@ import asyncio
 import concurrent.futures
 import contextlib
 import dataclasses
+import inspect
 import logging
 import os
 import socket
+import threading
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine
@@ -549,6 +551,9 @@ class HeldActivities:
         self.running: dict[int, asyncio.Future[None] | concurrent.futures.Future[None]] = {}
         # Started by the commit hook, until ``start`` files them under ``running``.
         self._in_threads: dict[int, concurrent.futures.Future[None]] = {}
+        # The commit hook runs on the store's thread: it and ``cancel`` take turns.
+        self._lock = threading.Lock()
+        self._closed = False
         self._results: list[HistoryEvent] = []
         self._arrived = asyncio.Event()
         self._next_read = 0.0
@@ -580,8 +585,15 @@ class HeldActivities:
         work = [self._work_item(t) for t in sync]
 
         def on_commit() -> None:
-            for item in work:
-                self._in_threads[item.event_id] = threads.submit(self._run_sync, item, loop)
+            with self._lock:
+                if self._closed:
+                    return  # the episode was given up meanwhile: nothing is to run
+                for item in work:
+                    try:
+                        future = threads.submit(self._run_sync, item, loop)
+                    except RuntimeError:
+                        return  # the pool has shut down (the worker stops): ``start`` decides
+                    self._in_threads[item.event_id] = future
 
         return on_commit
 
@@ -590,6 +602,8 @@ class HeldActivities:
         (the sync ones were handed to their threads by the commit hook)."""
         for task in tasks:
             started = self._in_threads.pop(task.event_id, None)
+            if task.event_id in self.running:
+                continue  # its thread finished already and handed an awaitable to the loop
             self.running[task.event_id] = started or asyncio.create_task(self._run(task))
 
     def _work_item(self, task: ActivityTask) -> ActivityWorkItem:
@@ -621,6 +635,11 @@ class HeldActivities:
                 loop.call_soon_threadsafe(self._finish_on_loop, work, outcome)
 
     def _finish_on_loop(self, work: ActivityWorkItem, outcome: Awaitable[Any]) -> None:
+        if self._closed:
+            if inspect.iscoroutine(outcome):
+                outcome.close()
+            return
+
         async def finish() -> None:
             self._arrive(await finish_awaitable(work, outcome, self.worker.clock.now()))
 
@@ -661,7 +680,10 @@ class HeldActivities:
 
     def cancel(self) -> None:
         # A sync activity already running on its thread finishes there; its result is dropped.
-        for task in [*self.running.values(), *self._in_threads.values()]:
+        with self._lock:
+            self._closed = True
+            tasks = [*self.running.values(), *self._in_threads.values()]
+        for task in tasks:
             task.cancel()
 
 
