@@ -41,16 +41,32 @@ class _PendingWrite:
     on_commit: Callable[[], None] | None = None
 
     def settle(self, ok: bool, value: Any) -> None:
-        def resolve() -> None:
-            if self.future.done():
-                return
-            if ok:
-                self.future.set_result(value)
-            else:
-                self.future.set_exception(value)
+        _settle_all([(self, ok, value)])
+
+    def resolve(self, ok: bool, value: Any) -> None:
+        """On the caller's loop."""
+        if self.future.done():  # the caller was cancelled meanwhile
+            return
+        if ok:
+            self.future.set_result(value)
+        else:
+            self.future.set_exception(value)
+
+
+def _settle_all(outcomes: list[tuple[_PendingWrite, bool, Any]]) -> None:
+    """Tell the callers of a batch how their writes went: one wake-up per event loop, not one
+    per write (a wake-up costs a system call on each side)."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[_PendingWrite, bool, Any]]] = {}
+    for outcome in outcomes:
+        by_loop.setdefault(outcome[0].loop, []).append(outcome)
+    for loop, settled in by_loop.items():
+
+        def resolve(settled: list[tuple[_PendingWrite, bool, Any]] = settled) -> None:
+            for pending, ok, value in settled:
+                pending.resolve(ok, value)
 
         with contextlib.suppress(RuntimeError):  # the caller's loop has closed
-            self.loop.call_soon_threadsafe(resolve)
+            loop.call_soon_threadsafe(resolve)
 
 
 class SqliteDatabase:
@@ -216,8 +232,7 @@ class SqliteDatabase:
                 self._signal.changed()
         except BaseException as exc:
             error = self._store_error(exc)
-            for pending in batch:
-                pending.settle(False, error)
+            _settle_all([(pending, False, error) for pending in batch])
             return
         for pending, (ok, _) in zip(batch, outcomes, strict=True):
             if ok and pending.on_commit is not None:
@@ -225,8 +240,7 @@ class SqliteDatabase:
                     pending.on_commit()
                 except Exception:
                     log.exception("a commit hook failed")
-        for pending, (ok, value) in zip(batch, outcomes, strict=True):
-            pending.settle(ok, value)
+        _settle_all([(p, ok, value) for p, (ok, value) in zip(batch, outcomes, strict=True)])
 
     def _apply(self, conn: sqlite3.Connection, pending: _PendingWrite) -> tuple[bool, Any]:
         # A savepoint per write: one that raises (a lost lease, a duplicate id) rolls back its

@@ -127,6 +127,7 @@ class Worker:
         self._slot_freed: dict[str, asyncio.Event] = {}
         # Held instances waiting for activities they run in place (see ``_waiting_bonus``).
         self.held_waiting = 0
+        self._arrivals = _Arrivals()
 
     @property
     def _threads(self) -> ThreadPoolExecutor:
@@ -535,6 +536,46 @@ class Worker:
                 log.exception("could not renew the lease on activity %s", item.name)
 
 
+class _Arrivals:
+    """Results of in-place sync activities, from their threads to the event loop: one
+    wake-up of the loop for all the results that arrive while it is busy, not one each."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._queued: list[tuple[HeldActivities, ActivityWorkItem, Any]] = []
+        self._scheduled = False
+
+    def deliver(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        held: HeldActivities,
+        work: ActivityWorkItem,
+        outcome: TaskCompleted | TaskFailed | Awaitable[Any],
+    ) -> None:
+        """On an activity thread."""
+        with self._lock:
+            self._queued.append((held, work, outcome))
+            if self._scheduled:
+                return
+            self._scheduled = True
+        try:
+            loop.call_soon_threadsafe(self._drain)
+        except RuntimeError:  # the loop has closed: the worker is gone
+            with self._lock:
+                self._queued.clear()
+                self._scheduled = False
+
+    def _drain(self) -> None:
+        with self._lock:
+            queued, self._queued = self._queued, []
+            self._scheduled = False
+        for held, work, outcome in queued:
+            if isinstance(outcome, TaskCompleted | TaskFailed):
+                held._arrive(outcome)
+            else:  # the function returned an awaitable: the loop awaits it
+                held._finish_on_loop(work, outcome)
+
+
 class HeldActivities:
     """The activities an instance's worker runs in place while it holds the instance.
 
@@ -628,11 +669,7 @@ class HeldActivities:
     def _run_sync(self, work: ActivityWorkItem, loop: asyncio.AbstractEventLoop) -> None:
         """On an activity thread: run a sync activity, and tell the event loop its result."""
         outcome = run_sync_activity(self.worker.app, work, self.worker.clock.now())
-        with contextlib.suppress(RuntimeError):  # the loop has closed: the worker is gone
-            if isinstance(outcome, TaskCompleted | TaskFailed):
-                loop.call_soon_threadsafe(self._arrive, outcome)
-            else:  # the function returned an awaitable: the loop awaits it
-                loop.call_soon_threadsafe(self._finish_on_loop, work, outcome)
+        self.worker._arrivals.deliver(loop, self, work, outcome)
 
     def _finish_on_loop(self, work: ActivityWorkItem, outcome: Awaitable[Any]) -> None:
         if self._closed:
