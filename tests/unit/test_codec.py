@@ -423,6 +423,14 @@ def test_history_event_round_trips_through_the_stored_form(event: HistoryEvent) 
     assert event_from_dict(event_to_dict(event)) == event
 
 
+@pytest.mark.parametrize("event", SAMPLES, ids=lambda e: e.kind)
+def test_the_stored_form_lists_the_fields_in_their_declared_order(event: HistoryEvent) -> None:
+    names = [f.name for f in dataclasses.fields(event) if getattr(event, f.name) is not None]
+    assert list(event_to_dict(event)) == ["kind", *names]
+    for name, value in event_to_dict(event).items():
+        assert isinstance(value, str | int | float | bool | dict | list), (name, value)
+
+
 def test_stored_datetimes_keep_their_time_zone() -> None:
     event = TimerFired(timestamp=AT, timer_id=1, fire_at=datetime(2026, 3, 1, tzinfo=UTC))
     data = event_to_dict(event)

@@ -7,7 +7,6 @@ completion events point back at it with ``task_scheduled_id`` or ``timer_id``.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ClassVar
@@ -267,28 +266,21 @@ EVENT_TYPES: dict[str, type[HistoryEvent]] = {
 _DATETIME_FIELDS = frozenset({"timestamp", "fire_at", "scheduled_start_time"})
 
 
-_FIELD_NAMES: dict[type[HistoryEvent], tuple[str, ...]] = {}
-
-
-def _field_names(cls: type[HistoryEvent]) -> tuple[str, ...]:
-    names = _FIELD_NAMES.get(cls)
-    if names is None:
-        names = _FIELD_NAMES[cls] = tuple(field.name for field in dataclasses.fields(cls))
-    return names
-
-
 def event_to_dict(event: HistoryEvent) -> dict[str, Any]:
-    """A JSON-ready dict of ``event`` with its ``kind``; ``None`` fields are left out."""
+    """A JSON-ready dict of ``event`` with its ``kind``; ``None`` fields are left out.
+
+    Read from the instance's ``__dict__``, which holds the fields in their declared order (the
+    dataclass's ``__init__`` sets them so): this runs for every event stored.
+    """
     out: dict[str, Any] = {"kind": event.kind}
-    for name in _field_names(type(event)):
-        value = getattr(event, name)
+    for name, value in event.__dict__.items():
         if value is None:
             continue
-        if isinstance(value, datetime):
+        if name in _DATETIME_FIELDS:
             value = value.isoformat()
-        elif isinstance(value, FailureDetails):
+        elif name == "failure":
             value = value.to_dict()
-        elif isinstance(value, RuntimeStatus):
+        elif name == "status":
             value = value.value
         out[name] = value
     return out
