@@ -34,7 +34,6 @@ from durafn.core.errors import (
     InstanceAlreadyExists,
     InstanceNotFound,
     InstanceNotRunning,
-    InstanceStillRunning,
     LeaseLost,
     StoreError,
 )
@@ -53,28 +52,20 @@ from durafn.store.base import (
     ENTITY_EXECUTION_ID,
     TERMINAL_STATUSES,
     ActivityWorkItem,
-    Backlog,
     Checkpoint,
     InboxMessage,
-    InstancePage,
-    InstanceQuery,
-    InstanceRecord,
     NewInstance,
     OrchestrationWorkItem,
     OutgoingMessage,
     check_checkpoint,
-    decode_page_token,
     dump_failure,
-    encode_page_token,
     entity_record_values,
-    from_micros,
-    record_from_row,
-    terminal_filter,
     to_micros,
     verb_for,
 )
 from durafn.store.postgres_changes import NOTIFY_PAYLOAD, channel_name
 from durafn.store.postgres_connections import Database, Session
+from durafn.store.postgres_queries import PostgresQueries
 from durafn.store.postgres_schema import DEFAULT_SCHEMA, quote_schema
 
 _TERMINAL = sorted(s.value for s in TERMINAL_STATUSES)
@@ -86,7 +77,7 @@ _RAISED_PREFIX = '{"kind":"EventRaised"'
 _Queued = tuple[str | None, int, str]
 
 
-class PostgresStore:
+class PostgresStore(PostgresQueries):
     """A task hub in a PostgreSQL database.
 
     ``conninfo`` is a libpq connection string or ``postgresql://`` URL; the tables live in the
@@ -116,16 +107,6 @@ class PostgresStore:
             max_size=max_size,
         )
         self._statements: dict[str, str] = {}
-
-    def _sql(self, template: str) -> str:
-        """``template`` with ``{s}`` naming this store's schema."""
-        statement = self._statements.get(template)
-        if statement is None:
-            statement = self._statements[template] = template.replace("{s}", self._quoted)
-        return statement
-
-    def _key(self, instance_id: str, **more: Any) -> dict[str, Any]:
-        return {"hub": self.task_hub, "iid": instance_id, **more}
 
     @property
     def listening(self) -> bool:
@@ -178,10 +159,6 @@ class PostgresStore:
                 s.notify = True
                 return
             # Another transaction created the id since we looked: look again, under its lock.
-
-    async def _delete_instance(self, s: Session, instance_id: str) -> None:
-        await s.execute(self._sql(q.DELETE_INSTANCE), self._key(instance_id))
-        s.changed = True
 
     async def _enqueue(self, s: Session, instance_id: str, messages: Sequence[_Queued]) -> None:
         """Queue messages for one instance, in this order."""
@@ -267,29 +244,6 @@ class PostgresStore:
             return removed
 
         return await self._db.write(tx)
-
-    async def get_instance(self, instance_id: str) -> InstanceRecord | None:
-        async def read(s: Session) -> InstanceRecord | None:
-            row = await s.fetchone(self._sql(q.GET_INSTANCE), self._key(instance_id))
-            return record_from_row(row) if row else None
-
-        return await self._db.read(read)
-
-    async def get_history(self, instance_id: str) -> list[HistoryEvent]:
-        async def read(s: Session) -> list[HistoryEvent]:
-            rows = await s.fetchall(self._sql(q.GET_HISTORY), self._key(instance_id))
-            return [load_event(r[0]) for r in rows]
-
-        return await self._db.read(read)
-
-    async def dropped_events(self, instance_id: str) -> int:
-        """How many events were dropped because they reached a finished instance."""
-
-        async def read(s: Session) -> int:
-            row = await s.fetchone(self._sql(q.GET_DROPPED), self._key(instance_id))
-            return int(row[0]) if row else 0
-
-        return await self._db.read(read)
 
     # ------------------------------------------------------------------ orchestration work
 
@@ -718,110 +672,6 @@ class PostgresStore:
             s.notify = await s.execute(self._sql(q.RELEASE_ACTIVITY), values) > 0
 
         await self._db.write(tx, durable=False)
-
-    # ------------------------------------------------------------------ queries and purge
-
-    async def query_instances(self, query: InstanceQuery) -> InstancePage:
-        where, values = self._where(query)
-        if query.continuation_token:
-            created, last_id = decode_page_token(query.continuation_token)
-            where.append("(created_at, instance_id) < (%(after_created)s, %(after_id)s)")
-            values.update(after_created=created, after_id=last_id)
-        values["limit"] = query.page_size + 1
-        statement = self._sql(q.QUERY_INSTANCES).replace("{where}", " AND ".join(where))
-
-        async def read(s: Session) -> list[tuple[Any, ...]]:
-            return await s.fetchall(statement, values)
-
-        rows = await self._db.read(read)
-        records = [record_from_row(r) for r in rows[: query.page_size]]
-        token = None
-        if len(rows) > query.page_size and records:
-            token = encode_page_token(records[-1].created_at, records[-1].instance_id)
-        return InstancePage(records, token)
-
-    async def count_instances(self, query: InstanceQuery) -> dict[RuntimeStatus, int]:
-        where, values = self._where(query)
-        statement = self._sql(q.COUNT_INSTANCES).replace("{where}", " AND ".join(where))
-
-        async def read(s: Session) -> list[tuple[Any, ...]]:
-            return await s.fetchall(statement, values)
-
-        rows = await self._db.read(read)
-        return {RuntimeStatus(status): int(count) for status, count in rows}
-
-    def _where(self, query: InstanceQuery) -> tuple[list[str], dict[str, Any]]:
-        where = ["task_hub = %(hub)s"]
-        values: dict[str, Any] = {"hub": self.task_hub}
-        if query.runtime_status is not None:
-            where.append("status = ANY(%(statuses)s::text[])")
-            values["statuses"] = sorted(s.value for s in query.runtime_status)
-        if query.created_from is not None:
-            where.append("created_at >= %(created_from)s")
-            values["created_from"] = to_micros(query.created_from)
-        if query.created_to is not None:
-            where.append("created_at <= %(created_to)s")
-            values["created_to"] = to_micros(query.created_to)
-        if query.name is not None:
-            where.append("name = %(name)s")
-            values["name"] = query.name
-        if query.instance_id_prefix is not None:
-            where.append("starts_with(instance_id, %(prefix)s)")
-            values["prefix"] = query.instance_id_prefix
-        where.append(("" if query.entities else "NOT ") + "starts_with(instance_id, '@')")
-        return where, values
-
-    async def purge_instance(self, instance_id: str) -> int:
-        async def tx(s: Session) -> int:
-            row = await s.fetchone(self._sql(q.LOCK_INSTANCE_STATUS), self._key(instance_id))
-            if row is None:
-                return 0
-            status = RuntimeStatus(row[0])
-            if not status.is_terminal:
-                raise InstanceStillRunning(instance_id, status.value)
-            await self._delete_instance(s, instance_id)
-            return 1
-
-        return await self._db.write(tx)
-
-    async def purge_instances(self, query: InstanceQuery) -> int:
-        narrowed = InstanceQuery(
-            runtime_status=terminal_filter(query.runtime_status),
-            created_from=query.created_from,
-            created_to=query.created_to,
-            name=query.name,
-            instance_id_prefix=query.instance_id_prefix,
-        )
-        where, values = self._where(narrowed)
-        statement = self._sql(q.PURGE_INSTANCES).replace("{where}", " AND ".join(where))
-
-        async def tx(s: Session) -> int:
-            row = await s.fetchone(statement, values)
-            purged = int(row[0]) if row else 0
-            s.changed = purged > 0
-            return purged
-
-        return await self._db.write(tx, transaction=False)
-
-    async def backlog(self, now: datetime) -> Backlog:
-        values = {"hub": self.task_hub, "now": to_micros(now)}
-
-        async def read(s: Session) -> Backlog:
-            row = await s.fetchone(self._sql(q.BACKLOG), values)
-            assert row is not None
-            return Backlog(int(row[0]), int(row[1]), int(row[2]))
-
-        return await self._db.read(read)
-
-    async def next_visible_at(self, now: datetime) -> datetime | None:
-        values = {"hub": self.task_hub, "now": to_micros(now)}
-
-        async def read(s: Session) -> int | None:
-            row = await s.fetchone(self._sql(q.NEXT_VISIBLE_AT), values)
-            return None if row is None or row[0] is None else int(row[0])
-
-        micros = await self._db.read(read)
-        return from_micros(micros) if micros is not None else None
 
 
 def _is_step(cp: Checkpoint) -> bool:
