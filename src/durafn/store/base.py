@@ -408,9 +408,17 @@ def decode_page_token(token: str) -> tuple[int, str]:
         raise ValueError(f"malformed continuation token {token!r}") from exc
 
 
-def terminal_filter(statuses: frozenset[RuntimeStatus] | None) -> frozenset[RuntimeStatus]:
-    """The statuses a bulk purge may touch: the finished ones among those asked for."""
-    return TERMINAL_STATUSES if statuses is None else statuses & TERMINAL_STATUSES
+def purge_scope(query: InstanceQuery) -> InstanceQuery:
+    """What a bulk purge of ``query`` touches: the finished orchestrations among those it
+    names, every page of them."""
+    statuses = query.runtime_status
+    return InstanceQuery(
+        runtime_status=TERMINAL_STATUSES if statuses is None else statuses & TERMINAL_STATUSES,
+        created_from=query.created_from,
+        created_to=query.created_to,
+        name=query.name,
+        instance_id_prefix=query.instance_id_prefix,
+    )
 
 
 def execution_scope(event: HistoryEvent) -> bool:

@@ -48,7 +48,7 @@ from durafn.store.base import (
     entity_record_values,
     from_micros,
     matches_query,
-    terminal_filter,
+    purge_scope,
     to_micros,
     verb_for,
 )
@@ -707,13 +707,7 @@ class MemoryStore:
         self._db.changed()
 
     async def purge_instances(self, query: InstanceQuery) -> int:
-        narrowed = InstanceQuery(
-            runtime_status=terminal_filter(query.runtime_status),
-            created_from=query.created_from,
-            created_to=query.created_to,
-            name=query.name,
-            instance_id_prefix=query.instance_id_prefix,
-        )
+        narrowed = purge_scope(query)
         with self._db.lock:
             hub = self._hub()
             doomed = [iid for iid, i in hub.instances.items() if matches_query(i.record, narrowed)]

@@ -19,8 +19,8 @@ from durafn.store.base import (
     decode_page_token,
     encode_page_token,
     from_micros,
+    purge_scope,
     record_from_row,
-    terminal_filter,
     to_micros,
 )
 from durafn.store.postgres_connections import Database, Session
@@ -136,13 +136,7 @@ class PostgresQueries:
         return await self._db.write(tx)
 
     async def purge_instances(self, query: InstanceQuery) -> int:
-        narrowed = InstanceQuery(
-            runtime_status=terminal_filter(query.runtime_status),
-            created_from=query.created_from,
-            created_to=query.created_to,
-            name=query.name,
-            instance_id_prefix=query.instance_id_prefix,
-        )
+        narrowed = purge_scope(query)
         where, values = self._where(narrowed)
         statement = self._sql(q.PURGE_INSTANCES).replace("{where}", " AND ".join(where))
 

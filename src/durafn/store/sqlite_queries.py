@@ -18,8 +18,8 @@ from durafn.store.base import (
     decode_page_token,
     encode_page_token,
     from_micros,
+    purge_scope,
     record_from_row,
-    terminal_filter,
     to_micros,
 )
 from durafn.store.sqlite_connection import SqliteDatabase
@@ -151,14 +151,7 @@ class SqliteQueries:
         return await self._db.write(tx)
 
     async def purge_instances(self, query: InstanceQuery) -> int:
-        statuses = terminal_filter(query.runtime_status)
-        narrowed = InstanceQuery(
-            runtime_status=statuses,
-            created_from=query.created_from,
-            created_to=query.created_to,
-            name=query.name,
-            instance_id_prefix=query.instance_id_prefix,
-        )
+        narrowed = purge_scope(query)
 
         def tx(conn: sqlite3.Connection) -> int:
             where, params = self._where(narrowed)
