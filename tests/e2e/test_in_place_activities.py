@@ -19,9 +19,9 @@ from typing import Any
 import durafn as df
 from durafn.client.async_client import AsyncClient
 from durafn.core.status import RuntimeStatus
-from durafn.store.base import InstanceQuery
+from durafn.store.base import ActivityTask, InstanceQuery, OrchestrationWorkItem
 from durafn.store.sqlite import SqliteStore
-from durafn.worker.worker import Worker, WorkerOptions
+from durafn.worker.worker import HeldActivities, Worker, WorkerOptions
 
 app = df.App()
 FAR_FUTURE = datetime(2100, 1, 1, tzinfo=UTC)
@@ -162,6 +162,38 @@ def test_awaitables_async_activities_and_failures_run_in_place_too(tmp_path: Pat
         assert output[:2] == [42, "z"]
         assert "no 7" in output[2]
         assert in_place == 3
+        await store.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_commit_hook_that_comes_after_the_episode_was_given_up_starts_nothing(
+    tmp_path: Path,
+) -> None:
+    async def scenario() -> None:
+        runs.clear()
+        store = SqliteStore(tmp_path / "hub.db")
+        worker = Worker(app, store)
+        item = OrchestrationWorkItem(
+            instance_id="i",
+            execution_id="e",
+            name="waits_on_blocked",
+            status=RuntimeStatus.RUNNING,
+            lock_token="t",
+            locked_until=FAR_FUTURE,
+            messages=[],
+            history_length=0,
+        )
+        held = HeldActivities(worker, item)
+        hook = held.starter([ActivityTask(1, "blocked", '"x"')])
+        assert hook is not None
+        held.cancel()  # the episode was given up before its checkpoint's hook ran
+        hook()
+        held.start([ActivityTask(1, "blocked", '"x"')])
+        await asyncio.sleep(0.1)
+        assert runs["blocked"] == 0
+        held.cancel()
+        worker.close()
         await store.close()
 
     asyncio.run(scenario())

@@ -97,6 +97,48 @@ def test_the_keeper_renews_held_leases_and_lets_go_of_lost_ones() -> None:
     asyncio.run(scenario())
 
 
+class SlowRenewalStore(MemoryStore):
+    """A memory store whose renewals take 0.05 s each, and which counts how many overlap."""
+
+    running = 0
+    most = 0
+
+    async def renew_orchestration_lease(
+        self, item: OrchestrationWorkItem, lease: timedelta, now: datetime
+    ) -> None:
+        self.running += 1
+        self.most = max(self.most, self.running)
+        try:
+            await asyncio.sleep(0.05)
+            await super().renew_orchestration_lease(item, lease, now)
+        finally:
+            self.running -= 1
+
+
+def test_the_keeper_renews_the_due_leases_together() -> None:
+    async def scenario() -> None:
+        clock = VirtualClock()
+        store = SlowRenewalStore(uuid.uuid4().hex)
+        client = AsyncClient(store, app=app, clock=clock)
+        for n in range(8):
+            await client.start_new("two_steps", instance_id=f"i{n}")
+        lease = timedelta(seconds=30)
+        keeper = LeaseKeeper(store, lease, clock)
+        items = await store.lock_next_orchestrations("me", lease, clock.now(), 8)
+        assert len(items) == 8
+        for item in items:
+            keeper.hold(item)
+        keeper.release(items[0])  # its episode committed: not renewed
+        clock.advance(timedelta(seconds=11))
+        await keeper.renew_due()
+        assert keeper.renewals == 7
+        assert store.most == 7, "the renewals waited for one another"
+        assert all(item.locked_until == clock.now() + lease for item in items[1:])
+        await client.close()
+
+    asyncio.run(scenario())
+
+
 def test_a_slow_episode_keeps_its_instance_from_a_second_worker(
     caplog: pytest.LogCaptureFixture,
 ) -> None:

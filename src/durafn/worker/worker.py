@@ -641,6 +641,8 @@ class HeldActivities:
     def start(self, tasks: list[ActivityTask]) -> None:
         """Once the checkpoint scheduling ``tasks`` has committed: run the async ones here
         (the sync ones were handed to their threads by the commit hook)."""
+        if self._closed:
+            return
         for task in tasks:
             started = self._in_threads.pop(task.event_id, None)
             if task.event_id in self.running:
