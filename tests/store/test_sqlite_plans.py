@@ -24,8 +24,8 @@ from durafn.store.sqlite import SqliteStore
 
 from .factories import LEASE, T0, activity, episode, lock_instance, new_instance, raised
 
-# ``instance_id='...'`` as the trace shows a statement, its parameters expanded.
-_NAMES_AN_INSTANCE = re.compile(r"\binstance_id\s*=\s*'")
+# ``instance_id='...'`` or ``instance_id IN ('...', ...)``: a statement as the trace shows it.
+_NAMES_AN_INSTANCE = re.compile(r"\binstance_id\s*(=|IN \()\s*'")
 
 
 @pytest.fixture

@@ -240,7 +240,8 @@ class SqliteStore(SqliteQueries):
         self, owner: str, lease: timedelta, now: datetime, max_messages: int = 10_000
     ) -> OrchestrationWorkItem | None:
         def tx(conn: sqlite3.Connection) -> OrchestrationWorkItem | None:
-            return self._claim(conn, owner, lease, now, max_messages)
+            items = self._claim(conn, owner, lease, now, 1, max_messages)
+            return items[0] if items else None
 
         return await self._db.write(tx, durable=False)
 
@@ -256,13 +257,7 @@ class SqliteStore(SqliteQueries):
             return []
 
         def tx(conn: sqlite3.Connection) -> list[OrchestrationWorkItem]:
-            items: list[OrchestrationWorkItem] = []
-            while len(items) < limit:
-                item = self._claim(conn, owner, lease, now, max_messages)
-                if item is None:
-                    break
-                items.append(item)
-            return items
+            return self._claim(conn, owner, lease, now, limit, max_messages)
 
         return await self._db.write(tx, durable=False)
 
@@ -282,54 +277,65 @@ class SqliteStore(SqliteQueries):
         owner: str,
         lease: timedelta,
         now: datetime,
+        limit: int,
         max_messages: int,
-    ) -> OrchestrationWorkItem | None:
-        """Lease the instance whose first visible message came first, in ``conn``'s transaction."""
+    ) -> list[OrchestrationWorkItem]:
+        """Lease up to ``limit`` instances, each time the one whose first visible message came
+        first, in ``conn``'s transaction: one statement per instance, then one for the stale
+        messages and one for the messages of them all."""
         n = to_micros(now)
-        row = conn.execute(
-            "SELECT i.instance_id, i.execution_id, i.name, i.status, i.history_length, "
-            "i.entity_state FROM inbox m "
-            "JOIN instances i ON i.task_hub=m.task_hub AND i.instance_id=m.instance_id "
-            "WHERE m.task_hub=? AND m.visible_at<=? "
-            "AND (i.lock_expires_at IS NULL OR i.lock_expires_at<=?) "
-            "ORDER BY m.visible_at, m.seq LIMIT 1",
-            (self.task_hub, n, n),
-        ).fetchone()
-        if row is None:
-            return None
-        instance_id, execution_id, name, status, history_length, entity_state = row
-        token = f"{owner}/{uuid.uuid4().hex[:12]}"
         until = now + lease
-        conn.execute(
-            "UPDATE instances SET locked_by=?, lock_expires_at=? "
-            "WHERE task_hub=? AND instance_id=?",
-            (token, to_micros(until), self.task_hub, instance_id),
-        )
+        hub = self.task_hub
+        leased: list[tuple[str, str, str, str, int, str | None, str]] = []
+        for _ in range(limit):
+            token = f"{owner}/{uuid.uuid4().hex[:12]}"
+            row = conn.execute(
+                "UPDATE instances SET locked_by=?, lock_expires_at=? "
+                "WHERE task_hub=? AND instance_id=("
+                "SELECT m.instance_id FROM inbox m "
+                "JOIN instances i ON i.task_hub=m.task_hub AND i.instance_id=m.instance_id "
+                "WHERE m.task_hub=? AND m.visible_at<=? "
+                "AND (i.lock_expires_at IS NULL OR i.lock_expires_at<=?) "
+                "ORDER BY m.visible_at, m.seq LIMIT 1) "
+                "RETURNING instance_id, execution_id, name, status, history_length, entity_state",
+                (token, to_micros(until), hub, hub, n, n),
+            ).fetchone()
+            if row is None:
+                break
+            leased.append((*row, token))
+        if not leased:
+            return []
         # Results and timers of an earlier execution can never apply: drop them.
-        conn.execute(
+        conn.executemany(
             "DELETE FROM inbox WHERE task_hub=? AND instance_id=? "
             "AND execution_id IS NOT NULL AND execution_id<>?",
-            (self.task_hub, instance_id, execution_id),
+            [(hub, iid, eid) for iid, eid, *_ in leased],
         )
-        messages = [
-            InboxMessage(seq, load_event(text))
-            for seq, text in conn.execute(
-                "SELECT seq, event FROM inbox INDEXED BY inbox_by_instance "
-                "WHERE task_hub=? AND instance_id=? AND visible_at<=? ORDER BY seq LIMIT ?",
-                (self.task_hub, instance_id, n, max_messages),
+        messages: dict[str, list[InboxMessage]] = {iid: [] for iid, *_ in leased}
+        marks = ",".join("?" * len(leased))
+        for iid, seq, text in conn.execute(
+            "SELECT instance_id, seq, event FROM inbox INDEXED BY inbox_by_instance "
+            f"WHERE task_hub=? AND instance_id IN ({marks}) AND visible_at<=? "
+            "ORDER BY instance_id, seq",
+            (hub, *messages, n),
+        ):
+            queued = messages[iid]
+            if len(queued) < max_messages:
+                queued.append(InboxMessage(seq, load_event(text)))
+        return [
+            OrchestrationWorkItem(
+                instance_id=iid,
+                execution_id=eid,
+                name=name,
+                status=RuntimeStatus(status),
+                lock_token=token,
+                locked_until=until,
+                messages=messages[iid],
+                history_length=history_length,
+                entity_state=entity_state,
             )
+            for iid, eid, name, status, history_length, entity_state, token in leased
         ]
-        return OrchestrationWorkItem(
-            instance_id=instance_id,
-            execution_id=execution_id,
-            name=name,
-            status=RuntimeStatus(status),
-            lock_token=token,
-            locked_until=until,
-            messages=messages,
-            history_length=history_length,
-            entity_state=entity_state,
-        )
 
     async def renew_orchestration_lease(
         self, item: OrchestrationWorkItem, lease: timedelta, now: datetime
