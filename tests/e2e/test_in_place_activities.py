@@ -199,6 +199,33 @@ def test_a_commit_hook_that_comes_after_the_episode_was_given_up_starts_nothing(
     asyncio.run(scenario())
 
 
+def test_a_worker_run_again_on_a_new_event_loop_still_hears_its_activities(
+    tmp_path: Path,
+) -> None:
+    store = SqliteStore(tmp_path / "hub.db")
+    worker = Worker(app, store)
+
+    async def one_run() -> int:
+        stop = asyncio.Event()
+        task = asyncio.create_task(worker.run(stop))
+        client = AsyncClient(store, app=app)
+        instance_id = await client.start_new("chain", 5)
+        status = await client.wait_for_completion(instance_id, timeout=30)
+        stop.set()
+        await task
+        assert status.runtime_status is RuntimeStatus.COMPLETED
+        return int(status.output)
+
+    assert asyncio.run(one_run()) == 5
+    assert asyncio.run(one_run()) == 5
+    assert worker.activities_in_place == 10
+
+    async def close() -> None:
+        await store.close()
+
+    asyncio.run(close())
+
+
 def test_a_fan_out_commits_its_results_together(tmp_path: Path) -> None:
     async def scenario() -> None:
         store = SqliteStore(tmp_path / "hub.db")

@@ -107,6 +107,25 @@ def test_max_messages_caps_an_episode_and_the_rest_wait(store: Store) -> None:
     asyncio.run(body())
 
 
+def test_a_batch_claim_caps_the_messages_of_each_instance(store: Store) -> None:
+    async def body() -> None:
+        for iid in ("a", "b"):
+            await start_running(store, iid)
+            for name in ("m1", "m2", "m3"):
+                await store.send_message(iid, raised(f"{iid}{name}"), at(1))
+        items = await store.lock_next_orchestrations("w1", LEASE, at(2), 5, max_messages=2)
+        assert {i.instance_id: _names(i.messages) for i in items} == {
+            "a": ["am1", "am2"],
+            "b": ["bm1", "bm2"],
+        }
+        for item in items:
+            await commit(store, item, at(2))
+        items = await store.lock_next_orchestrations("w1", LEASE, at(2), 5, max_messages=2)
+        assert sorted(_names(i.messages) for i in items) == [["am3"], ["bm3"]]
+
+    asyncio.run(body())
+
+
 def test_history_length_counts_the_current_execution(store: Store) -> None:
     async def body() -> None:
         await start_running(store, "a")

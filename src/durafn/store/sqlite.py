@@ -313,15 +313,19 @@ class SqliteStore(SqliteQueries):
         )
         messages: dict[str, list[InboxMessage]] = {iid: [] for iid, *_ in leased}
         marks = ",".join("?" * len(leased))
+        # The first ``max_messages`` of each (a negative cap, as SQLite's LIMIT, caps nothing).
         for iid, seq, text in conn.execute(
-            "SELECT instance_id, seq, event FROM inbox INDEXED BY inbox_by_instance "
-            f"WHERE task_hub=? AND instance_id IN ({marks}) AND visible_at<=? "
-            "ORDER BY instance_id, seq",
-            (hub, *messages, n),
+            "SELECT instance_id, seq, event FROM ("
+            "SELECT instance_id, seq, event, "
+            "ROW_NUMBER() OVER (PARTITION BY instance_id ORDER BY seq) AS position "
+            "FROM inbox INDEXED BY inbox_by_instance "
+            f"WHERE task_hub=? AND instance_id IN ({marks}) AND visible_at<=?) "
+            "WHERE ? < 0 OR position <= ?",
+            (hub, *messages, n, max_messages, max_messages),
         ):
-            queued = messages[iid]
-            if len(queued) < max_messages:
-                queued.append(InboxMessage(seq, load_event(text)))
+            messages[iid].append(InboxMessage(seq, load_event(text)))
+        for queued in messages.values():
+            queued.sort(key=lambda m: m.seq)  # arrival order (the rows come in it anyway)
         return [
             OrchestrationWorkItem(
                 instance_id=iid,

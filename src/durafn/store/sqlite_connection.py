@@ -63,7 +63,10 @@ def _settle_all(outcomes: list[tuple[_PendingWrite, bool, Any]]) -> None:
 
         def resolve(settled: list[tuple[_PendingWrite, bool, Any]] = settled) -> None:
             for pending, ok, value in settled:
-                pending.resolve(ok, value)
+                try:
+                    pending.resolve(ok, value)
+                except Exception:  # one caller's trouble must not strand the others
+                    log.exception("could not settle a write")
 
         with contextlib.suppress(RuntimeError):  # the caller's loop has closed
             loop.call_soon_threadsafe(resolve)

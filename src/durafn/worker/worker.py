@@ -20,6 +20,7 @@ import socket
 import threading
 import time
 import uuid
+import weakref
 from collections.abc import Awaitable, Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -127,7 +128,10 @@ class Worker:
         self._slot_freed: dict[str, asyncio.Event] = {}
         # Held instances waiting for activities they run in place (see ``_waiting_bonus``).
         self.held_waiting = 0
-        self._arrivals = _Arrivals()
+        # One queue of in-place results per event loop the worker has run on.
+        self._arrivals: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Arrivals] = (
+            weakref.WeakKeyDictionary()
+        )
 
     @property
     def _threads(self) -> ThreadPoolExecutor:
@@ -537,17 +541,17 @@ class Worker:
 
 
 class _Arrivals:
-    """Results of in-place sync activities, from their threads to the event loop: one
+    """Results of in-place sync activities, from their threads to one event loop: one
     wake-up of the loop for all the results that arrive while it is busy, not one each."""
 
-    def __init__(self) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
         self._lock = threading.Lock()
         self._queued: list[tuple[HeldActivities, ActivityWorkItem, Any]] = []
         self._scheduled = False
 
     def deliver(
         self,
-        loop: asyncio.AbstractEventLoop,
         held: HeldActivities,
         work: ActivityWorkItem,
         outcome: TaskCompleted | TaskFailed | Awaitable[Any],
@@ -559,8 +563,8 @@ class _Arrivals:
                 return
             self._scheduled = True
         try:
-            loop.call_soon_threadsafe(self._drain)
-        except RuntimeError:  # the loop has closed: the worker is gone
+            self._loop.call_soon_threadsafe(self._drain)
+        except RuntimeError:  # the loop has closed: its worker's run is over
             with self._lock:
                 self._queued.clear()
                 self._scheduled = False
@@ -570,10 +574,13 @@ class _Arrivals:
             queued, self._queued = self._queued, []
             self._scheduled = False
         for held, work, outcome in queued:
-            if isinstance(outcome, TaskCompleted | TaskFailed):
-                held._arrive(outcome)
-            else:  # the function returned an awaitable: the loop awaits it
-                held._finish_on_loop(work, outcome)
+            try:
+                if isinstance(outcome, TaskCompleted | TaskFailed):
+                    held._arrive(outcome)
+                else:  # the function returned an awaitable: the loop awaits it
+                    held._finish_on_loop(work, outcome)
+            except Exception:
+                log.exception("could not take the result of activity %s", work.name)
 
 
 class HeldActivities:
@@ -595,6 +602,11 @@ class HeldActivities:
         # The commit hook runs on the store's thread: it and ``cancel`` take turns.
         self._lock = threading.Lock()
         self._closed = False
+        loop = asyncio.get_running_loop()
+        arrivals = worker._arrivals.get(loop)
+        if arrivals is None:
+            arrivals = worker._arrivals[loop] = _Arrivals(loop)
+        self._arrivals = arrivals
         self._results: list[HistoryEvent] = []
         self._arrived = asyncio.Event()
         self._next_read = 0.0
@@ -621,7 +633,6 @@ class HeldActivities:
         sync = [t for t in tasks if not worker.app.get_activity(t.name).is_async]
         if not sync:
             return None
-        loop = asyncio.get_running_loop()
         threads = worker._threads
         work = [self._work_item(t) for t in sync]
 
@@ -631,7 +642,7 @@ class HeldActivities:
                     return  # the episode was given up meanwhile: nothing is to run
                 for item in work:
                     try:
-                        future = threads.submit(self._run_sync, item, loop)
+                        future = threads.submit(self._run_sync, item)
                     except RuntimeError:
                         return  # the pool has shut down (the worker stops): ``start`` decides
                     self._in_threads[item.event_id] = future
@@ -668,10 +679,10 @@ class HeldActivities:
         work = self._work_item(task)
         self._arrive(await run_activity(worker.app, work, worker._threads, worker.clock.now()))
 
-    def _run_sync(self, work: ActivityWorkItem, loop: asyncio.AbstractEventLoop) -> None:
+    def _run_sync(self, work: ActivityWorkItem) -> None:
         """On an activity thread: run a sync activity, and tell the event loop its result."""
         outcome = run_sync_activity(self.worker.app, work, self.worker.clock.now())
-        self.worker._arrivals.deliver(loop, self, work, outcome)
+        self._arrivals.deliver(self, work, outcome)
 
     def _finish_on_loop(self, work: ActivityWorkItem, outcome: Awaitable[Any]) -> None:
         if self._closed:
