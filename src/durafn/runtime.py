@@ -54,6 +54,7 @@ class Runtime:
         self._store = store
         self._worker = Worker(self.app, store, clock=self._clock, options=self._options)
         self._async_client = AsyncClient(store, app=self.app, clock=self._clock)
+        self._async_client.local_worker = self._worker
         return store
 
     @property

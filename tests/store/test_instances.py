@@ -17,6 +17,7 @@ from .factories import (
     at,
     commit,
     create_finished,
+    episode,
     finish,
     lock_instance,
     new_instance,
@@ -240,5 +241,52 @@ def test_messages_arrive_in_order(store: Store) -> None:
         names = [m.event.name for m in item.messages if isinstance(m.event, EventRaised)]
         assert names == ["one", "two", "three"]
         assert item.messages[0].event == started()
+
+    asyncio.run(body())
+
+
+def test_an_instance_created_leased_is_its_creators_first_episode(store: Store) -> None:
+    async def body() -> None:
+        item = await store.create_instance_leased(new_instance("a", input='"x"'), T0, "w1", LEASE)
+        assert (item.instance_id, item.execution_id, item.name) == ("a", "e1", "wf")
+        assert item.status is RuntimeStatus.PENDING and item.history_length == 0
+        assert item.lock_token.startswith("w1/") and item.locked_until == T0 + LEASE
+        assert [m.event for m in item.messages] == [started("wf", "e1", input='"x"')]
+        # Leased: nobody else claims it until the lease ends.
+        assert await store.lock_next_orchestration("w2", LEASE, at(1)) is None
+        await commit(store, item, at(1), events=episode(item.messages[0].event, now=at(1)))
+        record = await store.get_instance("a")
+        assert record is not None and record.status is RuntimeStatus.RUNNING
+        assert len(await store.get_history("a")) == 3
+        assert await store.lock_next_orchestration("w2", LEASE, at(2)) is None
+
+    asyncio.run(body())
+
+
+def test_a_lease_of_a_new_instance_that_lapses_lets_another_worker_start_it(
+    store: Store,
+) -> None:
+    async def body() -> None:
+        await store.create_instance_leased(new_instance("a"), T0, "w1", LEASE)
+        other = await store.lock_next_orchestration("w2", LEASE, at(31))
+        assert other is not None and other.instance_id == "a"
+        assert [m.event.kind for m in other.messages] == ["ExecutionStarted"]
+
+    asyncio.run(body())
+
+
+def test_creating_leased_refuses_what_create_refuses(store: Store) -> None:
+    async def body() -> None:
+        await store.create_instance(new_instance("a"), T0)
+        with pytest.raises(InstanceAlreadyExists):
+            await store.create_instance_leased(new_instance("a", execution_id="e2"), T0, "w", LEASE)
+        with pytest.raises(ValueError, match="starts later"):
+            await store.create_instance_leased(new_instance("b", start_at=at(60)), T0, "w", LEASE)
+        assert await store.get_instance("b") is None
+        await create_finished(store, "done")
+        item = await store.create_instance_leased(
+            new_instance("done", execution_id="e3"), at(1), "w", LEASE
+        )
+        assert item.execution_id == "e3" and await store.get_history("done") == []
 
     asyncio.run(body())

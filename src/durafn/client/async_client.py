@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 from durafn.app import App
 from durafn.client.entities import EntityClient
@@ -27,7 +27,7 @@ from durafn.core.times import as_utc_optional
 from durafn.http.messages import HttpRequest, HttpResponse
 from durafn.http.urls import base_url_of, management_urls
 from durafn.store import Store, open_store
-from durafn.store.base import InstanceQuery, InstanceRecord, NewInstance
+from durafn.store.base import InstanceQuery, InstanceRecord, NewInstance, OrchestrationWorkItem
 from durafn.worker.checkpoint import new_execution_id
 from durafn.worker.clock import Clock, SystemClock
 
@@ -38,6 +38,15 @@ class OrchestrationStatusPage:
 
     instances: list[OrchestrationStatus]
     continuation_token: str | None
+
+
+class LocalWorker(Protocol):
+    """A worker in this process that takes the instances a client starts (see
+    ``Worker.reserve`` and ``Worker.adopt``)."""
+
+    def reserve(self) -> tuple[str, timedelta] | None: ...
+
+    def adopt(self, item: OrchestrationWorkItem | None) -> None: ...
 
 
 class AsyncClient(EntityClient):
@@ -63,6 +72,9 @@ class AsyncClient(EntityClient):
         # Set by the host: where its management API is served, and the key its URLs carry.
         self.http_base_url: str | None = None
         self.http_key: str | None = None
+        # Set by a runtime or host that runs a worker beside this client: instances it starts
+        # go straight to that worker (created leased to it) while it has a free slot.
+        self.local_worker: LocalWorker | None = None
 
     async def close(self) -> None:
         """Close the store if this client opened it."""
@@ -106,7 +118,19 @@ class AsyncClient(EntityClient):
             input=encoded,
             scheduled_start_time=start_at,
         )
-        await self.store.create_instance(NewInstance(instance_id, started, start_at), now)
+        new = NewInstance(instance_id, started, start_at)
+        worker = self.local_worker
+        slot = None if worker is None or start_at is not None else worker.reserve()
+        if worker is None or slot is None:
+            await self.store.create_instance(new, now)
+            return instance_id
+        owner, lease = slot
+        try:
+            item = await self.store.create_instance_leased(new, now, owner, lease)
+        except BaseException:
+            worker.adopt(None)
+            raise
+        worker.adopt(item)
         return instance_id
 
     def _orchestrator_name(self, name_or_func: str | Callable[..., Any]) -> str:

@@ -110,6 +110,7 @@ async def serve(
     server = _Server(config)
     worker = Worker(app, store, options=options.worker)
     asgi.state.durafn.worker = worker
+    client.local_worker = worker
     stop = asyncio.Event()
 
     def shut_down() -> None:

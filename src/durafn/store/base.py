@@ -251,6 +251,14 @@ class Store(Protocol):
         finished one is replaced (its history is deleted).
         """
 
+    async def create_instance_leased(
+        self, new: NewInstance, now: datetime, owner: str, lease: timedelta
+    ) -> OrchestrationWorkItem:
+        """:meth:`create_instance`, and in the same transaction lease the new instance to
+        ``owner`` as a claim would: the work item of its first episode. A worker of this
+        process starts the instance at once, without waiting for a claim. Same errors as
+        :meth:`create_instance`; ``new`` must not start later than ``now``."""
+
     async def send_message(self, instance_id: str, event: HistoryEvent, now: datetime) -> None:
         """Queue an event (raised event, terminate, suspend, resume) for an instance.
 
@@ -466,6 +474,12 @@ _VERBS = {
     "ExecutionSuspended": "suspend",
     "ExecutionResumed": "resume",
 }
+
+
+def check_starts_now(new: NewInstance, now: datetime) -> None:
+    """Reject a leased creation of an instance that starts later (it has nothing to run)."""
+    if new.start_at is not None and new.start_at > now:
+        raise ValueError("an instance that starts later cannot be leased as it is created")
 
 
 def check_checkpoint(cp: Checkpoint) -> None:

@@ -43,6 +43,7 @@ from durafn.store.base import (
     OrchestrationWorkItem,
     OutgoingMessage,
     check_checkpoint,
+    check_starts_now,
     decode_page_token,
     encode_page_token,
     entity_record_values,
@@ -173,6 +174,17 @@ class MemoryStore:
         with self._db.lock:
             self._insert_instance(self._hub(), new, now)
             self._db.changed()
+
+    async def create_instance_leased(
+        self, new: NewInstance, now: datetime, owner: str, lease: timedelta
+    ) -> OrchestrationWorkItem:
+        check_starts_now(new, now)
+        with self._db.lock:
+            hub = self._hub()
+            self._insert_instance(hub, new, now)
+            item = self._lease(hub.instances[new.instance_id], owner, lease, now, 10_000)
+            self._db.changed()
+            return item
 
     def _insert_instance(self, hub: _Hub, new: NewInstance, now: datetime) -> None:
         existing = hub.instances.get(new.instance_id)
@@ -329,7 +341,12 @@ class MemoryStore:
                     best = (m.visible_at, m.seq, candidate)
         if best is None:
             return None
-        instance = best[2]
+        return self._lease(best[2], owner, lease, now, max_messages)
+
+    def _lease(
+        self, instance: _Instance, owner: str, lease: timedelta, now: datetime, max_messages: int
+    ) -> OrchestrationWorkItem:
+        n = to_micros(now)
         record = instance.record
         token = f"{owner}/{uuid.uuid4().hex[:12]}"
         until = now + lease

@@ -58,6 +58,7 @@ from durafn.store.base import (
     OrchestrationWorkItem,
     OutgoingMessage,
     check_checkpoint,
+    check_starts_now,
     dump_failure,
     entity_record_values,
     to_micros,
@@ -131,6 +132,41 @@ class PostgresStore(PostgresQueries):
             await self._insert_instance(s, new, now)
 
         await self._db.write(tx)
+
+    async def create_instance_leased(
+        self, new: NewInstance, now: datetime, owner: str, lease: timedelta
+    ) -> OrchestrationWorkItem:
+        check_starts_now(new, now)
+        token = f"{owner}/{uuid.uuid4().hex[:12]}"
+        until = now + lease
+        started = new.started
+
+        async def tx(s: Session) -> OrchestrationWorkItem:
+            await self._insert_instance(s, new, now)
+            s.notify = False  # leased to its creator: nothing for other workers to claim
+            rows = await s.fetchall(
+                self._sql(q.LEASE_INSTANCE),
+                self._key(
+                    new.instance_id,
+                    token=token,
+                    until=to_micros(until),
+                    eid=started.execution_id,
+                    now=to_micros(now),
+                    max=10_000,
+                ),
+            )
+            return OrchestrationWorkItem(
+                instance_id=new.instance_id,
+                execution_id=started.execution_id,
+                name=started.name,
+                status=RuntimeStatus.PENDING,
+                lock_token=token,
+                locked_until=until,
+                messages=[InboxMessage(seq, load_event(text)) for seq, text in rows],
+                history_length=0,
+            )
+
+        return await self._db.write(tx)
 
     async def _insert_instance(self, s: Session, new: NewInstance, now: datetime) -> None:
         """Create ``new``, replacing a finished instance of that id; ``InstanceAlreadyExists``."""

@@ -40,6 +40,7 @@ from durafn.store.base import (
     OrchestrationWorkItem,
     OutgoingMessage,
     check_checkpoint,
+    check_starts_now,
     dump_failure,
     entity_record_values,
     from_micros,
@@ -103,6 +104,27 @@ class SqliteStore(SqliteQueries):
             self._insert_instance(conn, new, now, replace_finished=True)
 
         await self._db.write(tx)
+
+    async def create_instance_leased(
+        self, new: NewInstance, now: datetime, owner: str, lease: timedelta
+    ) -> OrchestrationWorkItem:
+        check_starts_now(new, now)
+
+        def tx(conn: sqlite3.Connection) -> OrchestrationWorkItem:
+            self._insert_instance(conn, new, now, replace_finished=True)
+            token = f"{owner}/{uuid.uuid4().hex[:12]}"
+            until = now + lease
+            row = conn.execute(
+                "UPDATE instances SET locked_by=?, lock_expires_at=? "
+                "WHERE task_hub=? AND instance_id=? "
+                "RETURNING instance_id, execution_id, name, status, history_length, entity_state",
+                (token, to_micros(until), self.task_hub, new.instance_id),
+            ).fetchone()
+            [item] = self._work_items(conn, [(*row, token)], now, until, 10_000)
+            return item
+
+        # Nothing it makes is for anyone else: no one to wake.
+        return await self._db.write(tx, wakes=False)
 
     def _insert_instance(
         self, conn: sqlite3.Connection, new: NewInstance, now: datetime, replace_finished: bool
@@ -303,8 +325,21 @@ class SqliteStore(SqliteQueries):
             if row is None:
                 break
             leased.append((*row, token))
+        return self._work_items(conn, leased, now, until, max_messages)
+
+    def _work_items(
+        self,
+        conn: sqlite3.Connection,
+        leased: list[tuple[str, str, str, str, int, str | None, str]],
+        now: datetime,
+        until: datetime,
+        max_messages: int,
+    ) -> list[OrchestrationWorkItem]:
+        """The work items of instances just leased (instance row fields, then the token)."""
         if not leased:
             return []
+        n = to_micros(now)
+        hub = self.task_hub
         # Results and timers of an earlier execution can never apply: drop them.
         conn.executemany(
             "DELETE FROM inbox WHERE task_hub=? AND instance_id=? "

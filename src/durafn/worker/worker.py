@@ -126,6 +126,13 @@ class Worker:
         self._store_failures: dict[str, int] = {}
         self._next_due: tuple[object, datetime | None] = (object(), None)
         self._slot_freed: dict[str, asyncio.Event] = {}
+        # Each dispatcher's work in flight, and what it does when a piece of it ends.
+        self._inflight: dict[str, set[asyncio.Task[None]]] = {}
+        self._on_finished: dict[str, Callable[[asyncio.Task[None]], None]] = {}
+        # Orchestration slots promised to instances a client of this process is creating
+        # (``reserve``), and whether new instances are taken that way (while dispatching).
+        self._reserved = 0
+        self._accepting: asyncio.AbstractEventLoop | None = None
         # Held instances waiting for activities they run in place (see ``_waiting_bonus``).
         self.held_waiting = 0
         # One queue of in-place results per event loop the worker has run on.
@@ -191,7 +198,7 @@ class Worker:
         process: Callable[[W], Coroutine[Any, Any, None]],
         stop: asyncio.Event,
     ) -> None:
-        inflight: set[asyncio.Task[None]] = set()
+        inflight = self._inflight[kind] = set()
         slot_freed = self._slot_freed[kind] = asyncio.Event()
         # One task waits for the stop for the dispatcher's whole life, and wakes it.
         stopping = asyncio.ensure_future(stop.wait())
@@ -203,8 +210,11 @@ class Worker:
             if not task.cancelled() and task.exception() is not None:
                 log.error("%s work failed unexpectedly", kind, exc_info=task.exception())
 
+        self._on_finished[kind] = finished
+        if kind == "orchestrations":
+            self._accepting = asyncio.get_running_loop()
         while not stop.is_set():
-            free = capacity + self._waiting_bonus(kind) - len(inflight)
+            free = self._free_slots(kind, capacity)
             try:
                 items: list[W] = []
                 token: object = None
@@ -234,12 +244,46 @@ class Worker:
                 # The store is down or failing: keep the worker alive and try again shortly.
                 log.exception("could not fetch %s work; retrying in 1 s", kind)
                 await _sleep_or_stop(stop, 1.0)
+        if kind == "orchestrations":
+            self._accepting = None
         stopping.cancel()
         if inflight:
             _, pending = await asyncio.wait(inflight, timeout=self.options.shutdown_grace)
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
+
+    def _free_slots(self, kind: str, capacity: int) -> int:
+        taken = len(self._inflight[kind]) + (self._reserved if kind == "orchestrations" else 0)
+        return capacity + self._waiting_bonus(kind) - taken
+
+    def reserve(self) -> tuple[str, timedelta] | None:
+        """A free orchestration slot for an instance a client of this process is about to
+        create leased to this worker (``Store.create_instance_leased``): its first episode then
+        runs at once, without a claim. Returns the lease's owner and length, or None when no
+        slot is free, the worker is not dispatching, or the caller runs on another event loop.
+        Every slot reserved must be handed back through :meth:`adopt`."""
+        loop = self._accepting
+        if loop is None or asyncio.get_running_loop() is not loop:
+            return None
+        if self._free_slots("orchestrations", self.options.max_concurrent_orchestrations) <= 0:
+            return None
+        self._reserved += 1
+        return self.worker_id, self.options.lease
+
+    def adopt(self, item: OrchestrationWorkItem | None) -> None:
+        """Run the first episode of ``item``, created leased to this worker in the slot
+        :meth:`reserve` kept for it; None gives the slot back (the creation failed)."""
+        self._reserved -= 1
+        if item is None:
+            return
+        if self._accepting is None:  # stopped meanwhile: let it go to whoever runs next
+            task = asyncio.ensure_future(self.store.abandon_orchestration(item))
+            task.add_done_callback(_log_failure)
+            return
+        task = asyncio.create_task(self.process_orchestration(item))
+        self._inflight["orchestrations"].add(task)
+        task.add_done_callback(self._on_finished["orchestrations"])
 
     def _waiting_bonus(self, kind: str) -> int:
         """Slots lent by instances that wait for their activities in place: they run no code
@@ -766,6 +810,11 @@ def _gave_up(item: ActivityWorkItem, now: datetime) -> TaskFailed:
     return TaskFailed(
         timestamp=now, task_scheduled_id=item.event_id, failure=FailureDetails.from_exception(error)
     )
+
+
+def _log_failure(task: asyncio.Future[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.warning("could not release an instance", exc_info=task.exception())
 
 
 async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:
