@@ -21,7 +21,8 @@ from durafn.client.async_client import AsyncClient
 from durafn.core.status import RuntimeStatus
 from durafn.store.base import ActivityTask, InstanceQuery, OrchestrationWorkItem
 from durafn.store.sqlite import SqliteStore
-from durafn.worker.worker import HeldActivities, Worker, WorkerOptions
+from durafn.worker.held import HeldActivities
+from durafn.worker.worker import Worker, WorkerOptions
 
 app = df.App()
 FAR_FUTURE = datetime(2100, 1, 1, tzinfo=UTC)

@@ -10,15 +10,11 @@ Idle dispatchers sleep until the store changes or the next message becomes visib
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
 import dataclasses
-import inspect
 import logging
 import os
 import socket
-import threading
-import time
 import uuid
 import weakref
 from collections.abc import Awaitable, Callable, Coroutine
@@ -30,23 +26,23 @@ from typing import Any, TypeVar
 from durafn.app import App
 from durafn.core.entities import is_entity_instance_id
 from durafn.core.errors import LeaseLost
-from durafn.core.history import ExecutionStarted, HistoryEvent, TaskCompleted, TaskFailed
+from durafn.core.history import ExecutionStarted, HistoryEvent, TaskFailed
 from durafn.core.status import FailureDetails, RuntimeStatus
 from durafn.executor.locks import held_locks
 from durafn.executor.orchestration import OrchestrationExecutor
 from durafn.store.base import (
-    ActivityTask,
     ActivityWorkItem,
     Checkpoint,
     InboxMessage,
     OrchestrationWorkItem,
     Store,
 )
-from durafn.worker.activities import finish_awaitable, run_activity, run_sync_activity
+from durafn.worker.activities import run_activity
 from durafn.worker.cache import ExecutorCache
 from durafn.worker.checkpoint import IN_PLACE_SEQ, build_checkpoint, failed_checkpoint
 from durafn.worker.clock import Clock, SystemClock
 from durafn.worker.entities import run_entity_batch
+from durafn.worker.held import Arrivals, HeldActivities, task_id_of
 from durafn.worker.leases import LeaseKeeper
 
 log = logging.getLogger("durafn.worker")
@@ -136,7 +132,7 @@ class Worker:
         # Held instances waiting for activities they run in place (see ``_waiting_bonus``).
         self.held_waiting = 0
         # One queue of in-place results per event loop the worker has run on.
-        self._arrivals: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Arrivals] = (
+        self._arrivals: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Arrivals] = (
             weakref.WeakKeyDictionary()
         )
 
@@ -425,7 +421,7 @@ class Worker:
                 locks = held_locks(history if history or executor is None else executor.history)
                 executor = None
                 checkpoint = failed_checkpoint(item, started, exc, now, locks)
-            done += [_task_id(m.event) for m in fed]
+            done += [task_id_of(m.event) for m in fed]
             finished = checkpoint.status.is_terminal or checkpoint.restart is not None
             if held.running and not finished and _no_news(checkpoint, committed_status):
                 # Results that let the code go on to await another of the running activities:
@@ -582,211 +578,6 @@ class Worker:
                 return
             except Exception:
                 log.exception("could not renew the lease on activity %s", item.name)
-
-
-class _Arrivals:
-    """Results of in-place sync activities, from their threads to one event loop: one
-    wake-up of the loop for all the results that arrive while it is busy, not one each."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
-        self._lock = threading.Lock()
-        self._queued: list[tuple[HeldActivities, ActivityWorkItem, Any]] = []
-        self._scheduled = False
-
-    def deliver(
-        self,
-        held: HeldActivities,
-        work: ActivityWorkItem,
-        outcome: TaskCompleted | TaskFailed | Awaitable[Any],
-    ) -> None:
-        """On an activity thread."""
-        with self._lock:
-            self._queued.append((held, work, outcome))
-            if self._scheduled:
-                return
-            self._scheduled = True
-        try:
-            self._loop.call_soon_threadsafe(self._drain)
-        except RuntimeError:  # the loop has closed: its worker's run is over
-            with self._lock:
-                self._queued.clear()
-                self._scheduled = False
-
-    def _drain(self) -> None:
-        with self._lock:
-            queued, self._queued = self._queued, []
-            self._scheduled = False
-        for held, work, outcome in queued:
-            try:
-                if isinstance(outcome, TaskCompleted | TaskFailed):
-                    held._arrive(outcome)
-                else:  # the function returned an awaitable: the loop awaits it
-                    held._finish_on_loop(work, outcome)
-            except Exception:
-                log.exception("could not take the result of activity %s", work.name)
-
-
-class HeldActivities:
-    """The activities an instance's worker runs in place while it holds the instance.
-
-    Their task rows are committed leased under the instance's lock token (renewed and
-    released with it), so if this worker dies they run elsewhere once the lease expires and
-    their results reach the inbox as usual. Here, their results are fed straight to the next
-    episode, in the order they finished, and committed with it.
-    """
-
-    def __init__(self, worker: Worker, item: OrchestrationWorkItem) -> None:
-        self.worker = worker
-        self.item = item
-        # Each activity running in place: an asyncio task, or the future of its thread.
-        self.running: dict[int, asyncio.Future[None] | concurrent.futures.Future[None]] = {}
-        # Started by the commit hook, until ``start`` files them under ``running``.
-        self._in_threads: dict[int, concurrent.futures.Future[None]] = {}
-        # The commit hook runs on the store's thread: it and ``cancel`` take turns.
-        self._lock = threading.Lock()
-        self._closed = False
-        loop = asyncio.get_running_loop()
-        arrivals = worker._arrivals.get(loop)
-        if arrivals is None:
-            arrivals = worker._arrivals[loop] = _Arrivals(loop)
-        self._arrivals = arrivals
-        self._results: list[HistoryEvent] = []
-        self._arrived = asyncio.Event()
-        self._next_read = 0.0
-
-    def startable(
-        self, executor: OrchestrationExecutor, checkpoint: Checkpoint
-    ) -> list[ActivityTask]:
-        """The checkpoint's activities, if this worker may run them all in place."""
-        options = self.worker.options
-        tasks = checkpoint.activities
-        if not (options.activities and tasks and executor.awaits_only_activities):
-            return []
-        if len(tasks) + len(self.running) > options.in_place_activities:
-            return []
-        if not all(self.worker.app.has_activity(t.name) for t in tasks):
-            return []
-        return tasks
-
-    def starter(self, tasks: list[ActivityTask]) -> Callable[[], None] | None:
-        """The commit hook of the checkpoint that schedules ``tasks``: it hands the sync ones
-        to the activity threads as soon as the checkpoint has committed, on whichever thread
-        committed it, rather than once the event loop has heard of the commit."""
-        worker = self.worker
-        sync = [t for t in tasks if not worker.app.get_activity(t.name).is_async]
-        if not sync:
-            return None
-        threads = worker._threads
-        work = [self._work_item(t) for t in sync]
-
-        def on_commit() -> None:
-            with self._lock:
-                if self._closed:
-                    return  # the episode was given up meanwhile: nothing is to run
-                for item in work:
-                    try:
-                        future = threads.submit(self._run_sync, item)
-                    except RuntimeError:
-                        return  # the pool has shut down (the worker stops): ``start`` decides
-                    self._in_threads[item.event_id] = future
-
-        return on_commit
-
-    def start(self, tasks: list[ActivityTask]) -> None:
-        """Once the checkpoint scheduling ``tasks`` has committed: run the async ones here
-        (the sync ones were handed to their threads by the commit hook)."""
-        if self._closed:
-            return
-        for task in tasks:
-            started = self._in_threads.pop(task.event_id, None)
-            if task.event_id in self.running:
-                continue  # its thread finished already and handed an awaitable to the loop
-            self.running[task.event_id] = started or asyncio.create_task(self._run(task))
-
-    def _work_item(self, task: ActivityTask) -> ActivityWorkItem:
-        item = self.item
-        return ActivityWorkItem(
-            task_id=-1,
-            instance_id=item.instance_id,
-            execution_id=item.execution_id,
-            event_id=task.event_id,
-            name=task.name,
-            input=task.input,
-            lock_token=item.lock_token,
-            locked_until=item.locked_until,
-            attempts=1,
-        )
-
-    async def _run(self, task: ActivityTask) -> None:
-        worker = self.worker
-        work = self._work_item(task)
-        self._arrive(await run_activity(worker.app, work, worker._threads, worker.clock.now()))
-
-    def _run_sync(self, work: ActivityWorkItem) -> None:
-        """On an activity thread: run a sync activity, and tell the event loop its result."""
-        outcome = run_sync_activity(self.worker.app, work, self.worker.clock.now())
-        self._arrivals.deliver(self, work, outcome)
-
-    def _finish_on_loop(self, work: ActivityWorkItem, outcome: Awaitable[Any]) -> None:
-        if self._closed:
-            if inspect.iscoroutine(outcome):
-                outcome.close()
-            return
-
-        async def finish() -> None:
-            self._arrive(await finish_awaitable(work, outcome, self.worker.clock.now()))
-
-        self.running[work.event_id] = asyncio.ensure_future(finish())
-
-    def _arrive(self, result: HistoryEvent) -> None:
-        worker = self.worker
-        worker.activities_run += 1
-        worker.activities_in_place += 1
-        self._results.append(dataclasses.replace(result, timestamp=worker.clock.now()))
-        self._arrived.set()
-
-    async def next_results(self) -> list[HistoryEvent]:
-        """The results that arrived since the last call, waiting for one if there is none."""
-        if self.running and not self._arrived.is_set():
-            self.worker._held_wait_changed(+1)
-            try:
-                await self._arrived.wait()
-            finally:
-                self.worker._held_wait_changed(-1)
-        self._arrived.clear()
-        results, self._results = self._results, []
-        for result in results:
-            self.running.pop(_task_id(result), None)
-        return results
-
-    async def read_inbox(self, now: datetime) -> list[InboxMessage]:
-        """What reached the instance meanwhile (an event, a termination, a queued activity's
-        result). An empty inbox is read again after ``_INBOX_RECHECK`` seconds at the
-        earliest: that is how late a held instance may hear of a message, while a chain of
-        fast steps does not pay a read per step."""
-        if time.monotonic() < self._next_read:
-            return []
-        messages = await self.worker.store.read_inbox(self.item, now)
-        if not messages:
-            self._next_read = time.monotonic() + _INBOX_RECHECK
-        return messages
-
-    def cancel(self) -> None:
-        # A sync activity already running on its thread finishes there; its result is dropped.
-        with self._lock:
-            self._closed = True
-            tasks = [*self.running.values(), *self._in_threads.values()]
-        for task in tasks:
-            task.cancel()
-
-
-_INBOX_RECHECK = 0.02
-
-
-def _task_id(event: HistoryEvent) -> int:
-    assert isinstance(event, TaskCompleted | TaskFailed)
-    return event.task_scheduled_id
 
 
 def _no_news(checkpoint: Checkpoint, committed_status: RuntimeStatus) -> bool:
