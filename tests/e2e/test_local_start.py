@@ -9,6 +9,7 @@ creates the instance as usual and any worker claims it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -140,3 +141,52 @@ def _new_instance(instance_id: str) -> NewInstance:
         timestamp=_now(), name="greet", execution_id=new_execution_id(), input='"z"'
     )
     return NewInstance(instance_id, started, None)
+
+
+class GatedCreationStore(SqliteStore):
+    """A SQLite store whose leased creations wait for ``gate`` first."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.gate = asyncio.Event()
+        self.waiting = asyncio.Event()
+
+    async def create_instance_leased(
+        self, new: NewInstance, now: datetime, owner: str, lease: timedelta
+    ) -> OrchestrationWorkItem:
+        self.waiting.set()
+        await self.gate.wait()
+        return await super().create_instance_leased(new, now, owner, lease)
+
+
+def test_a_start_cancelled_while_its_instance_is_created_still_runs_the_instance(
+    tmp_path: Path,
+) -> None:
+    async def scenario() -> None:
+        store = GatedCreationStore(tmp_path / "hub.db")
+        worker = Worker(app, store)
+        stop = asyncio.Event()
+        task = asyncio.create_task(worker.run(stop))
+        client = AsyncClient(store, app=app)
+        client.local_worker = worker
+        await asyncio.sleep(0.05)
+        starting = asyncio.create_task(client.start_new("greet", "w", instance_id="cut"))
+        await store.waiting.wait()
+        starting.cancel()
+        store.gate.set()
+        with contextlib.suppress(asyncio.CancelledError):
+            await starting
+        # The creation goes on without its caller; once it commits, the worker runs it.
+        for _ in range(200):
+            if await store.get_instance("cut") is not None:
+                break
+            await asyncio.sleep(0.01)
+        status = await client.wait_for_completion("cut", timeout=10)
+        assert status.output == "W"
+        assert worker.reserve() is not None  # every slot came back
+        worker.adopt(None)
+        stop.set()
+        await task
+        await store.close()
+
+    asyncio.run(scenario())

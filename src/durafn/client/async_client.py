@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import time
 from collections.abc import Callable, Iterable
@@ -38,6 +39,14 @@ class OrchestrationStatusPage:
 
     instances: list[OrchestrationStatus]
     continuation_token: str | None
+
+
+def _created(
+    creation: asyncio.Future[OrchestrationWorkItem],
+) -> OrchestrationWorkItem | None:
+    if creation.cancelled() or creation.exception() is not None:
+        return None
+    return creation.result()
 
 
 class LocalWorker(Protocol):
@@ -125,8 +134,14 @@ class AsyncClient(EntityClient):
             await self.store.create_instance(new, now)
             return instance_id
         owner, lease = slot
+        # Shielded: a caller cancelled while the creation commits must not strand an instance
+        # leased to the worker; the worker takes whatever the creation ends with.
+        creating = asyncio.ensure_future(self.store.create_instance_leased(new, now, owner, lease))
         try:
-            item = await self.store.create_instance_leased(new, now, owner, lease)
+            item = await asyncio.shield(creating)
+        except asyncio.CancelledError:
+            creating.add_done_callback(lambda done: worker.adopt(_created(done)))
+            raise
         except BaseException:
             worker.adopt(None)
             raise

@@ -272,6 +272,9 @@ class Worker:
         :meth:`reserve` kept for it; None gives the slot back (the creation failed)."""
         self._reserved -= 1
         if item is None:
+            freed = self._slot_freed.get("orchestrations")
+            if freed is not None:
+                freed.set()  # a dispatcher may wait for this very slot
             return
         if self._accepting is None:  # stopped meanwhile: let it go to whoever runs next
             task = asyncio.ensure_future(self.store.abandon_orchestration(item))
