@@ -190,3 +190,21 @@ def test_a_start_cancelled_while_its_instance_is_created_still_runs_the_instance
         await store.close()
 
     asyncio.run(scenario())
+
+
+def test_a_worker_whose_run_was_cancelled_takes_no_new_instances(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        store = SqliteStore(tmp_path / "hub.db")
+        worker = Worker(app, store)
+        task = asyncio.create_task(worker.run(asyncio.Event()))
+        await asyncio.sleep(0.05)
+        slot = worker.reserve()
+        assert slot is not None
+        worker.adopt(None)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        assert worker.reserve() is None
+        await store.close()
+
+    asyncio.run(scenario())

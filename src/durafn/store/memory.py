@@ -182,9 +182,8 @@ class MemoryStore:
         with self._db.lock:
             hub = self._hub()
             self._insert_instance(hub, new, now)
-            item = self._lease(hub.instances[new.instance_id], owner, lease, now, 10_000)
-            self._db.changed()
-            return item
+            # Leased to its creator: nothing for anyone else, no one to wake.
+            return self._lease(hub.instances[new.instance_id], owner, lease, now, 10_000)
 
     def _insert_instance(self, hub: _Hub, new: NewInstance, now: datetime) -> None:
         existing = hub.instances.get(new.instance_id)

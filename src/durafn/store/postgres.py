@@ -155,6 +155,7 @@ class PostgresStore(PostgresQueries):
                     max=10_000,
                 ),
             )
+            assert rows, "a new instance's start message is visible to its own transaction"
             return OrchestrationWorkItem(
                 instance_id=new.instance_id,
                 execution_id=started.execution_id,

@@ -128,7 +128,9 @@ class Worker:
         # Orchestration slots promised to instances a client of this process is creating
         # (``reserve``), and whether new instances are taken that way (while dispatching).
         self._reserved = 0
+        self._claiming: dict[str, int] = {}
         self._accepting: asyncio.AbstractEventLoop | None = None
+        self._background: set[asyncio.Future[None]] = set()
         # Held instances waiting for activities they run in place (see ``_waiting_bonus``).
         self.held_waiting = 0
         # One queue of in-place results per event loop the worker has run on.
@@ -209,39 +211,46 @@ class Worker:
         self._on_finished[kind] = finished
         if kind == "orchestrations":
             self._accepting = asyncio.get_running_loop()
-        while not stop.is_set():
-            free = self._free_slots(kind, capacity)
-            try:
-                items: list[W] = []
-                token: object = None
-                if free > 0:
-                    token = await self.store.change_token()
-                    items = await lock(free)
-                for item in items:
-                    task = asyncio.create_task(process(item))
-                    inflight.add(task)
-                    task.add_done_callback(finished)
-                if free > 0 and len(items) >= free:
-                    continue  # every slot was filled: there may be more, once one frees
-                slot_freed.clear()
-                # Fewer items than slots: nothing more was visible. Sleep until the store
-                # changes after ``token`` (taken before the claim, so nothing is missed), or
-                # until the next message comes due. No slot free: until one frees.
-                if free <= 0:
-                    await slot_freed.wait()
-                    continue
-                idle = await self._idle_timeout(token)
-                changed = asyncio.ensure_future(self.store.wait_for_change(token, idle))
+        try:
+            while not stop.is_set():
+                free = self._free_slots(kind, capacity)
                 try:
-                    await asyncio.wait((stopping, changed), return_when=asyncio.FIRST_COMPLETED)
-                finally:
-                    changed.cancel()
-            except Exception:
-                # The store is down or failing: keep the worker alive and try again shortly.
-                log.exception("could not fetch %s work; retrying in 1 s", kind)
-                await _sleep_or_stop(stop, 1.0)
-        if kind == "orchestrations":
-            self._accepting = None
+                    items: list[W] = []
+                    token: object = None
+                    if free > 0:
+                        # Slots being claimed are not free to reserve meanwhile.
+                        self._claiming[kind] = free
+                        try:
+                            token = await self.store.change_token()
+                            items = await lock(free)
+                        finally:
+                            self._claiming[kind] = 0
+                    for item in items:
+                        task = asyncio.create_task(process(item))
+                        inflight.add(task)
+                        task.add_done_callback(finished)
+                    if free > 0 and len(items) >= free:
+                        continue  # every slot was filled: there may be more, once one frees
+                    slot_freed.clear()
+                    # Fewer items than slots: nothing more was visible. Sleep until the store
+                    # changes after ``token`` (taken before the claim, so nothing is missed), or
+                    # until the next message comes due. No slot free: until one frees.
+                    if free <= 0:
+                        await slot_freed.wait()
+                        continue
+                    idle = await self._idle_timeout(token)
+                    changed = asyncio.ensure_future(self.store.wait_for_change(token, idle))
+                    try:
+                        await asyncio.wait((stopping, changed), return_when=asyncio.FIRST_COMPLETED)
+                    finally:
+                        changed.cancel()
+                except Exception:
+                    # The store is down or failing: keep the worker alive and try again shortly.
+                    log.exception("could not fetch %s work; retrying in 1 s", kind)
+                    await _sleep_or_stop(stop, 1.0)
+        finally:
+            if kind == "orchestrations":
+                self._accepting = None
         stopping.cancel()
         if inflight:
             _, pending = await asyncio.wait(inflight, timeout=self.options.shutdown_grace)
@@ -250,7 +259,9 @@ class Worker:
             await asyncio.gather(*pending, return_exceptions=True)
 
     def _free_slots(self, kind: str, capacity: int) -> int:
-        taken = len(self._inflight[kind]) + (self._reserved if kind == "orchestrations" else 0)
+        taken = len(self._inflight[kind]) + self._claiming.get(kind, 0)
+        if kind == "orchestrations":
+            taken += self._reserved
         return capacity + self._waiting_bonus(kind) - taken
 
     def reserve(self) -> tuple[str, timedelta] | None:
@@ -277,8 +288,10 @@ class Worker:
                 freed.set()  # a dispatcher may wait for this very slot
             return
         if self._accepting is None:  # stopped meanwhile: let it go to whoever runs next
-            task = asyncio.ensure_future(self.store.abandon_orchestration(item))
-            task.add_done_callback(_log_failure)
+            released = asyncio.ensure_future(self.store.abandon_orchestration(item))
+            self._background.add(released)
+            released.add_done_callback(self._background.discard)
+            released.add_done_callback(_log_failure)
             return
         task = asyncio.create_task(self.process_orchestration(item))
         self._inflight["orchestrations"].add(task)
