@@ -28,10 +28,14 @@ import crash_app  # noqa: E402
 def start_worker(
     store_url: str, log: IO[bytes], env: dict[str, str], app: Path = APP
 ) -> subprocess.Popen[bytes]:
-    """A ``durafn worker`` process serving ``app`` (the crash app unless told)."""
+    """A ``durafn worker`` process serving ``app`` (the crash app unless told).
+
+    It runs 4 episodes at a time, not the default 64: the workloads then last several kill
+    intervals, so that the kills land while instances run (with 64, two workers can finish
+    everything between two kills)."""
     command = [sys.executable, "-m", "durafn", "worker", str(app), "--store", store_url]
     return subprocess.Popen(
-        [*command, "--lease", "2", "--log-level", "WARNING"],
+        [*command, "--lease", "2", "--max-orchestrations", "4", "--log-level", "WARNING"],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=log,
@@ -96,14 +100,14 @@ def run_crash_test(
                     for n in range(instances)
                 ]
                 deadline = time.monotonic() + deadline_seconds
-                # The first kill lands once the workers are up and instances finish (they may
-                # all finish within a second); each kill then holds the victim's instances for
-                # a lease, so the next ones land mid-run too.
-                while _completed(client) < instances // 10 and time.monotonic() < deadline:
+                # The first kill lands once the workers are up and the first instances finish
+                # (they may all finish within a few seconds); each kill then holds the victim's
+                # instances for a lease, so the next ones land mid-run too.
+                while _completed(client) < instances // 50 and time.monotonic() < deadline:
                     time.sleep(0.02)
                 while kills_done < kills and time.monotonic() < deadline:
                     if kills_done:
-                        time.sleep(rng.uniform(0.3, 1.2))
+                        time.sleep(rng.uniform(0.1, 0.6))
                     victim = rng.randrange(len(running))
                     running[victim].send_signal(signal.SIGKILL)
                     running[victim].wait()
