@@ -35,7 +35,8 @@ from durafn.core.history import (
 )
 from durafn.core.status import FailureDetails, RuntimeStatus
 from durafn.executor.actions import Action
-from durafn.executor.orchestration import EpisodeResult, OrchestrationExecutor, execute
+from durafn.executor.episode import EpisodeResult
+from durafn.executor.orchestration import OrchestrationExecutor, execute
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 INSTANCE_ID = "order-42"

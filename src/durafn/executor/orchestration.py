@@ -17,7 +17,7 @@ import inspect
 import uuid
 from collections import deque
 from collections.abc import Callable, Coroutine, Generator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -58,6 +58,7 @@ from durafn.executor.actions import (
     describe_event,
 )
 from durafn.executor.context import ContinueAsNewSignal, OrchestrationContext
+from durafn.executor.episode import ContinueAsNewRequest, EpisodeResult
 from durafn.executor.locks import held_locks
 from durafn.executor.tasks import CriticalSection, LockTask, Task, TimerTask, failed_error
 
@@ -103,41 +104,6 @@ _RUN_WHILE_SUSPENDED = (
         "OrchestratorCompleted",
     }
 )
-
-
-@dataclass
-class ContinueAsNewRequest:
-    """The orchestrator asked to restart with ``input``, carrying ``carryover_events`` over."""
-
-    input: str | None
-    carryover_events: list[EventRaised] = field(default_factory=list)
-
-
-@dataclass
-class EpisodeResult:
-    """What one episode produced. ``new_events`` are to be appended to the history."""
-
-    new_events: list[HistoryEvent]
-    actions: list[Action]
-    status: RuntimeStatus
-    output: str | None = None
-    failure: FailureDetails | None = None
-    custom_status: str | None = None
-    continue_as_new: ContinueAsNewRequest | None = None
-    started: ExecutionStarted | None = None
-    # How many of the episode's messages were looked at; the rest came after the execution
-    # ended (a terminate after a continue_as_new, say) and belong to what follows.
-    applied: int = 0
-    # Sub-orchestrations still running when the instance was terminated: they are terminated too.
-    children_to_terminate: list[str] = field(default_factory=list)
-    # Entity locks still held (or requested) when the execution ended: (entity, section) pairs
-    # to unlock. Unlocks the code asked for itself are among ``actions``.
-    locks_to_release: list[tuple[str, str]] = field(default_factory=list)
-
-    @property
-    def is_finished(self) -> bool:
-        """True when the execution ended (completed, failed, terminated or continued as new)."""
-        return self.status.is_terminal or self.status is RuntimeStatus.CONTINUED_AS_NEW
 
 
 @dataclass

@@ -32,7 +32,7 @@ from durafn.executor.actions import (
     StartSubOrchestration,
     UnlockEntity,
 )
-from durafn.executor.orchestration import EpisodeResult
+from durafn.executor.episode import EpisodeResult
 from durafn.store.base import (
     ActivityTask,
     Checkpoint,
