@@ -538,24 +538,14 @@ class SqliteStore(SqliteQueries):
         # Held activities are leased under the instance's token: this worker runs them.
         held_by = item.lock_token if hold is not None else None
         tries = 0 if held_by is None else 1
+        eid = item.execution_id
         if cp.activities:
             conn.executemany(
                 "INSERT INTO activity_tasks (task_hub, instance_id, execution_id, event_id, "
                 "name, input, visible_at, locked_by, lock_expires_at, attempts) "
                 "VALUES (?,?,?,?,?,?,?,?,?,?)",
                 [
-                    (
-                        hub,
-                        iid,
-                        item.execution_id,
-                        a.event_id,
-                        a.name,
-                        a.input,
-                        n,
-                        held_by,
-                        hold,
-                        tries,
-                    )
+                    (hub, iid, eid, a.event_id, a.name, a.input, n, held_by, hold, tries)
                     for a in cp.activities
                 ],
             )

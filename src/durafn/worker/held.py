@@ -99,11 +99,7 @@ class HeldActivities:
         # The commit hook runs on the store's thread: it and ``cancel`` take turns.
         self._lock = threading.Lock()
         self._closed = False
-        loop = asyncio.get_running_loop()
-        arrivals = worker._arrivals.get(loop)
-        if arrivals is None:
-            arrivals = worker._arrivals[loop] = Arrivals(loop)
-        self._arrivals = arrivals
+        self._arrivals = worker.arrivals()
         self._results: list[HistoryEvent] = []
         self._arrived = asyncio.Event()
         self._next_read = 0.0

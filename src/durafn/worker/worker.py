@@ -258,6 +258,14 @@ class Worker:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
 
+    def arrivals(self) -> Arrivals:
+        """The queue of in-place results for the running event loop (one per loop)."""
+        loop = asyncio.get_running_loop()
+        queue = self._arrivals.get(loop)
+        if queue is None:
+            queue = self._arrivals[loop] = Arrivals(loop)
+        return queue
+
     def _free_slots(self, kind: str, capacity: int) -> int:
         taken = len(self._inflight[kind]) + self._claiming.get(kind, 0)
         if kind == "orchestrations":
