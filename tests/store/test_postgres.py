@@ -383,10 +383,10 @@ def test_migrations_applied_one_by_one_equal_a_fresh_schema(pg: Backend, tmp_pat
 
     async def body() -> None:
         await pg.open().get_instance("x")  # a fresh schema, made by the store on first use
-        async with await psycopg.AsyncConnection.connect(target.conninfo, autocommit=True) as conn:
+        with psycopg.Connection.connect(target.conninfo, autocommit=True) as conn:
             for version in range(1, SCHEMA_VERSION + 1):
-                assert await migrate(conn, target.schema, version) == (version - 1, version)
-            assert await migrate(conn, target.schema) == (SCHEMA_VERSION, SCHEMA_VERSION)
+                assert migrate(conn, target.schema, version) == (version - 1, version)
+            assert migrate(conn, target.schema) == (SCHEMA_VERSION, SCHEMA_VERSION)
 
     try:
         asyncio.run(body())

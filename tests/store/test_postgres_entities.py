@@ -91,7 +91,7 @@ class Pause:
     """Holds a transaction open inside a wrapped store method until :meth:`release`."""
 
     def __init__(self) -> None:
-        # The store runs its transactions on a loop of its own: thread events, not asyncio's.
+        # The store runs its transactions on threads of its own: thread events, not asyncio's.
         self._reached = threading.Event()
         self._released = threading.Event()
 
@@ -99,9 +99,10 @@ class Pause:
     def released(self) -> bool:
         return self._released.is_set()
 
-    async def hold(self) -> None:
+    def hold(self) -> None:
+        """On the store's connection thread, inside the transaction."""
         self._reached.set()
-        await asyncio.to_thread(self._released.wait, 60)
+        self._released.wait(60)
 
     async def is_reached(self) -> bool:
         return self._reached.is_set()
@@ -145,9 +146,9 @@ def test_a_signal_queued_while_the_entity_is_removed_is_not_lost(pg: Backend) ->
     pause = Pause()
     enqueue = sender_store._enqueue
 
-    async def held_enqueue(s: Any, instance_id: str, messages: Any) -> None:
-        await enqueue(s, instance_id, messages)
-        await pause.hold()
+    def held_enqueue(s: Any, instance_id: str, messages: Any) -> None:
+        enqueue(s, instance_id, messages)
+        pause.hold()
 
     async def scenario() -> None:
         await _empty_entity(cleaner_store)
@@ -172,10 +173,10 @@ def test_a_call_delivered_while_the_entity_is_removed_is_not_dropped(pg: Backend
     pause = Pause()
     create_entities = worker_store._create_entities
 
-    async def held_create(s: Any, instance_ids: list[str], now: Any) -> None:
-        await create_entities(s, instance_ids, now)
+    def held_create(s: Any, instance_ids: list[str], now: Any) -> None:
+        create_entities(s, instance_ids, now)
         if COUNTER.instance_id in instance_ids and not pause.released:
-            await pause.hold()
+            pause.hold()
 
     async def scenario() -> None:
         await _empty_entity(cleaner_store)
@@ -205,18 +206,20 @@ def test_a_removal_between_a_senders_insert_and_its_lock_recreates_the_entity(
     inserted = sender_store._sql(q.CREATE_ENTITIES)
     removed: list[int] = []
 
-    async def removing_after_insert(s: Any, instance_ids: list[str], now: Any) -> None:
+    def removing_after_insert(s: Any, instance_ids: list[str], now: Any) -> None:
+        # On the sender's connection thread, inside its transaction.
         execute = s.execute
 
-        async def execute_then_remove(query: str, params: Any = None) -> int:
-            count: int = await execute(query, params)
+        def execute_then_remove(query: str, params: Any = None) -> int:
+            count: int = execute(query, params)
             if query == inserted and not removed:
                 assert count == 0, "the row existed: nothing inserted, nothing locked"
-                removed.append((await cleaner.clean_entity_storage()).empty_entities_removed)
+                cleaned = asyncio.run(cleaner.clean_entity_storage())
+                removed.append(cleaned.empty_entities_removed)
             return count
 
         s.execute = execute_then_remove
-        await create_entities(s, instance_ids, now)
+        create_entities(s, instance_ids, now)
 
     async def scenario() -> None:
         await _empty_entity(cleaner_store)

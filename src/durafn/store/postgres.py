@@ -83,7 +83,7 @@ class PostgresStore(PostgresQueries):
 
     ``conninfo`` is a libpq connection string or ``postgresql://`` URL; the tables live in the
     PostgreSQL schema ``schema``, created (and migrated) on first use. Nothing connects before
-    the first operation. ``min_size``/``max_size`` bound the connection pool; one more
+    the first operation. ``max_size`` bounds its connections (opened on demand); one more
     connection LISTENs once :meth:`change_token` or :meth:`wait_for_change` is used.
     Raises ``StoreError`` for a connection string libpq cannot parse.
     """
@@ -94,7 +94,6 @@ class PostgresStore(PostgresQueries):
         task_hub: str = "default",
         *,
         schema: str = DEFAULT_SCHEMA,
-        min_size: int = 1,
         max_size: int = 10,
     ) -> None:
         self.task_hub = task_hub
@@ -104,7 +103,6 @@ class PostgresStore(PostgresQueries):
             conninfo,
             schema,
             channel_name(schema, task_hub),
-            min_size=min_size,
             max_size=max_size,
         )
         self._statements: dict[str, str] = {}
@@ -128,8 +126,8 @@ class PostgresStore(PostgresQueries):
     # ------------------------------------------------------------------ instances
 
     async def create_instance(self, new: NewInstance, now: datetime) -> None:
-        async def tx(s: Session) -> None:
-            await self._insert_instance(s, new, now)
+        def tx(s: Session) -> None:
+            self._insert_instance(s, new, now)
 
         await self._db.write(tx)
 
@@ -141,10 +139,10 @@ class PostgresStore(PostgresQueries):
         until = now + lease
         started = new.started
 
-        async def tx(s: Session) -> OrchestrationWorkItem:
-            await self._insert_instance(s, new, now)
+        def tx(s: Session) -> OrchestrationWorkItem:
+            self._insert_instance(s, new, now)
             s.notify = False  # leased to its creator: nothing for other workers to claim
-            rows = await s.fetchall(
+            rows = s.fetchall(
                 self._sql(q.LEASE_INSTANCE),
                 self._key(
                     new.instance_id,
@@ -169,7 +167,7 @@ class PostgresStore(PostgresQueries):
 
         return await self._db.write(tx)
 
-    async def _insert_instance(self, s: Session, new: NewInstance, now: datetime) -> None:
+    def _insert_instance(self, s: Session, new: NewInstance, now: datetime) -> None:
         """Create ``new``, replacing a finished instance of that id; ``InstanceAlreadyExists``."""
         started = new.started
         visible = new.start_at if new.start_at and new.start_at > now else now
@@ -186,23 +184,23 @@ class PostgresStore(PostgresQueries):
             event=dump_event(started),
         )
         while True:
-            row = await s.fetchone(self._sql(q.LOCK_INSTANCE_STATUS), values)
+            row = s.fetchone(self._sql(q.LOCK_INSTANCE_STATUS), values)
             if row is not None:
                 status = RuntimeStatus(row[0])
                 if not status.is_terminal:
                     raise InstanceAlreadyExists(new.instance_id, status.value)
-                await self._delete_instance(s, new.instance_id)
-            if await s.fetchone(self._sql(q.INSERT_INSTANCE), values) is not None:
+                self._delete_instance(s, new.instance_id)
+            if s.fetchone(self._sql(q.INSERT_INSTANCE), values) is not None:
                 s.notify = True
                 return
             # Another transaction created the id since we looked: look again, under its lock.
 
-    async def _enqueue(self, s: Session, instance_id: str, messages: Sequence[_Queued]) -> None:
+    def _enqueue(self, s: Session, instance_id: str, messages: Sequence[_Queued]) -> None:
         """Queue messages for one instance, in this order."""
         if not messages:
             return
         executions, times, events = zip(*messages, strict=True)
-        await s.execute(
+        s.execute(
             self._sql(q.ENQUEUE),
             self._key(instance_id, eids=list(executions), times=list(times), events=list(events)),
         )
@@ -210,14 +208,14 @@ class PostgresStore(PostgresQueries):
 
     async def send_message(self, instance_id: str, event: HistoryEvent, now: datetime) -> None:
         # A refused message is returned, not raised, so the drop count still commits.
-        async def tx(s: Session) -> InstanceNotRunning | None:
-            row = await s.fetchone(self._sql(q.LOCK_INSTANCE_FOR_MESSAGE), self._key(instance_id))
+        def tx(s: Session) -> InstanceNotRunning | None:
+            row = s.fetchone(self._sql(q.LOCK_INSTANCE_FOR_MESSAGE), self._key(instance_id))
             if row is None:
                 raise InstanceNotFound(instance_id)
             status = RuntimeStatus(row[0])
             if status.is_terminal:
                 if isinstance(event, EventRaised):
-                    await s.execute(self._sql(q.COUNT_DROPPED), self._key(instance_id, count=1))
+                    s.execute(self._sql(q.COUNT_DROPPED), self._key(instance_id, count=1))
                     s.changed = True
                 return InstanceNotRunning(instance_id, status.value, verb_for(event))
             visible = to_micros(now)
@@ -225,7 +223,7 @@ class PostgresStore(PostgresQueries):
             # terminate, which may cancel the start.
             if row[1] is not None and not isinstance(event, ExecutionTerminated):
                 visible = max(visible, row[1])
-            await self._enqueue(s, instance_id, [(None, visible, dump_event(event))])
+            self._enqueue(s, instance_id, [(None, visible, dump_event(event))])
             return None
 
         refused = await self._db.write(tx)
@@ -241,14 +239,14 @@ class PostgresStore(PostgresQueries):
     ) -> None:
         entity_record_values(instance_id)  # ValueError for an id that is not an entity's
 
-        async def tx(s: Session) -> None:
-            await self._create_entities(s, [instance_id], now)
+        def tx(s: Session) -> None:
+            self._create_entities(s, [instance_id], now)
             at = to_micros(visible_at or now)
-            await self._enqueue(s, instance_id, [(None, at, dump_event(event))])
+            self._enqueue(s, instance_id, [(None, at, dump_event(event))])
 
         await self._db.write(tx)
 
-    async def _create_entities(self, s: Session, instance_ids: list[str], now: datetime) -> None:
+    def _create_entities(self, s: Session, instance_ids: list[str], now: datetime) -> None:
         """Create the rows of the entities among ``instance_ids`` that have none, and hold every
         one of them against ``remove_entity`` until the transaction ends."""
         targets = sorted({i for i in instance_ids if i.startswith("@")})
@@ -263,9 +261,9 @@ class PostgresStore(PostgresQueries):
             "now": to_micros(now),
         }
         while True:
-            if await s.execute(self._sql(q.CREATE_ENTITIES), values):
+            if s.execute(self._sql(q.CREATE_ENTITIES), values):
                 s.changed = True
-            locked = await s.fetchall(self._sql(q.LOCK_ENTITIES), values)
+            locked = s.fetchall(self._sql(q.LOCK_ENTITIES), values)
             if len(locked) == len(targets):
                 return
             # A removal committed between the two statements: create those rows again.
@@ -273,10 +271,10 @@ class PostgresStore(PostgresQueries):
     async def remove_entity(self, instance_id: str, entity_state: str | None) -> bool:
         values = self._key(instance_id, state=entity_state)
 
-        async def tx(s: Session) -> bool:
-            if await s.fetchone(self._sql(q.LOCK_ENTITY_FOR_REMOVAL), values) is None:
+        def tx(s: Session) -> bool:
+            if s.fetchone(self._sql(q.LOCK_ENTITY_FOR_REMOVAL), values) is None:
                 return False
-            removed = await s.execute(self._sql(q.REMOVE_ENTITY), values) > 0
+            removed = s.execute(self._sql(q.REMOVE_ENTITY), values) > 0
             s.changed = removed
             return removed
 
@@ -287,8 +285,8 @@ class PostgresStore(PostgresQueries):
     async def lock_next_orchestration(
         self, owner: str, lease: timedelta, now: datetime, max_messages: int = 10_000
     ) -> OrchestrationWorkItem | None:
-        async def tx(s: Session) -> OrchestrationWorkItem | None:
-            return await self._claim(s, owner, lease, now, max_messages)
+        def tx(s: Session) -> OrchestrationWorkItem | None:
+            return self._claim(s, owner, lease, now, max_messages)
 
         return await self._db.write(tx, durable=False)
 
@@ -303,10 +301,10 @@ class PostgresStore(PostgresQueries):
         if limit <= 0 or not await self._any(q.ANY_CLAIMABLE_INSTANCE, now):
             return []
 
-        async def tx(s: Session) -> list[OrchestrationWorkItem]:
+        def tx(s: Session) -> list[OrchestrationWorkItem]:
             items: list[OrchestrationWorkItem] = []
             while len(items) < limit:
-                item = await self._claim(s, owner, lease, now, max_messages)
+                item = self._claim(s, owner, lease, now, max_messages)
                 if item is None:
                     break
                 items.append(item)
@@ -318,29 +316,29 @@ class PostgresStore(PostgresQueries):
         """Whether the ``EXISTS`` query ``template`` finds work visible at ``now``."""
         values = {"hub": self.task_hub, "now": to_micros(now)}
 
-        async def read(s: Session) -> bool:
-            row = await s.fetchone(self._sql(template), values)
+        def read(s: Session) -> bool:
+            row = s.fetchone(self._sql(template), values)
             return bool(row and row[0])
 
         return await self._db.read(read)
 
-    async def _claim(
+    def _claim(
         self, s: Session, owner: str, lease: timedelta, now: datetime, max_messages: int
     ) -> OrchestrationWorkItem | None:
         """Lease the instance whose first visible message came first, in ``s``'s transaction."""
         n = to_micros(now)
         until = now + lease
         while True:
-            row = await s.fetchone(self._sql(q.CLAIM_INSTANCE), {"hub": self.task_hub, "now": n})
+            row = s.fetchone(self._sql(q.CLAIM_INSTANCE), {"hub": self.task_hub, "now": n})
             if row is None:
                 return None
             instance_id, execution_id, name, status, history_length, entity_state = row
             s.changed = True
             if RuntimeStatus(status).is_terminal:
-                await self._drop_inbox(s, instance_id)  # leftovers of a race; look again
+                self._drop_inbox(s, instance_id)  # leftovers of a race; look again
                 continue
             token = f"{owner}/{uuid.uuid4().hex[:12]}"
-            rows = await s.fetchall(
+            rows = s.fetchall(
                 self._sql(q.LEASE_INSTANCE),
                 self._key(
                     instance_id,
@@ -365,8 +363,8 @@ class PostgresStore(PostgresQueries):
                 entity_state=entity_state,
             )
 
-    async def _drop_inbox(self, s: Session, instance_id: str) -> None:
-        await s.execute(self._sql(q.DROP_INBOX), self._key(instance_id, raised=_RAISED_PREFIX))
+    def _drop_inbox(self, s: Session, instance_id: str) -> None:
+        s.execute(self._sql(q.DROP_INBOX), self._key(instance_id, raised=_RAISED_PREFIX))
         s.changed = True
 
     async def renew_orchestration_lease(
@@ -375,8 +373,8 @@ class PostgresStore(PostgresQueries):
         until = now + lease
         values = self._key(item.instance_id, until=to_micros(until), token=item.lock_token)
 
-        async def tx(s: Session) -> int:
-            return await s.execute(self._sql(q.RENEW_INSTANCE_LEASE), values)
+        def tx(s: Session) -> int:
+            return s.execute(self._sql(q.RENEW_INSTANCE_LEASE), values)
 
         if await self._db.write(tx, durable=False) != 1:
             raise LeaseLost(f"lease on instance {item.instance_id!r} was lost")
@@ -389,8 +387,8 @@ class PostgresStore(PostgresQueries):
         until = to_micros(retry_at) if retry_at else None
         values = self._key(item.instance_id, until=until, token=item.lock_token)
 
-        async def tx(s: Session) -> None:
-            s.notify = await s.execute(self._sql(q.RELEASE_INSTANCE), values) > 0
+        def tx(s: Session) -> None:
+            s.notify = s.execute(self._sql(q.RELEASE_INSTANCE), values) > 0
 
         await self._db.write(tx, durable=False)
 
@@ -401,8 +399,8 @@ class PostgresStore(PostgresQueries):
             item.instance_id, now=to_micros(now), eid=item.execution_id, max=max_messages
         )
 
-        async def read(s: Session) -> list[InboxMessage]:
-            rows = await s.fetchall(self._sql(q.READ_INBOX), values)
+        def read(s: Session) -> list[InboxMessage]:
+            rows = s.fetchall(self._sql(q.READ_INBOX), values)
             return [InboxMessage(seq, load_event(text)) for seq, text in rows]
 
         return await self._db.read(read)
@@ -415,12 +413,10 @@ class PostgresStore(PostgresQueries):
             await self._checkpoint_step(item, checkpoint, now)
         else:
 
-            async def tx(s: Session) -> None:
-                await self._apply_checkpoint(s, item, checkpoint, now)
+            def tx(s: Session) -> None:
+                self._apply_checkpoint(s, item, checkpoint, now)
 
-            await self._db.write(tx)
-        if checkpoint.on_commit is not None:
-            checkpoint.on_commit()
+            await self._db.write(tx, on_commit=checkpoint.on_commit)
 
     async def _checkpoint_step(
         self, item: OrchestrationWorkItem, cp: Checkpoint, now: datetime
@@ -454,9 +450,12 @@ class PostgresStore(PostgresQueries):
             sender=NOTIFY_PAYLOAD,
         )
 
-        async def tx(s: Session) -> bool:
+        fenced = False
+
+        def tx(s: Session) -> bool:
+            nonlocal fenced
             try:
-                row = await s.fetchone(self._sql(q.CHECKPOINT_STEP), values)
+                row = s.fetchone(self._sql(q.CHECKPOINT_STEP), values)
             except psycopg.errors.UniqueViolation as exc:
                 if exc.diag.table_name == "history":
                     raise LeaseLost(
@@ -466,15 +465,21 @@ class PostgresStore(PostgresQueries):
                     f"an activity of {item.instance_id!r} is already scheduled: {exc}"
                 ) from exc
             s.changed = cp.wakes
-            return bool(row and row[0])
+            fenced = bool(row and row[0])
+            return fenced
 
-        if not await self._db.write(tx, transaction=False):
+        def on_commit() -> None:
+            # The statement commits whether or not the fence held; only a held fence did work.
+            if fenced and cp.on_commit is not None:
+                cp.on_commit()
+
+        if not await self._db.write(tx, transaction=False, on_commit=on_commit):
             raise LeaseLost(
                 f"lease on instance {item.instance_id!r} (or on an activity it ran in place) "
                 "was lost before its checkpoint"
             )
 
-    async def _apply_checkpoint(
+    def _apply_checkpoint(
         self, s: Session, item: OrchestrationWorkItem, cp: Checkpoint, now: datetime
     ) -> None:
         iid = item.instance_id
@@ -482,7 +487,7 @@ class PostgresStore(PostgresQueries):
         finished = cp.status.is_terminal
         restart = cp.restart
         hold = to_micros(cp.hold_until) if cp.hold_until is not None else None
-        updated = await s.execute(
+        updated = s.execute(
             self._sql(q.CHECKPOINT_INSTANCE),
             self._key(
                 iid,
@@ -506,7 +511,7 @@ class PostgresStore(PostgresQueries):
             raise LeaseLost(f"lease on instance {iid!r} was lost before its checkpoint")
         if cp.completed_activities:
             wanted = set(cp.completed_activities)
-            taken = await s.execute(
+            taken = s.execute(
                 self._sql(q.TAKE_HELD_ACTIVITIES),
                 self._key(
                     iid, eid=item.execution_id, event_ids=sorted(wanted), token=item.lock_token
@@ -519,29 +524,29 @@ class PostgresStore(PostgresQueries):
         # Clients wait for status changes, and other workers for the released instance.
         s.notify = cp.wakes
         if cp.consumed:
-            await s.execute(self._sql(q.DELETE_MESSAGES), self._key(iid, seqs=cp.consumed))
+            s.execute(self._sql(q.DELETE_MESSAGES), self._key(iid, seqs=cp.consumed))
         if restart is not None:
-            await self._restart(s, item, restart, cp.carryover, now)
+            self._restart(s, item, restart, cp.carryover, now)
             # An ending execution's signals and lock releases still go out.
-            await self._deliver(s, cp.messages, now)
+            self._deliver(s, cp.messages, now)
             return
-        await self._append_history(s, item, cp.new_events)
-        await self._schedule_activities(s, item, cp, n)
+        self._append_history(s, item, cp.new_events)
+        self._schedule_activities(s, item, cp, n)
         for sub in cp.sub_orchestrations:
-            await self._start_child(s, item, sub, now)
+            self._start_child(s, item, sub, now)
         for new in cp.new_instances:
             with contextlib.suppress(InstanceAlreadyExists):
-                await self._insert_instance(s, new, now)
-        await self._deliver(s, cp.messages, now)
+                self._insert_instance(s, new, now)
+        self._deliver(s, cp.messages, now)
         if finished:
             # Tasks first: a completion racing with this finish then commits before the sweep
             # of the inbox below (deleting its task waits for its row lock).
-            await s.execute(self._sql(q.DELETE_ACTIVITIES), self._key(iid))
-            await self._drop_inbox(s, iid)
+            s.execute(self._sql(q.DELETE_ACTIVITIES), self._key(iid))
+            self._drop_inbox(s, iid)
             if cp.parent_message is not None:
-                await self._deliver(s, [cp.parent_message], now)
+                self._deliver(s, [cp.parent_message], now)
 
-    async def _append_history(
+    def _append_history(
         self, s: Session, item: OrchestrationWorkItem, events: list[HistoryEvent]
     ) -> None:
         if not events:
@@ -553,13 +558,13 @@ class PostgresStore(PostgresQueries):
             events=[dump_event(e) for e in events],
         )
         try:
-            await s.execute(self._sql(q.APPEND_HISTORY), values)
+            s.execute(self._sql(q.APPEND_HISTORY), values)
         except psycopg.errors.UniqueViolation as exc:
             raise LeaseLost(
                 f"history of {item.instance_id!r} was extended by another worker"
             ) from exc
 
-    async def _schedule_activities(
+    def _schedule_activities(
         self, s: Session, item: OrchestrationWorkItem, cp: Checkpoint, n: int
     ) -> None:
         if not cp.activities:
@@ -575,13 +580,13 @@ class PostgresStore(PostgresQueries):
             inputs=[a.input for a in cp.activities],
         )
         try:
-            await s.execute(self._sql(q.SCHEDULE_ACTIVITIES), values)
+            s.execute(self._sql(q.SCHEDULE_ACTIVITIES), values)
         except psycopg.errors.UniqueViolation as exc:
             raise StoreError(
                 f"an activity of {item.instance_id!r} is already scheduled: {exc}"
             ) from exc
 
-    async def _restart(
+    def _restart(
         self,
         s: Session,
         item: OrchestrationWorkItem,
@@ -590,19 +595,19 @@ class PostgresStore(PostgresQueries):
         now: datetime,
     ) -> None:
         n = to_micros(now)
-        waiting = await s.fetchall(self._sql(q.RESET_EXECUTION), self._key(item.instance_id))
+        waiting = s.fetchall(self._sql(q.RESET_EXECUTION), self._key(item.instance_id))
         # The new execution starts, and receives its carried-over events, before the events that
         # arrived while the last episode ran: those are queued again behind them, in order.
         queue: list[_Queued] = [(None, n, dump_event(started))]
         queue += [(None, n, dump_event(event)) for event in carryover]
         queue += [(None, at, text) for _, eid, at, text in sorted(waiting) if eid is None]
-        await self._enqueue(s, item.instance_id, queue)
+        self._enqueue(s, item.instance_id, queue)
 
-    async def _start_child(
+    def _start_child(
         self, s: Session, item: OrchestrationWorkItem, sub: NewInstance, now: datetime
     ) -> None:
         try:
-            await self._insert_instance(s, sub, now)
+            self._insert_instance(s, sub, now)
         except InstanceAlreadyExists as exc:
             parent_task = sub.started.parent_task_id
             assert parent_task is not None  # checked before the transaction began
@@ -612,12 +617,12 @@ class PostgresStore(PostgresQueries):
                 failure=FailureDetails.from_exception(exc),
             )
             failed = (item.execution_id, to_micros(now), dump_event(event))
-            await self._enqueue(s, item.instance_id, [failed])
+            self._enqueue(s, item.instance_id, [failed])
 
-    async def _deliver(self, s: Session, messages: list[OutgoingMessage], now: datetime) -> None:
+    def _deliver(self, s: Session, messages: list[OutgoingMessage], now: datetime) -> None:
         if not messages:
             return
-        await self._create_entities(s, [m.instance_id for m in messages], now)
+        self._create_entities(s, [m.instance_id for m in messages], now)
         n = to_micros(now)
         values = {
             "hub": self.task_hub,
@@ -629,7 +634,7 @@ class PostgresStore(PostgresQueries):
             "terminal": _TERMINAL,
         }
         s.changed = True
-        if await s.execute(self._sql(q.DELIVER), values):
+        if s.execute(self._sql(q.DELIVER), values):
             s.notify = True
 
     # ------------------------------------------------------------------ activity work
@@ -649,8 +654,8 @@ class PostgresStore(PostgresQueries):
             "until": to_micros(until),
         }
 
-        async def tx(s: Session) -> list[tuple[Any, ...]]:
-            rows = await s.fetchall(self._sql(q.CLAIM_ACTIVITIES), values)
+        def tx(s: Session) -> list[tuple[Any, ...]]:
+            rows = s.fetchall(self._sql(q.CLAIM_ACTIVITIES), values)
             s.changed = bool(rows)
             return rows
 
@@ -680,8 +685,8 @@ class PostgresStore(PostgresQueries):
         until = now + lease
         values = self._task_key(item, until=to_micros(until))
 
-        async def tx(s: Session) -> int:
-            return await s.execute(self._sql(q.RENEW_ACTIVITY_LEASE), values)
+        def tx(s: Session) -> int:
+            return s.execute(self._sql(q.RENEW_ACTIVITY_LEASE), values)
 
         if await self._db.write(tx, durable=False) != 1:
             raise LeaseLost(f"lease on activity {item.name!r} #{item.event_id} was lost")
@@ -690,12 +695,10 @@ class PostgresStore(PostgresQueries):
     async def complete_activity(
         self, item: ActivityWorkItem, result: HistoryEvent, now: datetime
     ) -> bool:
-        async def tx(s: Session) -> bool:
-            if await s.execute(self._sql(q.TAKE_ACTIVITY), self._task_key(item)) != 1:
+        def tx(s: Session) -> bool:
+            if s.execute(self._sql(q.TAKE_ACTIVITY), self._task_key(item)) != 1:
                 return False
-            await self._deliver(
-                s, [OutgoingMessage(item.instance_id, result, item.execution_id)], now
-            )
+            self._deliver(s, [OutgoingMessage(item.instance_id, result, item.execution_id)], now)
             return True
 
         return await self._db.write(tx, durable=False)
@@ -705,8 +708,8 @@ class PostgresStore(PostgresQueries):
     ) -> None:
         values = self._task_key(item, retry_at=to_micros(retry_at) if retry_at else None)
 
-        async def tx(s: Session) -> None:
-            s.notify = await s.execute(self._sql(q.RELEASE_ACTIVITY), values) > 0
+        def tx(s: Session) -> None:
+            s.notify = s.execute(self._sql(q.RELEASE_ACTIVITY), values) > 0
 
         await self._db.write(tx, durable=False)
 

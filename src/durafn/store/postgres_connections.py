@@ -1,10 +1,13 @@
-"""The connections of a PostgreSQL store: a private event loop, a pool, transactions, errors.
+"""The connections of a PostgreSQL store: a thread per connection, transactions, errors.
 
-A store object is used from several event loops (the host's loop and the blocking client's
-portal thread; tests that run each step under its own ``asyncio.run``), while a psycopg pool
-belongs to the loop that opened it. So, as the SQLite store keeps its connection on a private
-thread, a :class:`Database` keeps its pool and its LISTEN connection on a private event loop
-thread, started on first use, and every operation hops there and back.
+Each connection belongs to a thread of its own that takes operations from one queue, runs them
+with psycopg's blocking API and hands the outcome back to the caller's event loop; the store
+never blocks an event loop, and a store object serves any number of loops (the host's, the
+blocking client's portal, a test's ``asyncio.run``). Blocking psycopg waits on its socket in C
+with the GIL released: an operation costs one hop to its thread and one back, where psycopg's
+asyncio API adds a reader registration and a wake-up of a loop per round trip. Connections
+open on demand, up to the store's ``max_size``, and stay open. The LISTEN connection of the
+change feed (:mod:`durafn.store.postgres_changes`) runs apart, on a small event loop thread.
 
 Every psycopg error becomes a ``StoreError`` here (the operations map the few that mean
 something, like a unique violation, before that). A transaction that fails because its
@@ -15,26 +18,28 @@ healthy connection: nothing of it was committed. A failure of the COMMIT itself 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
+import logging
 import threading
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
-from typing import Any, Generic, TypeVar
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any, TypeVar
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
-from psycopg_pool import AsyncConnectionPool
 
 from durafn.core.errors import StoreError
+from durafn.store.handoff import resolve
 from durafn.store.postgres_changes import NOTIFY_PAYLOAD, ChangeFeed
 from durafn.store.postgres_schema import migrate
 
 T = TypeVar("T")
-Connection = psycopg.AsyncConnection[tuple[Any, ...]]
+Connection = psycopg.Connection[tuple[Any, ...]]
 Row = tuple[Any, ...]
 Params = Sequence[Any] | dict[str, Any] | None
 
-# Seconds to wait for a pooled connection before an operation fails with StoreError.
-POOL_TIMEOUT = 15.0
+log = logging.getLogger("durafn.store.postgres")
+
 # libpq parameters durafn sets unless the connection string does. The keepalives notice a
 # server that vanished without closing its connections within about a minute, not hours.
 _CONNECTION_DEFAULTS = {
@@ -66,64 +71,82 @@ class Session:
         # The operation made work visible: NOTIFY the task hub's channel in the transaction.
         self.notify = False
 
-    async def execute(self, query: str, params: Params = None) -> int:
+    def execute(self, query: str, params: Params = None) -> int:
         """Run a statement; the number of rows it touched."""
-        cursor = await self.conn.execute(query, params)
-        return cursor.rowcount
+        return self.conn.execute(query, params).rowcount
 
-    async def fetchone(self, query: str, params: Params = None) -> Row | None:
-        cursor = await self.conn.execute(query, params)
-        return await cursor.fetchone()
+    def fetchone(self, query: str, params: Params = None) -> Row | None:
+        return self.conn.execute(query, params).fetchone()
 
-    async def fetchall(self, query: str, params: Params = None) -> list[Row]:
-        cursor = await self.conn.execute(query, params)
-        return await cursor.fetchall()
+    def fetchall(self, query: str, params: Params = None) -> list[Row]:
+        return self.conn.execute(query, params).fetchall()
+
+
+Body = Callable[[Session], T]
+
+
+class _Operation:
+    """An operation waiting for (or running on) a connection thread, and its caller."""
+
+    __slots__ = ("body", "cancelled", "durable", "future", "loop", "on_commit", "transaction")
+
+    def __init__(
+        self,
+        body: Body[Any],
+        transaction: bool,
+        durable: bool,
+        on_commit: Callable[[], None] | None,
+    ) -> None:
+        self.body = body
+        self.transaction = transaction
+        self.durable = durable
+        self.on_commit = on_commit
+        self.loop = asyncio.get_running_loop()
+        self.future: asyncio.Future[Any] = self.loop.create_future()
+        # The caller stopped waiting: an operation not yet started is skipped.
+        self.cancelled = False
+
+    def settle(self, ok: bool, value: Any) -> None:
+        """On the connection thread: hand the outcome to the caller's loop."""
+        with contextlib.suppress(RuntimeError):  # the caller's loop has closed
+            self.loop.call_soon_threadsafe(resolve, self.future, ok, value)
 
 
 class Database:
-    """The pool and the change feed of one store, on a private event loop thread."""
+    """The connection threads and the change feed of one store."""
 
-    def __init__(
-        self, conninfo: str, schema: str, channel: str, *, min_size: int, max_size: int
-    ) -> None:
-        if not 0 <= min_size <= max_size or max_size < 1:
-            raise StoreError(f"invalid pool sizes min_size={min_size}, max_size={max_size}")
+    def __init__(self, conninfo: str, schema: str, channel: str, *, max_size: int) -> None:
+        if max_size < 1:
+            raise StoreError(f"invalid number of connections max_size={max_size}")
         self.schema = schema
         self._conninfo = complete_conninfo(conninfo)
-        self._min_size = min_size
         self._max_size = max_size
         self.changes = ChangeFeed(self._conninfo, channel)
-        self._lock = threading.Lock()
-        self._thread: _LoopThread | None = None
+        self._queue: collections.deque[_Operation] = collections.deque()
+        self._cond = threading.Condition()
+        self._threads: list[threading.Thread] = []
+        self._idle = 0
+        # A thread is opening its connection: the next one starts once it is done.
+        self._growing = False
         self._closed = False
-        # Used on the private loop only.
-        self._pool: AsyncConnectionPool[Connection] | None = None
-        self._opening: asyncio.Lock | None = None
+        self._migrated = False
+        self._migrating = threading.Lock()
+        self._listener: _LoopThread | None = None
 
     # ------------------------------------------------------------------ caller's loop
 
-    async def call(self, work: Callable[[], Coroutine[Any, Any, T]]) -> T:
-        """Run ``work()`` on the private loop and wait for its result."""
-        with self._lock:
-            # Submitted under the lock: once ``close`` has the lock, nothing more is submitted,
-            # so everything submitted runs before the shutdown does.
-            if self._closed:
-                raise StoreError("the store is closed")
-            if self._thread is None:
-                self._thread = _LoopThread("durafn-postgres")
-            call = self._thread.submit(work())
-        return await call.result()
-
-    async def read(self, body: Callable[[Session], Awaitable[T]]) -> T:
-        """Run ``body`` on a pooled connection, statement by statement (autocommit)."""
-        return await self.call(lambda: self._run(body, transaction=False))
+    async def read(self, body: Body[T]) -> T:
+        """Run ``body`` on a connection, statement by statement (autocommit)."""
+        result: T = await self._submit(_Operation(body, False, True, None))
+        return result
 
     async def write(
         self,
-        body: Callable[[Session], Awaitable[T]],
+        body: Body[T],
         *,
         transaction: bool = True,
         durable: bool = True,
+        on_commit: Callable[[], None] | None = None,
     ) -> T:
         """Run ``body`` in one transaction (or, for one statement, in autocommit).
 
@@ -131,128 +154,191 @@ class Database:
         for this transaction only): for lease state and activity results, whose loss in a
         server crash costs a re-run at most. WAL is written in order, so the next durable
         commit makes them durable too; whatever depends on them commits after them.
+        ``on_commit`` is called on the connection's thread as soon as ``body`` has committed,
+        before the caller hears of it.
         """
-        return await self.call(
-            lambda: self._run(body, transaction=transaction or not durable, durable=durable)
-        )
+        operation = _Operation(body, transaction or not durable, durable, on_commit)
+        result: T = await self._submit(operation)
+        return result
+
+    async def _submit(self, operation: _Operation) -> Any:
+        with self._cond:
+            if self._closed:
+                raise StoreError("the store is closed")
+            self._queue.append(operation)
+            self._maybe_grow()
+            self._cond.notify()
+        try:
+            return await operation.future
+        except asyncio.CancelledError:
+            operation.cancelled = True
+            raise
 
     async def change_token(self) -> object:
         if self.changes.ready:
             return self.changes.version
-        return await self.call(self.changes.token)
+        return await self._on_listener(self.changes.token())
 
     async def wait_for_change(self, token: object, timeout: float) -> None:
         if self._closed:
             raise StoreError("the store is closed")
         if not self.changes.started:
-            await self.call(self._start_listening)
+            await self._on_listener(self._start_listening())
         await self.changes.wait(token, timeout)
 
     async def close(self) -> None:
-        with self._lock:
+        with self._cond:
             if self._closed:
                 return
             self._closed = True
-            thread, self._thread = self._thread, None
-        if thread is not None:
+            threads = list(self._threads)
+            listener, self._listener = self._listener, None
+            self._cond.notify_all()
+        # The threads run what was submitted before the close, then close their connections.
+        for thread in threads:
+            await asyncio.to_thread(thread.join)
+        if listener is not None:
             try:
-                await thread.submit(self._shutdown()).result()
+                await asyncio.wrap_future(
+                    asyncio.run_coroutine_threadsafe(self.changes.stop(), listener.loop)
+                )
             finally:
-                thread.stop()
+                await asyncio.to_thread(listener.stop)
         self.changes.bump()  # wake anyone still waiting
 
-    # ------------------------------------------------------------------ private loop
+    # ------------------------------------------------------------------ the change feed
+
+    async def _on_listener(self, work: Coroutine[Any, Any, T]) -> T:
+        """Run ``work`` on the change feed's loop thread (started on first use)."""
+        with self._cond:
+            if self._closed:
+                work.close()
+                raise StoreError("the store is closed")
+            if self._listener is None:
+                self._listener = _LoopThread("durafn-postgres-listen")
+            future = asyncio.run_coroutine_threadsafe(work, self._listener.loop)
+        return await asyncio.wrap_future(future)
 
     async def _start_listening(self) -> None:
         self.changes.start()
 
-    async def _ready(self) -> AsyncConnectionPool[Connection]:
-        if self._pool is not None:
-            return self._pool
-        if self._opening is None:
-            self._opening = asyncio.Lock()
-        async with self._opening:
-            if self._pool is None:
-                # A direct connection first: a bad address or password fails at once with
-                # libpq's own message, rather than as a pool timeout.
-                try:
-                    conn = await psycopg.AsyncConnection.connect(self._conninfo, autocommit=True)
-                except psycopg.Error as exc:
-                    raise StoreError(f"cannot connect to PostgreSQL: {exc}") from exc
-                try:
-                    async with conn:
-                        await migrate(conn, self.schema)
-                except psycopg.Error as exc:
-                    raise _store_error(exc) from exc
-                pool: AsyncConnectionPool[Connection] = AsyncConnectionPool(
-                    self._conninfo,
-                    kwargs={"autocommit": True},
-                    configure=_configure,
-                    min_size=self._min_size,
-                    max_size=self._max_size,
-                    open=False,
-                    timeout=POOL_TIMEOUT,
-                    name=f"durafn-{self.schema}",
-                )
-                await pool.open(wait=False)
-                self._pool = pool
-        return self._pool
+    # ------------------------------------------------------------------ connection threads
 
-    async def _run(
-        self, body: Callable[[Session], Awaitable[T]], *, transaction: bool, durable: bool = True
-    ) -> T:
-        pool = await self._ready()
+    def _maybe_grow(self) -> None:
+        """Under ``_cond``: one thread (and connection) more while operations wait for one,
+        up to ``max_size``, opened one at a time (as a pool grows): a burst that the open
+        connections absorb meanwhile leaves their number as it was."""
+        if (
+            len(self._queue) > self._idle
+            and len(self._threads) < self._max_size
+            and not self._growing
+        ):
+            self._growing = True
+            thread = threading.Thread(
+                target=self._serve, name=f"durafn-postgres-{len(self._threads)}", daemon=True
+            )
+            self._threads.append(thread)
+            thread.start()
+
+    def _serve(self) -> None:
+        conn: Connection | None = None
+        try:
+            try:
+                conn = self._connect()
+            except StoreError:
+                pass  # the operations it takes try again, and fail with the reason
+            finally:
+                with self._cond:
+                    self._growing = False
+            while True:
+                with self._cond:
+                    while not self._queue and not self._closed:
+                        self._idle += 1
+                        self._cond.wait()
+                        self._idle -= 1
+                    if not self._queue:
+                        return  # closed, and everything submitted before has run
+                    operation = self._queue.popleft()
+                    self._maybe_grow()
+                if operation.cancelled:
+                    continue
+                conn = self._run(operation, conn)
+        finally:
+            if conn is not None:
+                with contextlib.suppress(Exception):
+                    conn.close()
+
+    def _connect(self) -> Connection:
+        try:
+            conn = psycopg.Connection.connect(self._conninfo, autocommit=True)
+        except psycopg.Error as exc:
+            raise StoreError(f"cannot connect to PostgreSQL: {exc}") from exc
+        try:
+            if not self._migrated:
+                with self._migrating:
+                    if not self._migrated:
+                        migrate(conn, self.schema)
+                        self._migrated = True
+            # The claims and fences reason in READ COMMITTED terms (each statement sees what
+            # committed before it began; a row lock wait ends on the row's latest version),
+            # whatever the server's default isolation is.
+            conn.isolation_level = psycopg.IsolationLevel.READ_COMMITTED
+        except BaseException as exc:
+            conn.close()
+            if isinstance(exc, psycopg.Error):
+                raise _store_error(exc) from exc
+            raise
+        return conn
+
+    def _run(self, operation: _Operation, conn: Connection | None) -> Connection | None:
+        """Run ``operation`` and settle it; returns the connection to keep (None: broken)."""
         for attempt in (1, 2):
             committing = False
-            broken = False
+            session: Session | None = None
             try:
-                async with pool.connection() as conn:
-                    session = Session(conn)
-                    try:
-                        if not transaction:
-                            result = await body(session)
-                        else:
-                            async with conn.transaction():
-                                if not durable:
-                                    await conn.execute("SET LOCAL synchronous_commit TO OFF")
-                                result = await body(session)
-                                if session.notify:
-                                    await conn.execute(
-                                        "SELECT pg_notify(%s, %s)",
-                                        (self.changes.channel, NOTIFY_PAYLOAD),
-                                    )
-                                committing = True
-                    except psycopg.OperationalError:
-                        broken = conn.broken
-                        raise
+                if conn is None:
+                    conn = self._connect()
+                session = Session(conn)
+                if not operation.transaction:
+                    result = operation.body(session)
+                else:
+                    with conn.transaction():
+                        if not operation.durable:
+                            conn.execute("SET LOCAL synchronous_commit TO OFF")
+                        result = operation.body(session)
+                        if session.notify:
+                            conn.execute(
+                                "SELECT pg_notify(%s, %s)", (self.changes.channel, NOTIFY_PAYLOAD)
+                            )
+                        committing = True
             except psycopg.OperationalError as exc:
+                broken = conn is not None and conn.broken
+                if broken:
+                    assert conn is not None
+                    with contextlib.suppress(Exception):
+                        conn.close()
+                    conn = None
                 retry = not committing and (broken or isinstance(exc, _ROLLED_BACK))
                 if attempt == 2 or not retry:
-                    raise _store_error(exc) from exc
-                if broken:
-                    # The server may have dropped every connection (a restart): test the idle
-                    # ones before trying again.
-                    await pool.check()
+                    operation.settle(False, _store_error(exc))
+                    return conn
                 continue
             except psycopg.Error as exc:
-                raise _store_error(exc) from exc
+                operation.settle(False, _store_error(exc))
+                return conn
+            except Exception as exc:
+                operation.settle(False, exc)
+                return conn
             if session.changed or session.notify:
                 self.changes.bump()
-            return result
+            if operation.on_commit is not None:
+                try:
+                    operation.on_commit()
+                except Exception:
+                    log.exception("a commit hook failed")
+            operation.settle(True, result)
+            return conn
         raise AssertionError("unreachable")
-
-    async def _shutdown(self) -> None:
-        await self.changes.stop()
-        pool, self._pool = self._pool, None
-        if pool is not None:
-            await pool.close()
-
-
-async def _configure(conn: Connection) -> None:
-    # The claims and fences reason in READ COMMITTED terms (each statement sees what committed
-    # before it began; a row lock wait ends on the row's latest version), whatever the
-    # server's default isolation is.
-    await conn.set_isolation_level(psycopg.IsolationLevel.READ_COMMITTED)
 
 
 _ROLLED_BACK = (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure)
@@ -260,11 +346,13 @@ _ROLLED_BACK = (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFai
 
 def _store_error(exc: psycopg.Error) -> StoreError:
     text = str(exc).strip() or type(exc).__name__
-    return StoreError(f"PostgreSQL error: {text}")
+    error = StoreError(f"PostgreSQL error: {text}")
+    error.__cause__ = exc
+    return error
 
 
 class _LoopThread:
-    """An event loop running on a daemon thread, owned by one store."""
+    """An event loop running on a daemon thread: the change feed's."""
 
     def __init__(self, name: str) -> None:
         self.loop = asyncio.new_event_loop()
@@ -283,63 +371,6 @@ class _LoopThread:
             self.loop.run_until_complete(self.loop.shutdown_asyncgens())
             self.loop.close()
 
-    def submit(self, coro: Coroutine[Any, Any, T]) -> _Call[T]:
-        """Start ``coro`` on this loop; the caller awaits ``.result()`` on its own loop."""
-        call = _Call(coro, self.loop, asyncio.get_running_loop())
-        self.loop.call_soon_threadsafe(call.start)
-        return call
-
     def stop(self) -> None:
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join()
-
-
-class _Call(Generic[T]):
-    """A coroutine running on the private loop for a caller on another loop.
-
-    Leaner than ``run_coroutine_threadsafe`` + ``wrap_future``: two loop wake-ups and nothing
-    in between, which halves the cost of the hop.
-    """
-
-    def __init__(
-        self,
-        coro: Coroutine[Any, Any, T],
-        loop: asyncio.AbstractEventLoop,
-        caller: asyncio.AbstractEventLoop,
-    ) -> None:
-        self._coro = coro
-        self._loop = loop
-        self._caller = caller
-        self._answer: asyncio.Future[T] = caller.create_future()
-        self._task: asyncio.Task[T] | None = None
-
-    async def result(self) -> T:
-        try:
-            return await self._answer
-        except asyncio.CancelledError:
-            # Runs after ``start`` (the loop keeps the order of its callbacks).
-            with contextlib.suppress(RuntimeError):  # the private loop has stopped
-                self._loop.call_soon_threadsafe(self._cancel)
-            raise
-
-    def start(self) -> None:
-        self._task = self._loop.create_task(self._coro)
-        self._task.add_done_callback(self._finished)
-
-    def _cancel(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-
-    def _finished(self, task: asyncio.Task[T]) -> None:
-        with contextlib.suppress(RuntimeError):  # the caller's loop has closed
-            self._caller.call_soon_threadsafe(self._deliver, task)
-
-    def _deliver(self, task: asyncio.Task[T]) -> None:
-        if self._answer.done():
-            return
-        if task.cancelled():
-            self._answer.set_exception(StoreError("the store was closed during the operation"))
-        elif (error := task.exception()) is not None:
-            self._answer.set_exception(error)
-        else:
-            self._answer.set_result(task.result())

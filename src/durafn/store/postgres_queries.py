@@ -46,15 +46,15 @@ class PostgresQueries:
         return {"hub": self.task_hub, "iid": instance_id, **more}
 
     async def get_instance(self, instance_id: str) -> InstanceRecord | None:
-        async def read(s: Session) -> InstanceRecord | None:
-            row = await s.fetchone(self._sql(q.GET_INSTANCE), self._key(instance_id))
+        def read(s: Session) -> InstanceRecord | None:
+            row = s.fetchone(self._sql(q.GET_INSTANCE), self._key(instance_id))
             return record_from_row(row) if row else None
 
         return await self._db.read(read)
 
     async def get_history(self, instance_id: str) -> list[HistoryEvent]:
-        async def read(s: Session) -> list[HistoryEvent]:
-            rows = await s.fetchall(self._sql(q.GET_HISTORY), self._key(instance_id))
+        def read(s: Session) -> list[HistoryEvent]:
+            rows = s.fetchall(self._sql(q.GET_HISTORY), self._key(instance_id))
             return [load_event(r[0]) for r in rows]
 
         return await self._db.read(read)
@@ -62,14 +62,14 @@ class PostgresQueries:
     async def dropped_events(self, instance_id: str) -> int:
         """How many events were dropped because they reached a finished instance."""
 
-        async def read(s: Session) -> int:
-            row = await s.fetchone(self._sql(q.GET_DROPPED), self._key(instance_id))
+        def read(s: Session) -> int:
+            row = s.fetchone(self._sql(q.GET_DROPPED), self._key(instance_id))
             return int(row[0]) if row else 0
 
         return await self._db.read(read)
 
-    async def _delete_instance(self, s: Session, instance_id: str) -> None:
-        await s.execute(self._sql(q.DELETE_INSTANCE), self._key(instance_id))
+    def _delete_instance(self, s: Session, instance_id: str) -> None:
+        s.execute(self._sql(q.DELETE_INSTANCE), self._key(instance_id))
         s.changed = True
 
     async def query_instances(self, query: InstanceQuery) -> InstancePage:
@@ -81,8 +81,8 @@ class PostgresQueries:
         values["limit"] = query.page_size + 1
         statement = self._sql(q.QUERY_INSTANCES).replace("{where}", " AND ".join(where))
 
-        async def read(s: Session) -> list[tuple[Any, ...]]:
-            return await s.fetchall(statement, values)
+        def read(s: Session) -> list[tuple[Any, ...]]:
+            return s.fetchall(statement, values)
 
         rows = await self._db.read(read)
         records = [record_from_row(r) for r in rows[: query.page_size]]
@@ -95,8 +95,8 @@ class PostgresQueries:
         where, values = self._where(query)
         statement = self._sql(q.COUNT_INSTANCES).replace("{where}", " AND ".join(where))
 
-        async def read(s: Session) -> list[tuple[Any, ...]]:
-            return await s.fetchall(statement, values)
+        def read(s: Session) -> list[tuple[Any, ...]]:
+            return s.fetchall(statement, values)
 
         rows = await self._db.read(read)
         return {RuntimeStatus(status): int(count) for status, count in rows}
@@ -123,14 +123,14 @@ class PostgresQueries:
         return where, values
 
     async def purge_instance(self, instance_id: str) -> int:
-        async def tx(s: Session) -> int:
-            row = await s.fetchone(self._sql(q.LOCK_INSTANCE_STATUS), self._key(instance_id))
+        def tx(s: Session) -> int:
+            row = s.fetchone(self._sql(q.LOCK_INSTANCE_STATUS), self._key(instance_id))
             if row is None:
                 return 0
             status = RuntimeStatus(row[0])
             if not status.is_terminal:
                 raise InstanceStillRunning(instance_id, status.value)
-            await self._delete_instance(s, instance_id)
+            self._delete_instance(s, instance_id)
             return 1
 
         return await self._db.write(tx)
@@ -140,8 +140,8 @@ class PostgresQueries:
         where, values = self._where(narrowed)
         statement = self._sql(q.PURGE_INSTANCES).replace("{where}", " AND ".join(where))
 
-        async def tx(s: Session) -> int:
-            row = await s.fetchone(statement, values)
+        def tx(s: Session) -> int:
+            row = s.fetchone(statement, values)
             purged = int(row[0]) if row else 0
             s.changed = purged > 0
             return purged
@@ -151,8 +151,8 @@ class PostgresQueries:
     async def backlog(self, now: datetime) -> Backlog:
         values = {"hub": self.task_hub, "now": to_micros(now)}
 
-        async def read(s: Session) -> Backlog:
-            row = await s.fetchone(self._sql(q.BACKLOG), values)
+        def read(s: Session) -> Backlog:
+            row = s.fetchone(self._sql(q.BACKLOG), values)
             assert row is not None
             return Backlog(int(row[0]), int(row[1]), int(row[2]))
 
@@ -161,8 +161,8 @@ class PostgresQueries:
     async def next_visible_at(self, now: datetime) -> datetime | None:
         values = {"hub": self.task_hub, "now": to_micros(now)}
 
-        async def read(s: Session) -> int | None:
-            row = await s.fetchone(self._sql(q.NEXT_VISIBLE_AT), values)
+        def read(s: Session) -> int | None:
+            row = s.fetchone(self._sql(q.NEXT_VISIBLE_AT), values)
             return None if row is None or row[0] is None else int(row[0])
 
         micros = await self._db.read(read)

@@ -31,8 +31,9 @@ cannot be reached or refuses; :func:`upgrade` also when the database's schema is
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
-from collections.abc import Awaitable
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 import psycopg
@@ -177,7 +178,7 @@ _VERSION_TABLE = """
     )
 """
 
-Connection = psycopg.AsyncConnection[tuple[Any, ...]]
+Connection = psycopg.Connection[tuple[Any, ...]]
 T = TypeVar("T")
 
 
@@ -195,59 +196,57 @@ def script(index: int, schema: str) -> str:
 
 async def current_version(conninfo: str, schema: str = DEFAULT_SCHEMA) -> int:
     """The schema version of ``schema`` in the database ``conninfo`` names; 0 if none."""
-    async with await _connect(conninfo) as conn:
-        return await _call(read_version(conn, schema))
+    return await asyncio.to_thread(_on_connection, conninfo, lambda c: read_version(c, schema))
 
 
 async def upgrade(conninfo: str, schema: str = DEFAULT_SCHEMA) -> tuple[int, int]:
     """Apply the missing migrations; returns the schema versions before and after."""
-    async with await _connect(conninfo) as conn:
-        return await _call(migrate(conn, schema))
+    return await asyncio.to_thread(_on_connection, conninfo, lambda c: migrate(c, schema))
 
 
-async def read_version(conn: Connection, schema: str) -> int:
+def read_version(conn: Connection, schema: str) -> int:
     # The catalog is read with a query, not ``to_regclass``: a query sees what committed while
     # this session waited for the advisory lock, where the session's cache of names may not.
-    cursor = await conn.execute(
+    cursor = conn.execute(
         "SELECT 1 FROM pg_catalog.pg_class c "
         "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
         "WHERE n.nspname = %s AND c.relname = 'durafn_schema_version'",
         (schema,),
     )
-    if await cursor.fetchone() is None:
+    if cursor.fetchone() is None:
         return 0
-    cursor = await conn.execute(f"SELECT version FROM {quote_schema(schema)}.durafn_schema_version")
-    row = await cursor.fetchone()
+    cursor = conn.execute(f"SELECT version FROM {quote_schema(schema)}.durafn_schema_version")
+    row = cursor.fetchone()
     return int(row[0]) if row else 0
 
 
-async def migrate(conn: Connection, schema: str, target: int = SCHEMA_VERSION) -> tuple[int, int]:
+def migrate(conn: Connection, schema: str, target: int = SCHEMA_VERSION) -> tuple[int, int]:
     """Bring ``schema`` to version ``target`` on an autocommit connection; (before, after).
 
     Many processes may call this at once: they serialize on an advisory lock, and each looks
     at the version again once it holds the lock. A version above ``target`` is left alone.
     """
-    before = await read_version(conn, schema)
+    before = read_version(conn, schema)
     _refuse_newer(before)
     if before >= target:
         return before, before
     quoted = quote_schema(schema)
     # READ COMMITTED whatever the server's default: the version read after the lock wait must
     # see what the previous holder committed.
-    await conn.set_isolation_level(psycopg.IsolationLevel.READ_COMMITTED)
-    async with conn.transaction():
-        await conn.execute("SELECT pg_advisory_xact_lock(%s)", (_lock_key(schema),))
-        before = await read_version(conn, schema)
+    conn.isolation_level = psycopg.IsolationLevel.READ_COMMITTED
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (_lock_key(schema),))
+        before = read_version(conn, schema)
         _refuse_newer(before)
         if before >= target:
             return before, before
-        cursor = await conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (schema,))
-        if await cursor.fetchone() is None:
-            await conn.execute(f"CREATE SCHEMA {quoted}")
-        await conn.execute(_VERSION_TABLE.replace("{s}", quoted))
+        cursor = conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (schema,))
+        if cursor.fetchone() is None:
+            conn.execute(f"CREATE SCHEMA {quoted}")
+        conn.execute(_VERSION_TABLE.replace("{s}", quoted))
         for index in range(before, target):
-            await conn.execute(script(index, schema))
-        await conn.execute(
+            conn.execute(script(index, schema))
+        conn.execute(
             f"INSERT INTO {quoted}.durafn_schema_version (id, version) VALUES (1, %s) "
             "ON CONFLICT (id) DO UPDATE SET version = EXCLUDED.version, upgraded_at = now()",
             (target,),
@@ -268,15 +267,14 @@ def _lock_key(schema: str) -> int:
     return int.from_bytes(digest, "big", signed=True)
 
 
-async def _connect(conninfo: str) -> Connection:
+def _on_connection(conninfo: str, work: Callable[[Connection], T]) -> T:
+    """``work`` on a connection of its own, psycopg's errors as ``StoreError``."""
     try:
-        return await psycopg.AsyncConnection.connect(conninfo, autocommit=True)
+        conn = psycopg.Connection.connect(conninfo, autocommit=True)
     except psycopg.Error as exc:
         raise StoreError(f"cannot connect to PostgreSQL: {exc}") from exc
-
-
-async def _call(work: Awaitable[T]) -> T:
-    try:
-        return await work
-    except psycopg.Error as exc:
-        raise StoreError(f"PostgreSQL error: {exc}") from exc
+    with conn:
+        try:
+            return work(conn)
+        except psycopg.Error as exc:
+            raise StoreError(f"PostgreSQL error: {exc}") from exc

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from durafn.core.errors import StoreError
+from durafn.store.handoff import resolve
 from durafn.store.signals import signal_for
 from durafn.store.sqlite_schema import migrate
 
@@ -43,15 +44,6 @@ class _PendingWrite:
     def settle(self, ok: bool, value: Any) -> None:
         _settle_all([(self, ok, value)])
 
-    def resolve(self, ok: bool, value: Any) -> None:
-        """On the caller's loop."""
-        if self.future.done():  # the caller was cancelled meanwhile
-            return
-        if ok:
-            self.future.set_result(value)
-        else:
-            self.future.set_exception(value)
-
 
 def _settle_all(outcomes: list[tuple[_PendingWrite, bool, Any]]) -> None:
     """Tell the callers of a batch how their writes went: one wake-up per event loop, not one
@@ -61,15 +53,15 @@ def _settle_all(outcomes: list[tuple[_PendingWrite, bool, Any]]) -> None:
         by_loop.setdefault(outcome[0].loop, []).append(outcome)
     for loop, settled in by_loop.items():
 
-        def resolve(settled: list[tuple[_PendingWrite, bool, Any]] = settled) -> None:
+        def resolve_all(settled: list[tuple[_PendingWrite, bool, Any]] = settled) -> None:
             for pending, ok, value in settled:
                 try:
-                    pending.resolve(ok, value)
+                    resolve(pending.future, ok, value)
                 except Exception:  # one caller's trouble must not strand the others
                     log.exception("could not settle a write")
 
         with contextlib.suppress(RuntimeError):  # the caller's loop has closed
-            loop.call_soon_threadsafe(resolve)
+            loop.call_soon_threadsafe(resolve_all)
 
 
 class SqliteDatabase:
