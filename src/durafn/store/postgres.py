@@ -421,10 +421,13 @@ class PostgresStore(PostgresQueries):
     async def _checkpoint_step(
         self, item: OrchestrationWorkItem, cp: Checkpoint, now: datetime
     ) -> None:
-        """A checkpoint of the common form (see ``_is_step``) in one statement."""
+        """A checkpoint of the common forms (see ``_is_step``) in one statement."""
         n = to_micros(now)
         hold = to_micros(cp.hold_until) if cp.hold_until is not None else None
         done = sorted(set(cp.completed_activities))
+        finished = cp.status.is_terminal
+        # An ending episode's activities would be deleted with the rest of its tasks.
+        activities = [] if finished else cp.activities
         values = self._key(
             item.instance_id,
             eid=item.execution_id,
@@ -442,9 +445,11 @@ class PostgresStore(PostgresQueries):
             first=item.history_length,
             events=[dump_event(e) for e in cp.new_events],
             held_by=item.lock_token if hold is not None else None,
-            event_ids=[a.event_id for a in cp.activities],
-            names=[a.name for a in cp.activities],
-            inputs=[a.input for a in cp.activities],
+            event_ids=[a.event_id for a in activities],
+            names=[a.name for a in activities],
+            inputs=[a.input for a in activities],
+            finished=finished,
+            raised=_RAISED_PREFIX,
             notify=cp.wakes,
             channel=self._db.changes.channel,
             sender=NOTIFY_PAYLOAD,
@@ -715,10 +720,10 @@ class PostgresStore(PostgresQueries):
 
 
 def _is_step(cp: Checkpoint) -> bool:
-    """Whether ``cp`` only records an episode and schedules activities (one statement)."""
+    """Whether ``cp`` only records an episode and schedules activities, or ends an instance
+    that has no parent to tell (one statement)."""
     return not (
-        cp.status.is_terminal
-        or cp.restart is not None
+        cp.restart is not None
         or cp.messages
         or cp.sub_orchestrations
         or cp.new_instances

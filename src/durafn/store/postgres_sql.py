@@ -208,34 +208,44 @@ SET status = %(status)s, output = %(output)s, custom_status = %(custom)s,
 WHERE task_hub = %(hub)s AND instance_id = %(iid)s AND locked_by = %(token)s
 """
 
-# A checkpoint that only records an episode and schedules activities, its most common form
-# (no message, child, restart or end), as one statement: one round trip, committed on its own.
-# Every change hangs on the fence (the lease, and each activity run in place still leased under
-# it, locked against claims): without it the statement changes nothing and returns false.
+# A checkpoint of the common forms as one statement: one round trip, committed on its own. It
+# records an episode and schedules activities, or ends the instance (``finished``: its
+# activity tasks and the rest of its inbox go, the raised events there counted as dropped);
+# it sends no message and starts no child. Every change hangs on the fence (the lease, and
+# each activity run in place still leased under it, locked against claims): without it the
+# statement changes nothing and returns false. All its parts read one snapshot: a result that
+# commits meanwhile stays in the inbox of the finished instance, for the next claim to sweep.
 CHECKPOINT_STEP = """
 WITH held AS (
     SELECT event_id FROM {s}.activity_tasks
     WHERE task_hub = %(hub)s AND instance_id = %(iid)s AND execution_id = %(eid)s
         AND event_id = ANY(%(done)s::integer[]) AND locked_by = %(token)s
     FOR UPDATE
+), doomed AS (
+    SELECT count(*) AS n FROM {s}.inbox
+    WHERE %(finished)s AND task_hub = %(hub)s AND instance_id = %(iid)s
+        AND seq <> ALL(%(seqs)s::bigint[]) AND starts_with(event, %(raised)s)
 ), fence AS (
     UPDATE {s}.instances
     SET status = %(status)s, output = %(output)s, custom_status = %(custom)s,
-        failure = %(failure)s, updated_at = %(now)s, completed_at = NULL,
-        history_length = %(length)s, dropped_events = dropped_events + %(dropped)s,
+        failure = %(failure)s, updated_at = %(now)s,
+        completed_at = CASE WHEN %(finished)s THEN %(now)s::bigint END,
+        history_length = %(length)s,
+        dropped_events = dropped_events + %(dropped)s + (SELECT n FROM doomed),
         locked_by = CASE WHEN %(hold)s::bigint IS NULL THEN NULL ELSE locked_by END,
         lock_expires_at = %(hold)s::bigint
     WHERE task_hub = %(hub)s AND instance_id = %(iid)s AND locked_by = %(token)s
         AND (SELECT count(*) FROM held) = cardinality(%(done)s::integer[])
     RETURNING 1
 ), taken AS (
-    DELETE FROM {s}.activity_tasks t USING held h
-    WHERE t.task_hub = %(hub)s AND t.instance_id = %(iid)s AND t.execution_id = %(eid)s
-        AND t.event_id = h.event_id AND EXISTS (SELECT 1 FROM fence)
+    DELETE FROM {s}.activity_tasks t
+    WHERE t.task_hub = %(hub)s AND t.instance_id = %(iid)s AND EXISTS (SELECT 1 FROM fence)
+        AND (%(finished)s OR (t.execution_id = %(eid)s
+            AND t.event_id IN (SELECT event_id FROM held)))
 ), consumed AS (
     DELETE FROM {s}.inbox
-    WHERE task_hub = %(hub)s AND instance_id = %(iid)s AND seq = ANY(%(seqs)s::bigint[])
-        AND EXISTS (SELECT 1 FROM fence)
+    WHERE task_hub = %(hub)s AND instance_id = %(iid)s
+        AND (%(finished)s OR seq = ANY(%(seqs)s::bigint[])) AND EXISTS (SELECT 1 FROM fence)
 ), appended AS (
     INSERT INTO {s}.history (task_hub, instance_id, execution_id, sequence, event)
     SELECT %(hub)s, %(iid)s, %(eid)s, %(first)s + e.ord - 1, e.event
