@@ -74,6 +74,10 @@ _TERMINAL = sorted(s.value for s in TERMINAL_STATUSES)
 # dropped events the same way.
 _RAISED_PREFIX = '{"kind":"EventRaised"'
 
+# How many visible messages, in order, a batch claim reads to find its instances (the
+# messages of leased instances among them are passed over).
+_CLAIM_SCAN = 5_000
+
 # (execution_id, visible_at, event text): a message as ``q.ENQUEUE`` queues it.
 _Queued = tuple[str | None, int, str]
 
@@ -304,10 +308,13 @@ class PostgresStore(PostgresQueries):
         def tx(s: Session) -> list[OrchestrationWorkItem]:
             items: list[OrchestrationWorkItem] = []
             while len(items) < limit:
-                item = self._claim(s, owner, lease, now, max_messages)
-                if item is None:
+                candidates = self._candidates(s, now, limit - len(items))
+                if not candidates:
                     break
-                items.append(item)
+                for row in candidates:
+                    item = self._lease(s, row, owner, lease, now, max_messages)
+                    if item is not None:
+                        items.append(item)
             return items
 
         return await self._db.write(tx, durable=False)
@@ -322,46 +329,71 @@ class PostgresStore(PostgresQueries):
 
         return await self._db.read(read)
 
+    def _candidates(self, s: Session, now: datetime, limit: int) -> list[tuple[Any, ...]]:
+        """Up to ``limit`` claimable instances, locked, in the order of their first visible
+        message: one read of the visible inbox for all of them (``CLAIM_INSTANCES``), or, when
+        the messages it reads all belong to leased instances, the search of one further on."""
+        values = {"hub": self.task_hub, "now": to_micros(now), "limit": limit}
+        rows = s.fetchall(self._sql(q.CLAIM_INSTANCES), {**values, "scan": _CLAIM_SCAN})
+        if not rows:
+            row = s.fetchone(self._sql(q.CLAIM_INSTANCE), values)
+            rows = [row] if row is not None else []
+        return rows
+
     def _claim(
         self, s: Session, owner: str, lease: timedelta, now: datetime, max_messages: int
     ) -> OrchestrationWorkItem | None:
         """Lease the instance whose first visible message came first, in ``s``'s transaction."""
-        n = to_micros(now)
-        until = now + lease
         while True:
-            row = s.fetchone(self._sql(q.CLAIM_INSTANCE), {"hub": self.task_hub, "now": n})
-            if row is None:
+            candidates = self._candidates(s, now, 1)
+            if not candidates:
                 return None
-            instance_id, execution_id, name, status, history_length, entity_state = row
-            s.changed = True
-            if RuntimeStatus(status).is_terminal:
-                self._drop_inbox(s, instance_id)  # leftovers of a race; look again
-                continue
-            token = f"{owner}/{uuid.uuid4().hex[:12]}"
-            rows = s.fetchall(
-                self._sql(q.LEASE_INSTANCE),
-                self._key(
-                    instance_id,
-                    token=token,
-                    until=to_micros(until),
-                    eid=execution_id,
-                    now=n,
-                    max=max(1, max_messages),  # an episode applies one message at least
-                ),
-            )
-            if not rows:
-                continue  # nothing left to apply there: look for another instance
-            return OrchestrationWorkItem(
-                instance_id=instance_id,
-                execution_id=execution_id,
-                name=name,
-                status=RuntimeStatus(status),
-                lock_token=token,
-                locked_until=until,
-                messages=[InboxMessage(seq, load_event(text)) for seq, text in rows],
-                history_length=history_length,
-                entity_state=entity_state,
-            )
+            item = self._lease(s, candidates[0], owner, lease, now, max_messages)
+            if item is not None:
+                return item
+
+    def _lease(
+        self,
+        s: Session,
+        row: tuple[Any, ...],
+        owner: str,
+        lease: timedelta,
+        now: datetime,
+        max_messages: int,
+    ) -> OrchestrationWorkItem | None:
+        """Lease the instance of a candidate ``row``, locked by this transaction; None when it
+        has nothing left to apply (its leftovers are swept: look for another)."""
+        instance_id, execution_id, name, status, history_length, entity_state = row
+        s.changed = True
+        if RuntimeStatus(status).is_terminal:
+            self._drop_inbox(s, instance_id)  # leftovers of a race
+            return None
+        until = now + lease
+        token = f"{owner}/{uuid.uuid4().hex[:12]}"
+        rows = s.fetchall(
+            self._sql(q.LEASE_INSTANCE),
+            self._key(
+                instance_id,
+                token=token,
+                until=to_micros(until),
+                eid=execution_id,
+                now=to_micros(now),
+                max=max(1, max_messages),  # an episode applies one message at least
+            ),
+        )
+        if not rows:
+            return None
+        return OrchestrationWorkItem(
+            instance_id=instance_id,
+            execution_id=execution_id,
+            name=name,
+            status=RuntimeStatus(status),
+            lock_token=token,
+            locked_until=until,
+            messages=[InboxMessage(seq, load_event(text)) for seq, text in rows],
+            history_length=history_length,
+            entity_state=entity_state,
+        )
 
     def _drop_inbox(self, s: Session, instance_id: str) -> None:
         s.execute(self._sql(q.DROP_INBOX), self._key(instance_id, raised=_RAISED_PREFIX))
@@ -426,6 +458,7 @@ class PostgresStore(PostgresQueries):
         hold = to_micros(cp.hold_until) if cp.hold_until is not None else None
         done = sorted(set(cp.completed_activities))
         finished = cp.status.is_terminal
+        parent = cp.parent_message if finished else None
         # An ending episode's activities would be deleted with the rest of its tasks.
         activities = [] if finished else cp.activities
         values = self._key(
@@ -450,6 +483,11 @@ class PostgresStore(PostgresQueries):
             inputs=[a.input for a in activities],
             finished=finished,
             raised=_RAISED_PREFIX,
+            parent=parent.instance_id if parent else None,
+            parent_eid=parent.execution_id if parent else None,
+            parent_at=to_micros(parent.visible_at or now) if parent else None,
+            parent_event=dump_event(parent.event) if parent else None,
+            terminal=_TERMINAL,
             notify=cp.wakes,
             channel=self._db.changes.channel,
             sender=NOTIFY_PAYLOAD,
@@ -721,12 +759,13 @@ class PostgresStore(PostgresQueries):
 
 def _is_step(cp: Checkpoint) -> bool:
     """Whether ``cp`` only records an episode and schedules activities, or ends an instance
-    that has no parent to tell (one statement)."""
+    and tells its parent orchestration (one statement)."""
+    parent = cp.parent_message
     return not (
         cp.restart is not None
         or cp.messages
         or cp.sub_orchestrations
         or cp.new_instances
-        or cp.parent_message is not None
+        or (parent is not None and parent.instance_id.startswith("@"))
         or cp.entity_state is not None
     )

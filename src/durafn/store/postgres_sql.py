@@ -92,26 +92,64 @@ SELECT dropped_events FROM {s}.instances WHERE task_hub = %(hub)s AND instance_i
 
 # The instance whose oldest visible message is the oldest, among those no lease holds; rows
 # another claim is locking right now are skipped, not waited for. NO KEY UPDATE, not UPDATE:
-# senders holding an entity's row (``LOCK_ENTITIES``) do not hide it from claims.
+# senders holding an entity's row (``LOCK_ENTITIES``) do not hide it from claims. The claims
+# walk the visible inbox and look each message's instance up by its key (LATERAL): a plan
+# that scanned the instances of the task hub instead, finished ones included, is what a
+# table without statistics would otherwise get.
 CLAIM_INSTANCE = """
 SELECT i.instance_id, i.execution_id, i.name, i.status, i.history_length, i.entity_state
-FROM {s}.inbox m
-JOIN {s}.instances i ON i.task_hub = m.task_hub AND i.instance_id = m.instance_id
-WHERE m.task_hub = %(hub)s AND m.visible_at <= %(now)s
-    AND (i.lock_expires_at IS NULL OR i.lock_expires_at <= %(now)s)
-ORDER BY m.visible_at, m.seq
+FROM (
+    SELECT instance_id, visible_at, seq FROM {s}.inbox
+    WHERE task_hub = %(hub)s AND visible_at <= %(now)s
+    ORDER BY visible_at, seq
+) m CROSS JOIN LATERAL (
+    SELECT * FROM {s}.instances
+    WHERE task_hub = %(hub)s AND instance_id = m.instance_id
+        AND (lock_expires_at IS NULL OR lock_expires_at <= %(now)s)
+    FOR NO KEY UPDATE SKIP LOCKED
+) i
 LIMIT 1
-FOR NO KEY UPDATE OF i SKIP LOCKED
+"""
+
+# Up to ``limit`` claimable instances in the order of their first visible message, locked, from
+# one read of the first ``scan`` visible messages: a claim of many instances reads the inbox
+# once, not once per instance past the messages of the instances it leased already. Each
+# candidate's row is looked up by its key and locked in turn (the LATERAL subquery), so the
+# plan does not depend on statistics (a fresh or churning table has none worth the name)
+# and no more rows are locked than the LIMIT takes.
+CLAIM_INSTANCES = """
+WITH v AS MATERIALIZED (
+    SELECT instance_id, visible_at, seq FROM {s}.inbox
+    WHERE task_hub = %(hub)s AND visible_at <= %(now)s
+    ORDER BY visible_at, seq
+    LIMIT %(scan)s
+), r AS MATERIALIZED (
+    SELECT instance_id, min(visible_at) AS first_at, min(seq) AS first_seq
+    FROM v GROUP BY instance_id
+    ORDER BY first_at, first_seq
+)
+SELECT i.instance_id, i.execution_id, i.name, i.status, i.history_length, i.entity_state
+FROM r CROSS JOIN LATERAL (
+    SELECT * FROM {s}.instances
+    WHERE task_hub = %(hub)s AND instance_id = r.instance_id
+        AND (lock_expires_at IS NULL OR lock_expires_at <= %(now)s)
+    FOR NO KEY UPDATE SKIP LOCKED
+) i
+LIMIT %(limit)s
 """
 
 # Whether a claim could find anything: one cheap read in autocommit spares an idle worker the
-# claim's transaction (most wake-ups, from commits elsewhere, bring it nothing to claim).
+# claim's transaction (most wake-ups, from commits elsewhere, bring it nothing to claim). It
+# walks the visible inbox as the claims do.
 ANY_CLAIMABLE_INSTANCE = """
 SELECT EXISTS (
-    SELECT 1 FROM {s}.inbox m
-    JOIN {s}.instances i ON i.task_hub = m.task_hub AND i.instance_id = m.instance_id
+    SELECT 1 FROM {s}.inbox m CROSS JOIN LATERAL (
+        SELECT 1 FROM {s}.instances i
+        WHERE i.task_hub = %(hub)s AND i.instance_id = m.instance_id
+            AND (i.lock_expires_at IS NULL OR i.lock_expires_at <= %(now)s)
+        LIMIT 1
+    ) i
     WHERE m.task_hub = %(hub)s AND m.visible_at <= %(now)s
-        AND (i.lock_expires_at IS NULL OR i.lock_expires_at <= %(now)s)
 )
 """
 
@@ -210,11 +248,12 @@ WHERE task_hub = %(hub)s AND instance_id = %(iid)s AND locked_by = %(token)s
 
 # A checkpoint of the common forms as one statement: one round trip, committed on its own. It
 # records an episode and schedules activities, or ends the instance (``finished``: its
-# activity tasks and the rest of its inbox go, the raised events there counted as dropped);
-# it sends no message and starts no child. Every change hangs on the fence (the lease, and
-# each activity run in place still leased under it, locked against claims): without it the
-# statement changes nothing and returns false. All its parts read one snapshot: a result that
-# commits meanwhile stays in the inbox of the finished instance, for the next claim to sweep.
+# activity tasks and the rest of its inbox go, the raised events there counted as dropped) and
+# tells its parent, if it has one; it sends no other message and starts no child. The parent
+# is read, not locked, as ``DELIVER`` reads its targets. Every change hangs on the fence (the
+# lease, and each activity run in place still leased under it, locked against claims): without
+# it the statement changes nothing and returns false. All its parts read one snapshot: a
+# result that commits meanwhile stays in the finished instance's inbox, for a claim to sweep.
 CHECKPOINT_STEP = """
 WITH held AS (
     SELECT event_id FROM {s}.activity_tasks
@@ -260,6 +299,15 @@ WITH held AS (
         WITH ORDINALITY AS a(event_id, name, input, ord)
     WHERE EXISTS (SELECT 1 FROM fence)
     ORDER BY a.ord
+), told AS (
+    INSERT INTO {s}.inbox (task_hub, instance_id, execution_id, visible_at, event)
+    SELECT %(hub)s, p.instance_id, %(parent_eid)s::text, %(parent_at)s::bigint,
+        %(parent_event)s::text
+    FROM {s}.instances p
+    WHERE p.task_hub = %(hub)s AND p.instance_id = %(parent)s::text
+        AND p.status <> ALL(%(terminal)s::text[])
+        AND (%(parent_eid)s::text IS NULL OR p.execution_id = %(parent_eid)s::text)
+        AND EXISTS (SELECT 1 FROM fence)
 )
 SELECT EXISTS (SELECT 1 FROM fence), (
     SELECT count(*) FROM (
