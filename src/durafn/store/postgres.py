@@ -458,6 +458,7 @@ class PostgresStore(PostgresQueries):
         hold = to_micros(cp.hold_until) if cp.hold_until is not None else None
         done = sorted(set(cp.completed_activities))
         finished = cp.status.is_terminal
+        statement = q.CHECKPOINT_END if finished else q.CHECKPOINT_STEP
         parent = cp.parent_message if finished else None
         # An ending episode's activities would be deleted with the rest of its tasks.
         activities = [] if finished else cp.activities
@@ -481,7 +482,6 @@ class PostgresStore(PostgresQueries):
             event_ids=[a.event_id for a in activities],
             names=[a.name for a in activities],
             inputs=[a.input for a in activities],
-            finished=finished,
             raised=_RAISED_PREFIX,
             parent=parent.instance_id if parent else None,
             parent_eid=parent.execution_id if parent else None,
@@ -498,7 +498,7 @@ class PostgresStore(PostgresQueries):
         def tx(s: Session) -> bool:
             nonlocal fenced
             try:
-                row = s.fetchone(self._sql(q.CHECKPOINT_STEP), values)
+                row = s.fetchone(self._sql(statement), values)
             except psycopg.errors.UniqueViolation as exc:
                 if exc.diag.table_name == "history":
                     raise LeaseLost(

@@ -246,51 +246,58 @@ SET status = %(status)s, output = %(output)s, custom_status = %(custom)s,
 WHERE task_hub = %(hub)s AND instance_id = %(iid)s AND locked_by = %(token)s
 """
 
-# A checkpoint of the common forms as one statement: one round trip, committed on its own. It
-# records an episode and schedules activities, or ends the instance (``finished``: its
-# activity tasks and the rest of its inbox go, the raised events there counted as dropped) and
-# tells its parent, if it has one; it sends no other message and starts no child. The parent
-# is read, not locked, as ``DELIVER`` reads its targets. Every change hangs on the fence (the
-# lease, and each activity run in place still leased under it, locked against claims): without
-# it the statement changes nothing and returns false. All its parts read one snapshot: a
-# result that commits meanwhile stays in the finished instance's inbox, for a claim to sweep.
-CHECKPOINT_STEP = """
+# The common forms of a checkpoint, one statement each: one round trip, committed on its own.
+# Every change hangs on the fence (the lease, and each activity run in place still leased under
+# it, locked against claims): without it the statement changes nothing and returns false.
+_HELD = """
 WITH held AS (
     SELECT event_id FROM {s}.activity_tasks
     WHERE task_hub = %(hub)s AND instance_id = %(iid)s AND execution_id = %(eid)s
         AND event_id = ANY(%(done)s::integer[]) AND locked_by = %(token)s
     FOR UPDATE
-), doomed AS (
-    SELECT count(*) AS n FROM {s}.inbox
-    WHERE %(finished)s AND task_hub = %(hub)s AND instance_id = %(iid)s
-        AND seq <> ALL(%(seqs)s::bigint[]) AND starts_with(event, %(raised)s)
-), fence AS (
-    UPDATE {s}.instances
-    SET status = %(status)s, output = %(output)s, custom_status = %(custom)s,
-        failure = %(failure)s, updated_at = %(now)s,
-        completed_at = CASE WHEN %(finished)s THEN %(now)s::bigint END,
-        history_length = %(length)s,
-        dropped_events = dropped_events + %(dropped)s + (SELECT n FROM doomed),
-        locked_by = CASE WHEN %(hold)s::bigint IS NULL THEN NULL ELSE locked_by END,
-        lock_expires_at = %(hold)s::bigint
+)"""
+_FENCED = """
     WHERE task_hub = %(hub)s AND instance_id = %(iid)s AND locked_by = %(token)s
         AND (SELECT count(*) FROM held) = cardinality(%(done)s::integer[])
     RETURNING 1
-), taken AS (
-    DELETE FROM {s}.activity_tasks t
-    WHERE t.task_hub = %(hub)s AND t.instance_id = %(iid)s AND EXISTS (SELECT 1 FROM fence)
-        AND (%(finished)s OR (t.execution_id = %(eid)s
-            AND t.event_id IN (SELECT event_id FROM held)))
-), consumed AS (
-    DELETE FROM {s}.inbox
-    WHERE task_hub = %(hub)s AND instance_id = %(iid)s
-        AND (%(finished)s OR seq = ANY(%(seqs)s::bigint[])) AND EXISTS (SELECT 1 FROM fence)
-), appended AS (
+)"""
+_APPENDED = """, appended AS (
     INSERT INTO {s}.history (task_hub, instance_id, execution_id, sequence, event)
     SELECT %(hub)s, %(iid)s, %(eid)s, %(first)s + e.ord - 1, e.event
     FROM unnest(%(events)s::text[]) WITH ORDINALITY AS e(event, ord)
     WHERE EXISTS (SELECT 1 FROM fence)
-), scheduled AS (
+)"""
+_ANSWER = """
+SELECT EXISTS (SELECT 1 FROM fence), (
+    SELECT count(*) FROM (
+        SELECT pg_notify(%(channel)s, %(sender)s)
+        WHERE %(notify)s AND EXISTS (SELECT 1 FROM fence)
+    ) n
+)
+"""
+
+# An episode recorded, activities scheduled (no message, child, restart or end).
+CHECKPOINT_STEP = (
+    _HELD
+    + """, fence AS (
+    UPDATE {s}.instances
+    SET status = %(status)s, output = %(output)s, custom_status = %(custom)s,
+        failure = %(failure)s, updated_at = %(now)s, completed_at = NULL,
+        history_length = %(length)s, dropped_events = dropped_events + %(dropped)s,
+        locked_by = CASE WHEN %(hold)s::bigint IS NULL THEN NULL ELSE locked_by END,
+        lock_expires_at = %(hold)s::bigint"""
+    + _FENCED
+    + """, taken AS (
+    DELETE FROM {s}.activity_tasks t USING held h
+    WHERE t.task_hub = %(hub)s AND t.instance_id = %(iid)s AND t.execution_id = %(eid)s
+        AND t.event_id = h.event_id AND EXISTS (SELECT 1 FROM fence)
+), consumed AS (
+    DELETE FROM {s}.inbox
+    WHERE task_hub = %(hub)s AND instance_id = %(iid)s AND seq = ANY(%(seqs)s::bigint[])
+        AND EXISTS (SELECT 1 FROM fence)
+)"""
+    + _APPENDED
+    + """, scheduled AS (
     INSERT INTO {s}.activity_tasks (task_hub, instance_id, execution_id, event_id, name, input,
         visible_at, locked_by, lock_expires_at, attempts)
     SELECT %(hub)s, %(iid)s, %(eid)s, a.event_id, a.name, a.input, %(now)s, %(held_by)s::text,
@@ -299,7 +306,38 @@ WITH held AS (
         WITH ORDINALITY AS a(event_id, name, input, ord)
     WHERE EXISTS (SELECT 1 FROM fence)
     ORDER BY a.ord
-), told AS (
+)"""
+    + _ANSWER
+)
+
+# The end of an instance (no message but to its parent, no restart): its activity tasks and the
+# rest of its inbox go, the raised events there counted as dropped, and its parent, if it has
+# one, is told. The parent is read, not locked, as ``DELIVER`` reads its targets. All the parts
+# read one snapshot: a result that commits meanwhile stays in the finished instance's inbox,
+# for a claim to sweep.
+CHECKPOINT_END = (
+    _HELD
+    + """, doomed AS (
+    SELECT count(*) AS n FROM {s}.inbox
+    WHERE task_hub = %(hub)s AND instance_id = %(iid)s AND seq <> ALL(%(seqs)s::bigint[])
+        AND starts_with(event, %(raised)s)
+), fence AS (
+    UPDATE {s}.instances
+    SET status = %(status)s, output = %(output)s, custom_status = %(custom)s,
+        failure = %(failure)s, updated_at = %(now)s, completed_at = %(now)s,
+        history_length = %(length)s,
+        dropped_events = dropped_events + %(dropped)s + (SELECT n FROM doomed),
+        locked_by = NULL, lock_expires_at = NULL"""
+    + _FENCED
+    + """, taken AS (
+    DELETE FROM {s}.activity_tasks
+    WHERE task_hub = %(hub)s AND instance_id = %(iid)s AND EXISTS (SELECT 1 FROM fence)
+), consumed AS (
+    DELETE FROM {s}.inbox
+    WHERE task_hub = %(hub)s AND instance_id = %(iid)s AND EXISTS (SELECT 1 FROM fence)
+)"""
+    + _APPENDED
+    + """, told AS (
     INSERT INTO {s}.inbox (task_hub, instance_id, execution_id, visible_at, event)
     SELECT %(hub)s, p.instance_id, %(parent_eid)s::text, %(parent_at)s::bigint,
         %(parent_event)s::text
@@ -308,14 +346,9 @@ WITH held AS (
         AND p.status <> ALL(%(terminal)s::text[])
         AND (%(parent_eid)s::text IS NULL OR p.execution_id = %(parent_eid)s::text)
         AND EXISTS (SELECT 1 FROM fence)
+)"""
+    + _ANSWER
 )
-SELECT EXISTS (SELECT 1 FROM fence), (
-    SELECT count(*) FROM (
-        SELECT pg_notify(%(channel)s, %(sender)s)
-        WHERE %(notify)s AND EXISTS (SELECT 1 FROM fence)
-    ) n
-)
-"""
 
 # The rows of entities: a message to an entity creates it.
 CREATE_ENTITIES = """
