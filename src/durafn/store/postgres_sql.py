@@ -1,6 +1,8 @@
 """The SQL of the PostgreSQL store, one named statement each.
 
 ``{s}`` stands for the quoted schema name (filled in once per store); parameters are named.
+Arrays go in binary (``%(name)b``): psycopg escapes every element of a text-format array with a
+regular expression, which costs several times the binary form on every checkpoint.
 Every statement stays inside one ``(task_hub, instance_id)`` except the claims, the queries and
 the bulk purge (DESIGN.md §4). Times are integer microseconds since the epoch.
 """
@@ -52,7 +54,7 @@ DELETE FROM {s}.inbox WHERE task_hub = %(hub)s AND instance_id = %(iid)s
 ENQUEUE = """
 INSERT INTO {s}.inbox (task_hub, instance_id, execution_id, visible_at, event)
 SELECT %(hub)s, %(iid)s, m.execution_id, m.visible_at, m.event
-FROM unnest(%(eids)s::text[], %(times)s::bigint[], %(events)s::text[])
+FROM unnest(%(eids)b::text[], %(times)b::bigint[], %(events)b::text[])
     WITH ORDINALITY AS m(execution_id, visible_at, event, ord)
 ORDER BY m.ord
 """
@@ -230,7 +232,7 @@ LIMIT %(max)s
 TAKE_HELD_ACTIVITIES = """
 DELETE FROM {s}.activity_tasks
 WHERE task_hub = %(hub)s AND instance_id = %(iid)s AND execution_id = %(eid)s
-    AND event_id = ANY(%(event_ids)s::integer[]) AND locked_by = %(token)s
+    AND event_id = ANY(%(event_ids)b::integer[]) AND locked_by = %(token)s
 """
 
 # The fence of a checkpoint: no row when the lease is no longer the caller's.
@@ -253,18 +255,18 @@ _HELD = """
 WITH held AS (
     SELECT event_id FROM {s}.activity_tasks
     WHERE task_hub = %(hub)s AND instance_id = %(iid)s AND execution_id = %(eid)s
-        AND event_id = ANY(%(done)s::integer[]) AND locked_by = %(token)s
+        AND event_id = ANY(%(done)b::integer[]) AND locked_by = %(token)s
     FOR UPDATE
 )"""
 _FENCED = """
     WHERE task_hub = %(hub)s AND instance_id = %(iid)s AND locked_by = %(token)s
-        AND (SELECT count(*) FROM held) = cardinality(%(done)s::integer[])
+        AND (SELECT count(*) FROM held) = cardinality(%(done)b::integer[])
     RETURNING 1
 )"""
 _APPENDED = """, appended AS (
     INSERT INTO {s}.history (task_hub, instance_id, execution_id, sequence, event)
     SELECT %(hub)s, %(iid)s, %(eid)s, %(first)s + e.ord - 1, e.event
-    FROM unnest(%(events)s::text[]) WITH ORDINALITY AS e(event, ord)
+    FROM unnest(%(events)b::text[]) WITH ORDINALITY AS e(event, ord)
     WHERE EXISTS (SELECT 1 FROM fence)
 )"""
 _ANSWER = """
@@ -293,7 +295,7 @@ CHECKPOINT_STEP = (
         AND t.event_id = h.event_id AND EXISTS (SELECT 1 FROM fence)
 ), consumed AS (
     DELETE FROM {s}.inbox
-    WHERE task_hub = %(hub)s AND instance_id = %(iid)s AND seq = ANY(%(seqs)s::bigint[])
+    WHERE task_hub = %(hub)s AND instance_id = %(iid)s AND seq = ANY(%(seqs)b::bigint[])
         AND EXISTS (SELECT 1 FROM fence)
 )"""
     + _APPENDED
@@ -302,7 +304,7 @@ CHECKPOINT_STEP = (
         visible_at, locked_by, lock_expires_at, attempts)
     SELECT %(hub)s, %(iid)s, %(eid)s, a.event_id, a.name, a.input, %(now)s, %(held_by)s::text,
         %(hold)s::bigint, CASE WHEN %(held_by)s::text IS NULL THEN 0 ELSE 1 END
-    FROM unnest(%(event_ids)s::integer[], %(names)s::text[], %(inputs)s::text[])
+    FROM unnest(%(event_ids)b::integer[], %(names)b::text[], %(inputs)b::text[])
         WITH ORDINALITY AS a(event_id, name, input, ord)
     WHERE EXISTS (SELECT 1 FROM fence)
     ORDER BY a.ord
@@ -319,7 +321,7 @@ CHECKPOINT_END = (
     _HELD
     + """, doomed AS (
     SELECT count(*) AS n FROM {s}.inbox
-    WHERE task_hub = %(hub)s AND instance_id = %(iid)s AND seq <> ALL(%(seqs)s::bigint[])
+    WHERE task_hub = %(hub)s AND instance_id = %(iid)s AND seq <> ALL(%(seqs)b::bigint[])
         AND starts_with(event, %(raised)s)
 ), fence AS (
     UPDATE {s}.instances
@@ -343,7 +345,7 @@ CHECKPOINT_END = (
         %(parent_event)s::text
     FROM {s}.instances p
     WHERE p.task_hub = %(hub)s AND p.instance_id = %(parent)s::text
-        AND p.status <> ALL(%(terminal)s::text[])
+        AND p.status <> ALL(%(terminal)b::text[])
         AND (%(parent_eid)s::text IS NULL OR p.execution_id = %(parent_eid)s::text)
         AND EXISTS (SELECT 1 FROM fence)
 )"""
@@ -355,7 +357,7 @@ CREATE_ENTITIES = """
 INSERT INTO {s}.instances (task_hub, instance_id, execution_id, name, status, created_at,
     updated_at)
 SELECT %(hub)s, e.instance_id, %(eid)s, e.name, %(status)s, %(now)s, %(now)s
-FROM unnest(%(iids)s::text[], %(names)s::text[]) AS e(instance_id, name)
+FROM unnest(%(iids)b::text[], %(names)b::text[]) AS e(instance_id, name)
 ORDER BY e.instance_id
 ON CONFLICT (task_hub, instance_id) DO NOTHING
 """
@@ -366,7 +368,7 @@ ON CONFLICT (task_hub, instance_id) DO NOTHING
 # and claims (FOR NO KEY UPDATE) go on. No row for an entity a removal deleted since the insert.
 LOCK_ENTITIES = """
 SELECT instance_id FROM {s}.instances
-WHERE task_hub = %(hub)s AND instance_id = ANY(%(iids)s::text[])
+WHERE task_hub = %(hub)s AND instance_id = ANY(%(iids)b::text[])
 ORDER BY instance_id
 FOR KEY SHARE
 """
@@ -391,13 +393,13 @@ WHERE i.task_hub = %(hub)s AND i.instance_id = %(iid)s AND starts_with(i.instanc
 
 DELETE_MESSAGES = """
 DELETE FROM {s}.inbox
-WHERE task_hub = %(hub)s AND instance_id = %(iid)s AND seq = ANY(%(seqs)s::bigint[])
+WHERE task_hub = %(hub)s AND instance_id = %(iid)s AND seq = ANY(%(seqs)b::bigint[])
 """
 
 APPEND_HISTORY = """
 INSERT INTO {s}.history (task_hub, instance_id, execution_id, sequence, event)
 SELECT %(hub)s, %(iid)s, %(eid)s, %(first)s + e.ord - 1, e.event
-FROM unnest(%(events)s::text[]) WITH ORDINALITY AS e(event, ord)
+FROM unnest(%(events)b::text[]) WITH ORDINALITY AS e(event, ord)
 """
 
 SCHEDULE_ACTIVITIES = """
@@ -405,7 +407,7 @@ INSERT INTO {s}.activity_tasks (task_hub, instance_id, execution_id, event_id, n
     visible_at, locked_by, lock_expires_at, attempts)
 SELECT %(hub)s, %(iid)s, %(eid)s, a.event_id, a.name, a.input, %(now)s, %(held_by)s::text,
     %(hold)s::bigint, CASE WHEN %(held_by)s::text IS NULL THEN 0 ELSE 1 END
-FROM unnest(%(event_ids)s::integer[], %(names)s::text[], %(inputs)s::text[])
+FROM unnest(%(event_ids)b::integer[], %(names)b::text[], %(inputs)b::text[])
     WITH ORDINALITY AS a(event_id, name, input, ord)
 ORDER BY a.ord
 """
@@ -428,11 +430,11 @@ RETURNING seq, execution_id, visible_at, event
 # docstring of ``postgres``.
 DELIVER = """
 WITH m AS (
-    SELECT * FROM unnest(%(iids)s::text[], %(eids)s::text[], %(times)s::bigint[],
-        %(events)s::text[], %(raised)s::boolean[])
+    SELECT * FROM unnest(%(iids)b::text[], %(eids)b::text[], %(times)b::bigint[],
+        %(events)b::text[], %(raised)b::boolean[])
         WITH ORDINALITY AS m(instance_id, execution_id, visible_at, event, raised, ord)
 ), t AS (
-    SELECT m.*, i.status = ANY(%(terminal)s::text[]) AS finished,
+    SELECT m.*, i.status = ANY(%(terminal)b::text[]) AS finished,
         i.execution_id AS current_execution
     FROM m JOIN {s}.instances i ON i.task_hub = %(hub)s AND i.instance_id = m.instance_id
 ), d AS (
