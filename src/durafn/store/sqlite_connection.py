@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from durafn.core.errors import StoreError
-from durafn.store.handoff import resolve
+from durafn.store.handoff import settle_all
 from durafn.store.signals import signal_for
 from durafn.store.sqlite_schema import migrate
 
@@ -46,22 +46,8 @@ class _PendingWrite:
 
 
 def _settle_all(outcomes: list[tuple[_PendingWrite, bool, Any]]) -> None:
-    """Tell the callers of a batch how their writes went: one wake-up per event loop, not one
-    per write (a wake-up costs a system call on each side)."""
-    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[_PendingWrite, bool, Any]]] = {}
-    for outcome in outcomes:
-        by_loop.setdefault(outcome[0].loop, []).append(outcome)
-    for loop, settled in by_loop.items():
-
-        def resolve_all(settled: list[tuple[_PendingWrite, bool, Any]] = settled) -> None:
-            for pending, ok, value in settled:
-                try:
-                    resolve(pending.future, ok, value)
-                except Exception:  # one caller's trouble must not strand the others
-                    log.exception("could not settle a write")
-
-        with contextlib.suppress(RuntimeError):  # the caller's loop has closed
-            loop.call_soon_threadsafe(resolve_all)
+    """Tell the callers of a batch how their writes went (one wake-up per event loop)."""
+    settle_all((p.loop, p.future, ok, value) for p, ok, value in outcomes)
 
 
 class SqliteDatabase:
