@@ -35,6 +35,7 @@ from durafn.store.postgres_schema import migrate
 
 T = TypeVar("T")
 Connection = psycopg.Connection[tuple[Any, ...]]
+Cursor = psycopg.Cursor[tuple[Any, ...]]
 Row = tuple[Any, ...]
 Params = Sequence[Any] | dict[str, Any] | None
 
@@ -62,10 +63,15 @@ def complete_conninfo(conninfo: str) -> str:
 
 
 class Session:
-    """One operation's connection, and what its commit must do besides committing."""
+    """One operation's connection, and what its commit must do besides committing.
 
-    def __init__(self, conn: Connection) -> None:
+    Its statements run on the connection's one cursor, kept from operation to operation: a
+    cursor made per statement costs about a quarter of psycopg's time per statement.
+    """
+
+    def __init__(self, conn: Connection, cursor: Cursor) -> None:
         self.conn = conn
+        self._cursor = cursor
         # The operation changed rows: count a change for this store's waiters.
         self.changed = False
         # The operation made work visible: NOTIFY the task hub's channel in the transaction.
@@ -73,13 +79,13 @@ class Session:
 
     def execute(self, query: str, params: Params = None) -> int:
         """Run a statement; the number of rows it touched."""
-        return self.conn.execute(query, params).rowcount
+        return self._cursor.execute(query, params).rowcount
 
     def fetchone(self, query: str, params: Params = None) -> Row | None:
-        return self.conn.execute(query, params).fetchone()
+        return self._cursor.execute(query, params).fetchone()
 
     def fetchall(self, query: str, params: Params = None) -> list[Row]:
-        return self.conn.execute(query, params).fetchall()
+        return self._cursor.execute(query, params).fetchall()
 
 
 Body = Callable[[Session], T]
@@ -132,6 +138,7 @@ class Database:
         self._migrated = False
         self._migrating = threading.Lock()
         self._listener: _LoopThread | None = None
+        self._cursors = threading.local()
 
     # ------------------------------------------------------------------ caller's loop
 
@@ -268,6 +275,13 @@ class Database:
                 with contextlib.suppress(Exception):
                     conn.close()
 
+    def _cursor_of(self, conn: Connection) -> Cursor:
+        """The cursor this thread keeps for ``conn``, its connection."""
+        kept: tuple[Connection, Cursor] | None = getattr(self._cursors, "kept", None)
+        if kept is None or kept[0] is not conn:
+            kept = self._cursors.kept = (conn, conn.cursor())
+        return kept[1]
+
     def _connect(self) -> Connection:
         try:
             conn = psycopg.Connection.connect(self._conninfo, autocommit=True)
@@ -298,7 +312,7 @@ class Database:
             try:
                 if conn is None:
                     conn = self._connect()
-                session = Session(conn)
+                session = Session(conn, self._cursor_of(conn))
                 if not operation.transaction:
                     result = operation.body(session)
                 else:
