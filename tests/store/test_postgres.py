@@ -564,7 +564,7 @@ def test_store_urls_carry_durafn_options_and_pass_the_rest_to_libpq() -> None:
     assert isinstance(store, PostgresStore)
     assert (store.task_hub, store.schema) == ("green", "s2")
     default = postgres_target("postgresql://u@h/db")
-    assert (default.schema, default.task_hub, default.pool_max) == ("durafn", "default", 10)
+    assert (default.schema, default.task_hub, default.pool_max) == ("durafn", "default", 4)
 
 
 @pytest.mark.parametrize(

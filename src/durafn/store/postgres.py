@@ -47,6 +47,7 @@ from durafn.core.history import (
     load_event,
 )
 from durafn.core.status import FailureDetails, RuntimeStatus
+from durafn.store import DEFAULT_POOL_MAX
 from durafn.store import postgres_sql as q
 from durafn.store.base import (
     ENTITY_EXECUTION_ID,
@@ -98,7 +99,7 @@ class PostgresStore(PostgresQueries):
         task_hub: str = "default",
         *,
         schema: str = DEFAULT_SCHEMA,
-        max_size: int = 10,
+        max_size: int = DEFAULT_POOL_MAX,
     ) -> None:
         self.task_hub = task_hub
         self.schema = schema
@@ -364,7 +365,8 @@ class PostgresStore(PostgresQueries):
         """Lease the instance of a candidate ``row``, locked by this transaction; None when it
         has nothing left to apply (its leftovers are swept: look for another)."""
         instance_id, execution_id, name, status, history_length, entity_state = row
-        s.changed = True
+        # A claim makes no work visible and changes nothing a client waits for: it wakes no
+        # one (as on SQLite).
         if RuntimeStatus(status).is_terminal:
             self._drop_inbox(s, instance_id)  # leftovers of a race
             return None
@@ -698,9 +700,7 @@ class PostgresStore(PostgresQueries):
         }
 
         def tx(s: Session) -> list[tuple[Any, ...]]:
-            rows = s.fetchall(self._sql(q.CLAIM_ACTIVITIES), values)
-            s.changed = bool(rows)
-            return rows
+            return s.fetchall(self._sql(q.CLAIM_ACTIVITIES), values)
 
         rows = await self._db.write(tx, durable=False)
         rows.sort(key=lambda r: (r[8], r[0]))  # (visible_at, seq), the order of the claim
