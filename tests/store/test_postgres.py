@@ -653,3 +653,30 @@ def test_a_serializable_server_default_changes_nothing(pg: Backend) -> None:
 
     asyncio.run(body())
     assert _schema_rows(pg.url) == [(1, SCHEMA_VERSION)]
+
+
+def test_a_young_task_hub_finds_instances_by_key(pg: Backend) -> None:
+    """Without statistics, PostgreSQL may look an instance up through an index that merely
+    starts with the task hub (reading every instance of the hub); the store gives a fresh
+    hub's tables their first statistics once it has run a few hundred operations."""
+
+    async def body() -> None:
+        store = pg.open()
+        for i in range(300):
+            await store.create_instance(new_instance(f"i{i}"), T0)
+
+    asyncio.run(body())
+    target = postgres_target(pg.url)
+    [(reltuples,)] = _sql(
+        pg.url,
+        "SELECT c.reltuples FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE n.nspname = %s AND c.relname = 'instances'",
+        (target.schema,),
+    )
+    assert reltuples >= 0, "the instances table was never analyzed"
+    plan = _sql(
+        pg.url,
+        "EXPLAIN UPDATE {s}.instances SET updated_at = 0 "
+        "WHERE task_hub = 'default' AND instance_id = 'i7' AND locked_by = 'w'",
+    )
+    assert "instances_pkey" in " ".join(row[0] for row in plan)

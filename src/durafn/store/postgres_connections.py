@@ -31,7 +31,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from durafn.core.errors import StoreError
 from durafn.store.handoff import resolve
 from durafn.store.postgres_changes import NOTIFY_PAYLOAD, ChangeFeed
-from durafn.store.postgres_schema import migrate
+from durafn.store.postgres_schema import migrate, quote_schema
 
 T = TypeVar("T")
 Connection = psycopg.Connection[tuple[Any, ...]]
@@ -139,6 +139,7 @@ class Database:
         self._migrating = threading.Lock()
         self._listener: _LoopThread | None = None
         self._cursors = threading.local()
+        self._operations = 0
 
     # ------------------------------------------------------------------ caller's loop
 
@@ -351,11 +352,37 @@ class Database:
                 except Exception:
                     log.exception("a commit hook failed")
             operation.settle(True, result)
+            self._count_operation(conn)
             return conn
         raise AssertionError("unreachable")
 
+    def _count_operation(self, conn: Connection) -> None:
+        """The first time the store has run ``_ANALYZE_AFTER`` operations, give
+        the task hub's tables their first statistics if they have none. Without any, the
+        planner may find an instance by key through an index that merely starts with the task
+        hub, reading every instance of the hub, until autovacuum first analyzes the tables
+        (about a minute after a fresh schema fills); a few rows of statistics settle it."""
+        with self._cond:
+            self._operations += 1
+            if self._operations != _ANALYZE_AFTER:
+                return
+        try:
+            rows = conn.execute(
+                "SELECT c.relname FROM pg_catalog.pg_class c "
+                "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE n.nspname = %s AND c.relname = ANY(%s) AND c.reltuples < 0",
+                (self.schema, list(_HUB_TABLES)),
+            ).fetchall()
+            for (table,) in rows:
+                conn.execute(f'ANALYZE {quote_schema(self.schema)}."{table}"')
+        except psycopg.Error as exc:  # not the owner, say: autovacuum will do it
+            log.debug("could not analyze the task hub's tables: %s", exc)
+
 
 _ROLLED_BACK = (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure)
+# Operations after which the task hub's tables get statistics, if they have none yet.
+_ANALYZE_AFTER = 200
+_HUB_TABLES = ("instances", "inbox", "history", "activity_tasks")
 
 
 def _store_error(exc: psycopg.Error) -> StoreError:
