@@ -60,6 +60,14 @@ _ANY_CLAIMABLE_INSTANCE = (
     "WHERE m.task_hub=? AND m.visible_at<=? "
     "AND (i.lock_expires_at IS NULL OR i.lock_expires_at<=?) LIMIT 1"
 )
+# The visible messages in order, each with whether no lease holds its instance (a claim reads
+# as far as it needs).
+_CLAIM_WALK = (
+    "SELECT m.instance_id, i.lock_expires_at IS NULL OR i.lock_expires_at<=? "
+    "FROM inbox m INDEXED BY inbox_by_visible "
+    "CROSS JOIN instances i ON i.task_hub=m.task_hub AND i.instance_id=m.instance_id "
+    "WHERE m.task_hub=? AND m.visible_at<=? ORDER BY m.visible_at, m.seq"
+)
 _ANY_CLAIMABLE_ACTIVITY = (
     "SELECT 1 FROM activity_tasks WHERE task_hub=? AND visible_at<=? "
     "AND (lock_expires_at IS NULL OR lock_expires_at<=?) LIMIT 1"
@@ -302,30 +310,31 @@ class SqliteStore(SqliteQueries):
         limit: int,
         max_messages: int,
     ) -> list[OrchestrationWorkItem]:
-        """Lease up to ``limit`` instances, each time the one whose first visible message came
-        first, in ``conn``'s transaction: one statement per instance, then one for the stale
-        messages and one for the messages of them all."""
+        """Lease up to ``limit`` instances in the order of their first visible message, in
+        ``conn``'s transaction: one walk of the visible messages, in order, stopped once it has
+        found them (a search per instance walked again past the messages of the instances
+        leased before it); then one statement leases each, one drops the stale messages of
+        them all and one reads their messages."""
         n = to_micros(now)
-        until = now + lease
+        until = to_micros(now + lease)
         hub = self.task_hub
+        found: dict[str, None] = {}
+        for instance_id, free in conn.execute(_CLAIM_WALK, (n, hub, n)):
+            if free:
+                found[instance_id] = None
+                if len(found) >= limit:
+                    break
         leased: list[tuple[str, str, str, str, int, str | None, str]] = []
-        for _ in range(limit):
+        for instance_id in found:
             token = f"{owner}/{uuid.uuid4().hex[:12]}"
             row = conn.execute(
                 "UPDATE instances SET locked_by=?, lock_expires_at=? "
-                "WHERE task_hub=? AND instance_id=("
-                "SELECT m.instance_id FROM inbox m "
-                "JOIN instances i ON i.task_hub=m.task_hub AND i.instance_id=m.instance_id "
-                "WHERE m.task_hub=? AND m.visible_at<=? "
-                "AND (i.lock_expires_at IS NULL OR i.lock_expires_at<=?) "
-                "ORDER BY m.visible_at, m.seq LIMIT 1) "
+                "WHERE task_hub=? AND instance_id=? "
                 "RETURNING instance_id, execution_id, name, status, history_length, entity_state",
-                (token, to_micros(until), hub, hub, n, n),
+                (token, until, hub, instance_id),
             ).fetchone()
-            if row is None:
-                break
             leased.append((*row, token))
-        return self._work_items(conn, leased, now, until, max_messages)
+        return self._work_items(conn, leased, now, now + lease, max_messages)
 
     def _work_items(
         self,
