@@ -11,8 +11,8 @@ whenever it arrives. Waiters sleep on an event, never poll, while the LISTEN
 connection is up. When it drops, the feed reconnects with back-off; meanwhile waiters sleep
 :data:`FALLBACK_WAIT` at most, so a change made while nobody listened is never waited out.
 
-The listener runs on the store's private event loop; :meth:`ChangeFeed.bump` and
-:meth:`ChangeFeed.wait` may be called from any thread and loop.
+The listener runs on an event loop thread of its own (see ``postgres_connections``);
+:meth:`ChangeFeed.bump` and :meth:`ChangeFeed.wait` may be called from any thread and loop.
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ class ChangeFeed:
         self._signal = signal_for(f"postgres:{channel}")
         self._listening = False
         self._ready = False
-        # Used on the store's private loop only.
+        # Used on the listener's loop only.
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self._first_attempt: asyncio.Future[None] | None = None
@@ -102,7 +102,7 @@ class ChangeFeed:
                 async with asyncio.timeout(max(0.0, timeout)):
                     await changed.wait()
 
-    # ------------------------------------------------------------------ private loop
+    # ------------------------------------------------------------------ listener loop
 
     def start(self) -> None:
         """Start listening (once), on the running loop."""
