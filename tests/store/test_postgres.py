@@ -680,3 +680,28 @@ def test_a_young_task_hub_finds_instances_by_key(pg: Backend) -> None:
         "WHERE task_hub = 'default' AND instance_id = 'i7' AND locked_by = 'w'",
     )
     assert "instances_pkey" in " ".join(row[0] for row in plan)
+
+
+def test_a_store_opens_its_connections_on_demand_up_to_pool_max(pg: Backend) -> None:
+    """Calls beyond ``pool_max`` wait for a connection; none fails, and no more are opened."""
+    name = pg.url.rpartition("application_name=")[2]
+
+    def connections() -> int:
+        rows = _sql(
+            pg.url,
+            "SELECT count(*) FROM pg_stat_activity "
+            "WHERE application_name = %s AND pid <> pg_backend_pid()",
+            (name,),
+        )
+        return int(rows[0][0])
+
+    async def body() -> None:
+        store = open_store(f"{pg.url}&pool_max=2")
+        pg.opened.append(store)
+        await store.create_instance(new_instance("a"), T0)
+        assert connections() == 1  # one at a time, as calls wait for one
+        records = await asyncio.gather(*(store.get_instance("a") for _ in range(50)))
+        assert all(r is not None for r in records)
+        assert connections() <= 2
+
+    asyncio.run(body())
