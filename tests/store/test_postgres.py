@@ -7,6 +7,7 @@ import contextlib
 import re
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
@@ -25,6 +26,7 @@ from durafn.store import open_store, postgres_target
 from durafn.store.base import OutgoingMessage, Store
 from durafn.store.postgres import PostgresStore
 from durafn.store.postgres_changes import NOTIFY_PAYLOAD, channel_name
+from durafn.store.postgres_connections import Database, Session
 from durafn.store.postgres_schema import (
     SCHEMA_VERSION,
     current_version,
@@ -705,3 +707,66 @@ def test_a_store_opens_its_connections_on_demand_up_to_pool_max(pg: Backend) -> 
         assert connections() <= 2
 
     asyncio.run(body())
+
+
+# ------------------------------------------------------------------ connection threads
+
+
+def _database(pg: Backend, max_size: int = 4) -> Database:
+    target = postgres_target(pg.url)
+    return Database(target.conninfo, target.schema, "durafn_test_unused", max_size=max_size)
+
+
+def test_close_runs_what_was_submitted_and_leaves_no_thread(pg: Backend) -> None:
+    async def body() -> None:
+        db = _database(pg)
+
+        def slow(s: Session) -> str:
+            s.execute("SELECT pg_sleep(0.05)")
+            return threading.current_thread().name
+
+        calls = [asyncio.ensure_future(db.write(slow)) for _ in range(12)]
+        await asyncio.sleep(0)  # all submitted
+        await db.close()
+        assert all(call.done() for call in calls), "close returned before its operations ran"
+        assert len(await asyncio.gather(*calls)) == 12
+        assert not [t for t in db._threads if t.is_alive()]
+        with pytest.raises(StoreError, match="closed"):
+            await db.write(slow)
+
+    asyncio.run(body())
+
+
+@pytest.mark.parametrize("transaction", [True, False], ids=["transaction", "autocommit"])
+def test_a_write_whose_connection_breaks_runs_again_only_if_nothing_committed(
+    pg: Backend, transaction: bool
+) -> None:
+    """In a transaction, the insert rolled back with the connection: it runs again, once. In
+    autocommit it committed as it ran: it is not run again, and the caller hears of the fault."""
+    table = f"t_{uuid.uuid4().hex[:8]}"
+
+    async def body() -> None:
+        db = _database(pg)
+        await db.read(lambda s: None)  # the first connection creates the schema
+        _sql(pg.url, f"CREATE TABLE {{s}}.{table} (n int)")
+        runs = []
+
+        def insert_then_break(s: Session) -> None:
+            runs.append(1)
+            s.execute(f"INSERT INTO {quote_schema(db.schema)}.{table} VALUES (1)")
+            if len(runs) == 1:
+                s.execute("SELECT pg_terminate_backend(pg_backend_pid())")
+
+        try:
+            if transaction:
+                await db.write(insert_then_break)
+                assert len(runs) == 2
+            else:
+                with pytest.raises(StoreError):
+                    await db.write(insert_then_break, transaction=False)
+                assert len(runs) == 1
+        finally:
+            await db.close()
+
+    asyncio.run(body())
+    assert _sql(pg.url, f"SELECT count(*) FROM {{s}}.{table}") == [(1,)]

@@ -12,7 +12,10 @@ change feed (:mod:`durafn.store.postgres_changes`) runs apart, on a small event 
 Every psycopg error becomes a ``StoreError`` here (the operations map the few that mean
 something, like a unique violation, before that). A transaction that fails because its
 connection broke, or because PostgreSQL chose it as a deadlock victim, is retried once on a
-healthy connection: nothing of it was committed. A failure of the COMMIT itself is not retried.
+healthy connection: nothing of it was committed. A failure of the COMMIT itself is not retried,
+nor a write of one statement in autocommit whose connection broke (it may have committed).
+An operation runs to its end once its thread has taken it, even if its caller stopped waiting
+(as a write queued for the SQLite writer does); one not yet taken is skipped.
 """
 
 from __future__ import annotations
@@ -94,7 +97,16 @@ Body = Callable[[Session], T]
 class _Operation:
     """An operation waiting for (or running on) a connection thread, and its caller."""
 
-    __slots__ = ("body", "cancelled", "durable", "future", "loop", "on_commit", "transaction")
+    __slots__ = (
+        "body",
+        "cancelled",
+        "durable",
+        "future",
+        "loop",
+        "on_commit",
+        "transaction",
+        "writes",
+    )
 
     def __init__(
         self,
@@ -102,9 +114,13 @@ class _Operation:
         transaction: bool,
         durable: bool,
         on_commit: Callable[[], None] | None,
+        writes: bool = True,
     ) -> None:
         self.body = body
         self.transaction = transaction
+        # A write outside a transaction commits as it runs: once its connection broke,
+        # whether it took effect is unknown, and it is not run again.
+        self.writes = writes
         self.durable = durable
         self.on_commit = on_commit
         self.loop = asyncio.get_running_loop()
@@ -145,7 +161,7 @@ class Database:
 
     async def read(self, body: Body[T]) -> T:
         """Run ``body`` on a connection, statement by statement (autocommit)."""
-        result: T = await self._submit(_Operation(body, False, True, None))
+        result: T = await self._submit(_Operation(body, False, True, None, writes=False))
         return result
 
     async def write(
@@ -202,7 +218,8 @@ class Database:
             threads = list(self._threads)
             listener, self._listener = self._listener, None
             self._cond.notify_all()
-        # The threads run what was submitted before the close, then close their connections.
+        # The threads run what was submitted before the close, then close their connections
+        # (no thread starts once closed: the list is whole).
         for thread in threads:
             await asyncio.to_thread(thread.join)
         if listener is not None:
@@ -240,13 +257,23 @@ class Database:
             len(self._queue) > self._idle
             and len(self._threads) < self._max_size
             and not self._growing
+            and not self._closed
         ):
-            self._growing = True
             thread = threading.Thread(
                 target=self._serve, name=f"durafn-postgres-{len(self._threads)}", daemon=True
             )
+            try:
+                thread.start()
+            except RuntimeError:  # no thread to be had (the interpreter is shutting down?)
+                log.exception("could not start a PostgreSQL connection thread")
+                if not self._threads:  # nothing will ever run what waits: fail it
+                    error = StoreError("could not start a PostgreSQL connection thread")
+                    waiting, self._queue = self._queue, collections.deque()
+                    for operation in waiting:
+                        operation.settle(False, error)
+                return
+            self._growing = True
             self._threads.append(thread)
-            thread.start()
 
     def _serve(self) -> None:
         conn: Connection | None = None
@@ -296,7 +323,9 @@ class Database:
                         self._migrated = True
             # The claims and fences reason in READ COMMITTED terms (each statement sees what
             # committed before it began; a row lock wait ends on the row's latest version),
-            # whatever the server's default isolation is.
+            # whatever the server's default isolation is: for the statements run in autocommit
+            # (the session default) as for the transactions.
+            conn.execute("SET default_transaction_isolation TO 'read committed'")
             conn.isolation_level = psycopg.IsolationLevel.READ_COMMITTED
         except BaseException as exc:
             conn.close()
@@ -333,7 +362,10 @@ class Database:
                     with contextlib.suppress(Exception):
                         conn.close()
                     conn = None
-                retry = not committing and (broken or isinstance(exc, _ROLLED_BACK))
+                # Deadlock victims and serialization failures were rolled back; a broken
+                # connection rolled back an open transaction, but not a write in autocommit.
+                unknown = broken and operation.writes and not operation.transaction
+                retry = not committing and not unknown and (broken or isinstance(exc, _ROLLED_BACK))
                 if attempt == 2 or not retry:
                     operation.settle(False, _store_error(exc))
                     return conn
@@ -370,7 +402,7 @@ class Database:
             rows = conn.execute(
                 "SELECT c.relname FROM pg_catalog.pg_class c "
                 "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
-                "WHERE n.nspname = %s AND c.relname = ANY(%s) AND c.reltuples < 0",
+                "WHERE n.nspname = %s AND c.relname = ANY(%s) AND c.reltuples <= 0",
                 (self.schema, list(_HUB_TABLES)),
             ).fetchall()
             for (table,) in rows:

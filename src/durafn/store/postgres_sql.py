@@ -59,7 +59,10 @@ FROM unnest(%(eids)b::text[], %(times)b::bigint[], %(events)b::text[])
 ORDER BY m.ord
 """
 
-# The instance row stays locked until the message is queued, so it cannot finish in between.
+# The instance row stays locked until the message is queued, so that the message is refused or
+# queued, never both. An ending checkpoint that waited for that lock reads the inbox as it was
+# when its statement began (``CHECKPOINT_END``): a message queued meanwhile stays in the
+# finished instance's inbox until a claim sweeps it (counting it as dropped if it was raised).
 LOCK_INSTANCE_FOR_MESSAGE = """
 SELECT status, scheduled_start_at FROM {s}.instances
 WHERE task_hub = %(hub)s AND instance_id = %(iid)s
