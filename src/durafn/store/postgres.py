@@ -291,7 +291,8 @@ class PostgresStore(PostgresQueries):
         self, owner: str, lease: timedelta, now: datetime, max_messages: int = 10_000
     ) -> OrchestrationWorkItem | None:
         def tx(s: Session) -> OrchestrationWorkItem | None:
-            return self._claim(s, owner, lease, now, max_messages)
+            claimed = self._claim(s, owner, lease, now, 1, max_messages)
+            return claimed[0] if claimed else None
 
         return await self._db.write(tx, durable=False)
 
@@ -307,16 +308,7 @@ class PostgresStore(PostgresQueries):
             return []
 
         def tx(s: Session) -> list[OrchestrationWorkItem]:
-            items: list[OrchestrationWorkItem] = []
-            while len(items) < limit:
-                candidates = self._candidates(s, now, limit - len(items))
-                if not candidates:
-                    break
-                for row in candidates:
-                    item = self._lease(s, row, owner, lease, now, max_messages)
-                    if item is not None:
-                        items.append(item)
-            return items
+            return self._claim(s, owner, lease, now, limit, max_messages)
 
         return await self._db.write(tx, durable=False)
 
@@ -342,16 +334,26 @@ class PostgresStore(PostgresQueries):
         return rows
 
     def _claim(
-        self, s: Session, owner: str, lease: timedelta, now: datetime, max_messages: int
-    ) -> OrchestrationWorkItem | None:
-        """Lease the instance whose first visible message came first, in ``s``'s transaction."""
-        while True:
-            candidates = self._candidates(s, now, 1)
+        self,
+        s: Session,
+        owner: str,
+        lease: timedelta,
+        now: datetime,
+        limit: int,
+        max_messages: int,
+    ) -> list[OrchestrationWorkItem]:
+        """Lease up to ``limit`` instances, those whose first visible message came first, in
+        ``s``'s transaction."""
+        items: list[OrchestrationWorkItem] = []
+        while len(items) < limit:
+            candidates = self._candidates(s, now, limit - len(items))
             if not candidates:
-                return None
-            item = self._lease(s, candidates[0], owner, lease, now, max_messages)
-            if item is not None:
-                return item
+                break
+            for row in candidates:
+                item = self._lease(s, row, owner, lease, now, max_messages)
+                if item is not None:
+                    items.append(item)
+        return items
 
     def _lease(
         self,

@@ -66,14 +66,13 @@ def complete_conninfo(conninfo: str) -> str:
 
 
 class Session:
-    """One operation's connection, and what its commit must do besides committing.
+    """One operation's statements, and what its commit must do besides committing.
 
     Its statements run on the connection's one cursor, kept from operation to operation: a
     cursor made per statement costs about a quarter of psycopg's time per statement.
     """
 
-    def __init__(self, conn: Connection, cursor: Cursor) -> None:
-        self.conn = conn
+    def __init__(self, cursor: Cursor) -> None:
         self._cursor = cursor
         # The operation changed rows: count a change for this store's waiters.
         self.changed = False
@@ -295,9 +294,13 @@ class Database:
                         return  # closed, and everything submitted before has run
                     operation = self._queue.popleft()
                     self._maybe_grow()
+                    self._operations += 1
+                    analyze = self._operations == _ANALYZE_AFTER
                 if operation.cancelled:
                     continue
                 conn = self._run(operation, conn)
+                if analyze and conn is not None:
+                    self._analyze(conn)
         finally:
             if conn is not None:
                 with contextlib.suppress(Exception):
@@ -342,7 +345,7 @@ class Database:
             try:
                 if conn is None:
                     conn = self._connect()
-                session = Session(conn, self._cursor_of(conn))
+                session = Session(self._cursor_of(conn))
                 if not operation.transaction:
                     result = operation.body(session)
                 else:
@@ -384,20 +387,15 @@ class Database:
                 except Exception:
                     log.exception("a commit hook failed")
             operation.settle(True, result)
-            self._count_operation(conn)
             return conn
         raise AssertionError("unreachable")
 
-    def _count_operation(self, conn: Connection) -> None:
-        """The first time the store has run ``_ANALYZE_AFTER`` operations, give
-        the task hub's tables their first statistics if they have none. Without any, the
-        planner may find an instance by key through an index that merely starts with the task
-        hub, reading every instance of the hub, until autovacuum first analyzes the tables
-        (about a minute after a fresh schema fills); a few rows of statistics settle it."""
-        with self._cond:
-            self._operations += 1
-            if self._operations != _ANALYZE_AFTER:
-                return
+    def _analyze(self, conn: Connection) -> None:
+        """Once the store has run ``_ANALYZE_AFTER`` operations: give the task hub's tables
+        their first statistics if they have none. Without any, the planner may find an
+        instance by key through an index that merely starts with the task hub, reading every
+        instance of the hub, until autovacuum first analyzes the tables (about a minute after
+        a fresh schema fills); a few rows of statistics settle it."""
         try:
             rows = conn.execute(
                 "SELECT c.relname FROM pg_catalog.pg_class c "
