@@ -110,11 +110,17 @@ class Postgres:
 def _store(system: System, workdir: Path, postgres: Postgres) -> Iterator[str]:
     if system.store == "postgres":
         with postgres.fresh_database() as url:
-            yield url
+            yield _with_query(url, system.query)
     elif system.store == "sqlite":
-        yield f"sqlite:///{workdir / 'hub.db'}"
+        yield _with_query(f"sqlite:///{workdir / 'hub.db'}", system.query)
     else:
         yield ""
+
+
+def _with_query(url: str, query: str) -> str:
+    if not query:
+        return url
+    return f"{url}{'&' if '?' in url else '?'}{query}"
 
 
 def run_once(

@@ -29,6 +29,7 @@ class System:
     runner: str  # module run with ``python -m`` from the repository's root
     store: str  # "sqlite" (a file in the run's temp dir), "postgres" (a fresh database), "none"
     slow: dict[str, str] = field(default_factory=dict)
+    query: str = ""  # added to the store URL: the relaxed durability modes
 
     @property
     def python(self) -> Path:
@@ -55,6 +56,25 @@ SYSTEMS: tuple[System, ...] = (
         "bench.runners.durafn_runner",
         "postgres",
         slow={"F": _SLOW_F},
+    ),
+    # The relaxed modes: commits not waiting for the disk (docs/concepts.md, "Durability").
+    System(
+        "durafn-sqlite-relaxed",
+        "durafn",
+        "durafn SQLite relaxed",
+        "bench.runners.durafn_runner",
+        "sqlite",
+        slow={"F": _SLOW_F},
+        query="synchronous=normal",
+    ),
+    System(
+        "durafn-postgres-relaxed",
+        "durafn",
+        "durafn PG relaxed",
+        "bench.runners.durafn_runner",
+        "postgres",
+        slow={"F": _SLOW_F},
+        query="options=-c%20synchronous_commit%3Doff",
     ),
     System(
         "dbos-sqlite",

@@ -41,9 +41,11 @@ def test_a_quick_durafn_run_reports_and_writes_its_json(tmp_path: Path) -> None:
     [path] = tmp_path.glob("*-quick.json")
     document = json.loads(path.read_text())
     assert document["mode"] == "quick"
-    runs = [run for run in document["runs"] if run["system"] == "durafn-sqlite"]
-    assert {run["workload"] for run in runs} == {"A", "C2"}
-    assert all(run["ok"] for run in runs)
+    for system in ("durafn-sqlite", "durafn-sqlite-relaxed", "durafn-postgres-relaxed"):
+        runs = [run for run in document["runs"] if run["system"] == system]
+        assert {run["workload"] for run in runs} == {"A", "C2"}, system
+        assert all(run["ok"] for run in runs), system
     assert "activities_per_s" in document["medians"]["durafn-sqlite"]["C2"]
     assert "| A | steps/s |" in answer.stdout
+    assert "durafn SQLite relaxed" in answer.stdout
     assert "Performance targets" in answer.stdout

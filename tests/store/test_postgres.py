@@ -770,3 +770,24 @@ def test_a_write_whose_connection_breaks_runs_again_only_if_nothing_committed(
 
     asyncio.run(body())
     assert _sql(pg.url, f"SELECT count(*) FROM {{s}}.{table}") == [(1,)]
+
+
+def test_the_relaxed_mode_commits_without_waiting_for_the_wal_flush(pg: Backend) -> None:
+    """The durability modes (docs/concepts.md, "Durability"): by default a checkpoint waits for
+    its WAL flush and lease state does not; libpq's ``options`` relax every commit."""
+
+    def setting(session: Session) -> str:
+        row = session.fetchone("SHOW synchronous_commit")
+        assert row is not None
+        return str(row[0])
+
+    async def settings(url: str) -> tuple[str, str]:
+        store = _postgres(open_store(url))
+        try:
+            return await store._db.write(setting), await store._db.write(setting, durable=False)
+        finally:
+            await store.close()
+
+    assert asyncio.run(settings(pg.url)) == ("on", "off")
+    relaxed = f"{pg.url}&options={quote('-c synchronous_commit=off')}"
+    assert asyncio.run(settings(relaxed)) == ("off", "off")

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from pathlib import Path
 
 from durafn.core.errors import InstanceAlreadyExists, LeaseLost
+from durafn.store import open_store
 from durafn.store.sqlite import SqliteStore
 
 from .factories import LEASE, T0, new_instance, raised
@@ -74,3 +76,28 @@ def test_writes_queued_when_the_store_closes_commit_before_it_closes(tmp_path: P
         await again.close()
 
     asyncio.run(body())
+
+
+def test_synchronous_full_syncs_every_durable_commit_and_normal_none(tmp_path: Path) -> None:
+    """The durability modes (docs/concepts.md, "Durability"): with FULL, a durable write syncs
+    the WAL at its commit and lease state does not; with NORMAL, nothing syncs at commit."""
+
+    def level(conn: sqlite3.Connection) -> int:
+        return int(conn.execute("PRAGMA synchronous").fetchone()[0])
+
+    async def levels(url: str) -> tuple[int, int]:
+        store = open_store(url)
+        assert isinstance(store, SqliteStore)
+        try:
+            durable = await store._db.write(level)
+            relaxed = await store._db.write(level, durable=False)
+            return durable, relaxed
+        finally:
+            await store.close()
+
+    full, normal = 2, 1
+    assert asyncio.run(levels(f"sqlite:///{tmp_path}/full.db")) == (full, normal)
+    assert asyncio.run(levels(f"sqlite:///{tmp_path}/relaxed.db?synchronous=normal")) == (
+        normal,
+        normal,
+    )
