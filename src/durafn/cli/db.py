@@ -6,13 +6,13 @@ themselves (before a deploy, with their own credentials) use these commands.
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 import click
 
+from durafn import loops
 from durafn.cli.common import store_option
 from durafn.core.errors import StoreError
 from durafn.store import default_store_url, postgres_target
@@ -52,7 +52,7 @@ def _run(store_url: str | None, *, upgrade: bool) -> tuple[int, int]:
     scheme = urlsplit(url).scheme
     try:
         if scheme in {"postgresql", "postgres"}:
-            return asyncio.run(_postgres(url, upgrade))
+            return loops.run(_postgres(url, upgrade))
         if scheme == "sqlite":
             return _sqlite(url, upgrade)
     except StoreError as exc:

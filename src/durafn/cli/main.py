@@ -10,6 +10,7 @@ from pathlib import Path
 
 import click
 
+from durafn import loops
 from durafn.app import App
 from durafn.cli.common import store_option
 from durafn.cli.db import db
@@ -98,7 +99,7 @@ def worker(
         in_place_activities=in_place_activities,
         lease=timedelta(seconds=lease_seconds),
     )
-    asyncio.run(_serve(loaded, store_url, options))
+    loops.run(_serve(loaded, store_url, options))
 
 
 async def _serve(app: App, store_url: str | None, options: WorkerOptions) -> None:
@@ -198,7 +199,7 @@ def start(
         finally:
             await store.close()
 
-    asyncio.run(run())
+    loops.run(run())
 
 
 @main.command()
@@ -241,7 +242,7 @@ def dashboard(
             await store.close()
 
     try:
-        asyncio.run(run())
+        loops.run(run())
     except KeysFileError as exc:
         raise click.ClickException(str(exc)) from exc
 

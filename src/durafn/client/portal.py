@@ -7,6 +7,8 @@ import threading
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
+from durafn.loops import new_event_loop
+
 T = TypeVar("T")
 
 
@@ -18,7 +20,7 @@ class LoopThread:
     """
 
     def __init__(self, name: str = "durafn-loop") -> None:
-        self.loop = asyncio.new_event_loop()
+        self.loop = new_event_loop()
         self._thread = threading.Thread(target=self._serve, name=name, daemon=True)
         self._thread.start()
 

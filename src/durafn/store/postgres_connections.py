@@ -32,6 +32,7 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from durafn.core.errors import StoreError
+from durafn.loops import new_event_loop
 from durafn.store.handoff import resolve
 from durafn.store.postgres_changes import NOTIFY_PAYLOAD, ChangeFeed
 from durafn.store.postgres_schema import migrate, quote_schema
@@ -426,7 +427,7 @@ class _LoopThread:
     """An event loop running on a daemon thread: the change feed's."""
 
     def __init__(self, name: str) -> None:
-        self.loop = asyncio.new_event_loop()
+        self.loop = new_event_loop()
         self._thread = threading.Thread(target=self._serve, name=name, daemon=True)
         self._thread.start()
 
