@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 
 import pytest
 import uvloop
@@ -49,3 +50,10 @@ def test_run_returns_the_coroutine_result_and_closes_its_loop() -> None:
     loop = run(_running_loop())
     assert loop.is_closed()
     assert run(asyncio.sleep(0, 42)) == 42
+
+
+def test_without_uvloop_installed_asyncio_loop_serves(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(EVENT_LOOP_ENV_VAR, raising=False)
+    monkeypatch.setitem(sys.modules, "uvloop", None)  # what an import of a missing module sees
+    assert loop_factory() is asyncio.new_event_loop
+    assert not isinstance(run(_running_loop()), uvloop.Loop)
