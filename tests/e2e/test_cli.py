@@ -37,6 +37,22 @@ def test_worker_with_a_missing_app_file_is_a_usage_error(tmp_path: Path) -> None
     assert "no such file" in result.stderr
 
 
+def test_an_unknown_event_loop_choice_is_refused_before_anything_starts(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "durafn", "worker", str(EXAMPLES / "hello_cities.py")],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=60,
+        check=False,
+        env={**os.environ, "DURAFN_EVENT_LOOP": "trio"},
+    )
+    assert result.returncode == 1
+    assert "Error: DURAFN_EVENT_LOOP must be uvloop or asyncio, not 'trio'" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "durafn.db").exists()
+
+
 def test_worker_with_an_unknown_attribute_is_a_usage_error(tmp_path: Path) -> None:
     result = durafn(
         "worker", f"{EXAMPLES / 'hello_cities.py'}:missing", "--store", f"sqlite:///{tmp_path}/h.db"

@@ -28,6 +28,10 @@ from durafn.worker.worker import Worker, WorkerOptions
 @click.version_option(package_name="durafn", prog_name="durafn")
 def main() -> None:
     """durafn: durable functions for Python, self-hosted."""
+    try:
+        loops.loop_factory()  # a bad DURAFN_EVENT_LOOP is reported before anything starts
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 @main.command()
