@@ -23,18 +23,20 @@ EVENT_LOOP_ENV_VAR = "DURAFN_EVENT_LOOP"
 
 def loop_factory() -> Callable[[], asyncio.AbstractEventLoop]:
     """What makes a new event loop: uvloop's unless ``$DURAFN_EVENT_LOOP`` says ``asyncio``
-    or uvloop is not installed (Windows, PyPy). Raises ``ValueError`` for another value."""
-    choice = os.environ.get(EVENT_LOOP_ENV_VAR, "").strip().lower() or "uvloop"
-    if choice not in ("uvloop", "asyncio"):
+    or uvloop is not installed (Windows, PyPy). Raises ``ValueError`` for another value, or
+    for ``uvloop`` asked by name where it is not installed."""
+    choice = os.environ.get(EVENT_LOOP_ENV_VAR, "").strip().lower()
+    if choice not in ("", "uvloop", "asyncio"):
         raise ValueError(f"{EVENT_LOOP_ENV_VAR} must be uvloop or asyncio, not {choice!r}")
-    if choice == "uvloop":
-        try:
-            import uvloop
-        except ImportError:
-            pass
-        else:
-            return uvloop.new_event_loop
-    return asyncio.new_event_loop
+    if choice == "asyncio":
+        return asyncio.new_event_loop
+    try:
+        import uvloop
+    except ImportError:
+        if choice == "uvloop":
+            raise ValueError(f"{EVENT_LOOP_ENV_VAR}=uvloop, but uvloop is not installed") from None
+        return asyncio.new_event_loop
+    return uvloop.new_event_loop
 
 
 def new_event_loop() -> asyncio.AbstractEventLoop:

@@ -51,6 +51,18 @@ def test_an_unknown_event_loop_choice_is_refused_before_anything_starts(tmp_path
     assert "Error: DURAFN_EVENT_LOOP must be uvloop or asyncio, not 'trio'" in result.stderr
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "durafn.db").exists()
+    # Commands that run no event loop do not care.
+    created = subprocess.run(
+        [sys.executable, "-m", "durafn", "new", "project"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=60,
+        check=False,
+        env={**os.environ, "DURAFN_EVENT_LOOP": "trio"},
+    )
+    assert created.returncode == 0, created.stderr
+    assert (tmp_path / "project" / "function_app.py").exists()
 
 
 def test_worker_with_an_unknown_attribute_is_a_usage_error(tmp_path: Path) -> None:

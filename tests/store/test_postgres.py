@@ -788,6 +788,7 @@ def test_the_relaxed_mode_commits_without_waiting_for_the_wal_flush(pg: Backend)
         finally:
             await store.close()
 
-    assert asyncio.run(settings(pg.url)) == ("on", "off")
+    [(server_default,)] = _sql(pg.url, "SHOW synchronous_commit")
+    assert asyncio.run(settings(pg.url)) == (server_default, "off")
     relaxed = f"{pg.url}&options={quote('-c synchronous_commit=off')}"
     assert asyncio.run(settings(relaxed)) == ("off", "off")

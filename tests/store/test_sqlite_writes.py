@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
 from pathlib import Path
 
 from durafn.core.errors import InstanceAlreadyExists, LeaseLost
@@ -78,26 +79,39 @@ def test_writes_queued_when_the_store_closes_commit_before_it_closes(tmp_path: P
     asyncio.run(body())
 
 
-def test_synchronous_full_syncs_every_durable_commit_and_normal_none(tmp_path: Path) -> None:
-    """The durability modes (docs/concepts.md, "Durability"): with FULL, a durable write syncs
-    the WAL at its commit and lease state does not; with NORMAL, nothing syncs at commit."""
+def test_synchronous_full_for_durable_commits_and_normal_for_the_rest(tmp_path: Path) -> None:
+    """The durability modes (docs/concepts.md, "Durability"): with FULL, a commit that carries a
+    durable write syncs the WAL (even shared with lease-only writes) and one of lease-only
+    writes does not; with NORMAL, no commit syncs."""
 
     def level(conn: sqlite3.Connection) -> int:
         return int(conn.execute("PRAGMA synchronous").fetchone()[0])
 
-    async def levels(url: str) -> tuple[int, int]:
+    async def levels(url: str) -> tuple[int, int, int, int]:
         store = open_store(url)
         assert isinstance(store, SqliteStore)
+
+        def busy(conn: sqlite3.Connection) -> int:
+            time.sleep(0.05)  # the writer is busy: the writes after it queue and share a commit
+            return level(conn)
+
+        def level_and_commit(conn: sqlite3.Connection) -> tuple[int, int]:
+            return level(conn), store.commits  # the same count for writes sharing a commit
+
         try:
             durable = await store._db.write(level)
             relaxed = await store._db.write(level, durable=False)
-            return durable, relaxed
+            _, (shared_relaxed, first), (shared_durable, second) = await asyncio.gather(
+                store._db.write(busy, durable=False),
+                store._db.write(level_and_commit, durable=False),
+                store._db.write(level_and_commit),
+            )
+            assert first == second, "the last two writes did not share a commit"
+            return durable, relaxed, shared_relaxed, shared_durable
         finally:
             await store.close()
 
     full, normal = 2, 1
-    assert asyncio.run(levels(f"sqlite:///{tmp_path}/full.db")) == (full, normal)
-    assert asyncio.run(levels(f"sqlite:///{tmp_path}/relaxed.db?synchronous=normal")) == (
-        normal,
-        normal,
-    )
+    assert asyncio.run(levels(f"sqlite:///{tmp_path}/full.db")) == (full, normal, full, full)
+    relaxed_url = f"sqlite:///{tmp_path}/relaxed.db?synchronous=normal"
+    assert asyncio.run(levels(relaxed_url)) == (normal,) * 4

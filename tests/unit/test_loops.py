@@ -6,10 +6,12 @@ import asyncio
 import sys
 
 import pytest
-import uvloop
 
 from durafn.client.portal import LoopThread
 from durafn.loops import EVENT_LOOP_ENV_VAR, loop_factory, run
+
+# Not installed on Windows or PyPy (pyproject.toml): asyncio's loop serves there.
+uvloop = pytest.importorskip("uvloop")
 
 
 async def _running_loop() -> asyncio.AbstractEventLoop:
@@ -57,3 +59,13 @@ def test_without_uvloop_installed_asyncio_loop_serves(monkeypatch: pytest.Monkey
     monkeypatch.setitem(sys.modules, "uvloop", None)  # what an import of a missing module sees
     assert loop_factory() is asyncio.new_event_loop
     assert not isinstance(run(_running_loop()), uvloop.Loop)
+
+
+def test_uvloop_asked_by_name_where_it_is_missing_is_a_clear_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv(EVENT_LOOP_ENV_VAR, "uvloop")
+    assert loop_factory() is uvloop.new_event_loop
+    monkeypatch.setitem(sys.modules, "uvloop", None)
+    with pytest.raises(ValueError, match="DURAFN_EVENT_LOOP=uvloop, but uvloop is not installed"):
+        loop_factory()

@@ -26,12 +26,19 @@ from durafn.worker.worker import Worker, WorkerOptions
 
 @click.group()
 @click.version_option(package_name="durafn", prog_name="durafn")
-def main() -> None:
+@click.pass_context
+def main(ctx: click.Context) -> None:
     """durafn: durable functions for Python, self-hosted."""
+    if ctx.invoked_subcommand in _WITHOUT_EVENT_LOOP:
+        return
     try:
         loops.loop_factory()  # a bad DURAFN_EVENT_LOOP is reported before anything starts
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
+
+
+# Commands that run no event loop, and so work whatever DURAFN_EVENT_LOOP says.
+_WITHOUT_EVENT_LOOP = frozenset({"new", "keys"})
 
 
 @main.command()
