@@ -6,7 +6,8 @@ an application creates itself (``asyncio.run`` around an ``AsyncClient`` or an a
 ``Runtime``) are the application's choice; these helpers serve the loops durafn owns: the
 background loop of the blocking ``Client``/``Runtime`` and the CLI's commands.
 
-``DURAFN_EVENT_LOOP=asyncio`` chooses asyncio's loop everywhere (its debug mode, say).
+``DURAFN_EVENT_LOOP=asyncio`` chooses asyncio's loop everywhere (its debug mode, say);
+``DURAFN_EVENT_LOOP=uvloop`` insists on uvloop.
 """
 
 from __future__ import annotations
