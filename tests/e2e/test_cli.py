@@ -14,7 +14,9 @@ import durafn as df
 EXAMPLES = Path(__file__).parents[2] / "examples"
 
 
-def durafn(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+def durafn(
+    *args: str, cwd: Path | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "durafn", *args],
         capture_output=True,
@@ -22,6 +24,7 @@ def durafn(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[s
         cwd=cwd,
         timeout=60,
         check=False,
+        env={**os.environ, **env} if env else None,
     )
 
 
@@ -38,29 +41,14 @@ def test_worker_with_a_missing_app_file_is_a_usage_error(tmp_path: Path) -> None
 
 
 def test_an_unknown_event_loop_choice_is_refused_before_anything_starts(tmp_path: Path) -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "durafn", "worker", str(EXAMPLES / "hello_cities.py")],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        timeout=60,
-        check=False,
-        env={**os.environ, "DURAFN_EVENT_LOOP": "trio"},
-    )
+    trio = {"DURAFN_EVENT_LOOP": "trio"}
+    result = durafn("worker", str(EXAMPLES / "hello_cities.py"), cwd=tmp_path, env=trio)
     assert result.returncode == 1
     assert "Error: DURAFN_EVENT_LOOP must be uvloop or asyncio, not 'trio'" in result.stderr
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "durafn.db").exists()
     # Commands that run no event loop do not care.
-    created = subprocess.run(
-        [sys.executable, "-m", "durafn", "new", "project"],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        timeout=60,
-        check=False,
-        env={**os.environ, "DURAFN_EVENT_LOOP": "trio"},
-    )
+    created = durafn("new", "project", cwd=tmp_path, env=trio)
     assert created.returncode == 0, created.stderr
     assert (tmp_path / "project" / "function_app.py").exists()
 
