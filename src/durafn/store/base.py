@@ -92,6 +92,10 @@ class InboxMessage:
     event: HistoryEvent
 
 
+# The columns a claim reads of an instance row, in this order (both SQL stores).
+ClaimedRow = tuple[str, str, str, str, int, str | None]
+
+
 @dataclass
 class OrchestrationWorkItem:
     """A leased instance with the messages to apply in one episode."""
@@ -105,6 +109,29 @@ class OrchestrationWorkItem:
     messages: list[InboxMessage]
     history_length: int
     entity_state: str | None = None
+
+    @classmethod
+    def from_claimed_row(
+        cls,
+        row: ClaimedRow,
+        lock_token: str,
+        locked_until: datetime,
+        messages: list[InboxMessage],
+    ) -> OrchestrationWorkItem:
+        """The item of an instance a SQL store has just leased, from its row's columns
+        ``instance_id, execution_id, name, status, history_length, entity_state``."""
+        instance_id, execution_id, name, status, history_length, entity_state = row
+        return cls(
+            instance_id=instance_id,
+            execution_id=execution_id,
+            name=name,
+            status=RuntimeStatus(status),
+            lock_token=lock_token,
+            locked_until=locked_until,
+            messages=messages,
+            history_length=history_length,
+            entity_state=entity_state,
+        )
 
 
 @dataclass(frozen=True)

@@ -54,6 +54,7 @@ from durafn.store.base import (
     TERMINAL_STATUSES,
     ActivityWorkItem,
     Checkpoint,
+    ClaimedRow,
     InboxMessage,
     NewInstance,
     OrchestrationWorkItem,
@@ -358,7 +359,7 @@ class PostgresStore(PostgresQueries):
     def _lease(
         self,
         s: Session,
-        row: tuple[Any, ...],
+        row: ClaimedRow,
         owner: str,
         lease: timedelta,
         now: datetime,
@@ -366,7 +367,7 @@ class PostgresStore(PostgresQueries):
     ) -> OrchestrationWorkItem | None:
         """Lease the instance of a candidate ``row``, locked by this transaction; None when it
         has nothing left to apply (its leftovers are swept: look for another)."""
-        instance_id, execution_id, name, status, history_length, entity_state = row
+        instance_id, execution_id, _, status, _, _ = row
         # A claim makes no work visible and changes nothing a client waits for: it wakes no
         # one (as on SQLite).
         if RuntimeStatus(status).is_terminal:
@@ -387,17 +388,8 @@ class PostgresStore(PostgresQueries):
         )
         if not rows:
             return None
-        return OrchestrationWorkItem(
-            instance_id=instance_id,
-            execution_id=execution_id,
-            name=name,
-            status=RuntimeStatus(status),
-            lock_token=token,
-            locked_until=until,
-            messages=[InboxMessage(seq, load_event(text)) for seq, text in rows],
-            history_length=history_length,
-            entity_state=entity_state,
-        )
+        messages = [InboxMessage(seq, load_event(text)) for seq, text in rows]
+        return OrchestrationWorkItem.from_claimed_row(row, token, until, messages)
 
     def _drop_inbox(self, s: Session, instance_id: str) -> None:
         s.execute(self._sql(q.DROP_INBOX), self._key(instance_id, raised=_RAISED_PREFIX))

@@ -35,6 +35,7 @@ from durafn.core.status import FailureDetails, RuntimeStatus
 from durafn.store.base import (
     ActivityWorkItem,
     Checkpoint,
+    ClaimedRow,
     InboxMessage,
     NewInstance,
     OrchestrationWorkItem,
@@ -128,7 +129,7 @@ class SqliteStore(SqliteQueries):
                 "RETURNING instance_id, execution_id, name, status, history_length, entity_state",
                 (token, to_micros(until), self.task_hub, new.instance_id),
             ).fetchone()
-            [item] = self._work_items(conn, [(*row, token)], now, until, 10_000)
+            [item] = self._work_items(conn, [(row, token)], now, until, 10_000)
             return item
 
         # Nothing it makes is for anyone else: no one to wake.
@@ -324,7 +325,7 @@ class SqliteStore(SqliteQueries):
                 found[instance_id] = None
                 if len(found) >= limit:
                     break
-        leased: list[tuple[str, str, str, str, int, str | None, str]] = []
+        leased: list[tuple[ClaimedRow, str]] = []
         for instance_id in found:
             token = f"{owner}/{uuid.uuid4().hex[:12]}"
             row = conn.execute(
@@ -333,18 +334,18 @@ class SqliteStore(SqliteQueries):
                 "RETURNING instance_id, execution_id, name, status, history_length, entity_state",
                 (token, until, hub, instance_id),
             ).fetchone()
-            leased.append((*row, token))
+            leased.append((row, token))
         return self._work_items(conn, leased, now, now + lease, max_messages)
 
     def _work_items(
         self,
         conn: sqlite3.Connection,
-        leased: list[tuple[str, str, str, str, int, str | None, str]],
+        leased: list[tuple[ClaimedRow, str]],
         now: datetime,
         until: datetime,
         max_messages: int,
     ) -> list[OrchestrationWorkItem]:
-        """The work items of instances just leased (instance row fields, then the token)."""
+        """The work items of instances just leased (their rows, and their tokens)."""
         if not leased:
             return []
         n = to_micros(now)
@@ -353,9 +354,9 @@ class SqliteStore(SqliteQueries):
         conn.executemany(
             "DELETE FROM inbox WHERE task_hub=? AND instance_id=? "
             "AND execution_id IS NOT NULL AND execution_id<>?",
-            [(hub, iid, eid) for iid, eid, *_ in leased],
+            [(hub, row[0], row[1]) for row, _ in leased],
         )
-        messages: dict[str, list[InboxMessage]] = {iid: [] for iid, *_ in leased}
+        messages: dict[str, list[InboxMessage]] = {row[0]: [] for row, _ in leased}
         marks = ",".join("?" * len(leased))
         # The first ``max_messages`` of each (a negative cap, as SQLite's LIMIT, caps nothing).
         for iid, seq, text in conn.execute(
@@ -371,18 +372,8 @@ class SqliteStore(SqliteQueries):
         for queued in messages.values():
             queued.sort(key=lambda m: m.seq)  # arrival order (the rows come in it anyway)
         return [
-            OrchestrationWorkItem(
-                instance_id=iid,
-                execution_id=eid,
-                name=name,
-                status=RuntimeStatus(status),
-                lock_token=token,
-                locked_until=until,
-                messages=messages[iid],
-                history_length=history_length,
-                entity_state=entity_state,
-            )
-            for iid, eid, name, status, history_length, entity_state, token in leased
+            OrchestrationWorkItem.from_claimed_row(row, token, until, messages[row[0]])
+            for row, token in leased
         ]
 
     async def renew_orchestration_lease(
