@@ -1,8 +1,10 @@
 """durafn's side of the bench, through its public API only.
 
 Most workloads run a ``df.Runtime`` (worker and client in this process), as a script or a
-notebook would. E over HTTP serves the app with ``durafn start``; F runs the worker as a
-separate ``durafn worker`` process, so its peak RSS is the worker's own.
+notebook would; B and G run it with the async client, on the event loop durafn would pick
+(uvloop), to have many calls in flight at once. E over HTTP serves the app with ``durafn
+start``; F runs the worker as a separate ``durafn worker`` process, so its peak RSS is the
+worker's own.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from bench.runners.protocol import (
     stop_process,
     wait_for_port,
 )
+from durafn.loops import run as run_async
 
 APP_FILE = Path(durafn_app.__file__).resolve()
 workloads = Workloads()
@@ -42,6 +45,13 @@ def _run_to_completion(client: df.Client, name: str, value: object, run: Run) ->
 
 def _completed(client: df.Client, instance_id: str, run: Run) -> object:
     status = client.wait_for_completion(instance_id, timeout=run.remaining())
+    if status.runtime_status is not df.RuntimeStatus.COMPLETED:
+        raise RuntimeError(f"instance {instance_id} ended {status.runtime_status.value}")
+    return status.output
+
+
+async def _completed_async(client: df.AsyncClient, instance_id: str, run: Run) -> object:
+    status = await client.wait_for_completion(instance_id, timeout=run.remaining())
     if status.runtime_status is not df.RuntimeStatus.COMPLETED:
         raise RuntimeError(f"instance {instance_id} ended {status.runtime_status.value}")
     return status.output
@@ -66,14 +76,23 @@ def sequential_chains(run: Run) -> Metrics:
 
 @workloads("B")
 def concurrent_chains(run: Run) -> Metrics:
+    """Started at once: one client call each, all in flight together (``asyncio.gather`` over
+    the async client), as Restate's instances are started by concurrent HTTP calls."""
     instances, steps = run.params["instances"], run.params["steps"]
-    with df.Runtime(app, store=run.store) as rt:
-        _warm_up(rt.client, run)
-        started = time.perf_counter()
-        ids = [rt.client.start_new("chain", steps) for _ in range(instances)]
-        for instance_id in ids:
-            _completed(rt.client, instance_id, run)
-        elapsed = time.perf_counter() - started
+
+    async def body() -> float:
+        async with df.Runtime(app, store=run.store) as rt:
+            client = rt.async_client
+            await _completed_async(client, await client.start_new("chain", 2), run)  # warm-up
+            started = time.perf_counter()
+            ids = await asyncio.gather(
+                *(client.start_new("chain", steps) for _ in range(instances))
+            )
+            for instance_id in ids:
+                await _completed_async(client, instance_id, run)
+            return time.perf_counter() - started
+
+    elapsed = run_async(body())
     return {
         "steps_per_s": rate(instances * steps, elapsed),
         "instances_per_s": rate(instances, elapsed),
@@ -153,7 +172,7 @@ def entity_signals(run: Run) -> Metrics:
             "spread_signals_per_s": rate(signals, many),
         }
 
-    return asyncio.run(body())
+    return run_async(body())
 
 
 @workloads("E")

@@ -34,7 +34,7 @@ def test_a_quick_durafn_run_reports_and_writes_its_json(tmp_path: Path) -> None:
             "--peers",
             "durafn",
             "--only",
-            "A,C2",
+            "A,B,C2",
             "--results-dir",
             str(tmp_path),
         ],
@@ -50,10 +50,11 @@ def test_a_quick_durafn_run_reports_and_writes_its_json(tmp_path: Path) -> None:
     assert document["mode"] == "quick"
     for system in ("durafn-sqlite", "durafn-sqlite-relaxed"):
         runs = [run for run in document["runs"] if run["system"] == system]
-        assert {run["workload"] for run in runs} == {"A", "C2"}, system
+        assert {run["workload"] for run in runs} == {"A", "B", "C2"}, system
         assert all(run["ok"] for run in runs), system
     assert "activities_per_s" in document["medians"]["durafn-sqlite"]["C2"]
     assert "| A | steps/s |" in answer.stdout
+    assert "| B | instances/s |" in answer.stdout
     assert "durafn SQLite relaxed" in answer.stdout
     assert "Performance targets" in answer.stdout
 
