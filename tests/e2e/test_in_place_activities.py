@@ -16,11 +16,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 import durafn as df
 from durafn.client.async_client import AsyncClient
 from durafn.core.status import RuntimeStatus
 from durafn.store.base import ActivityTask, InstanceQuery, OrchestrationWorkItem
 from durafn.store.sqlite import SqliteStore
+from durafn.worker import held as held_module
 from durafn.worker.held import HeldActivities
 from durafn.worker.worker import Worker, WorkerOptions
 
@@ -84,6 +87,15 @@ def chain(ctx: df.OrchestrationContext):  # type: ignore[no-untyped-def]
     for _ in range(ctx.get_input()):
         value = yield ctx.call_activity("add_one", value)
     return value
+
+
+@app.orchestrator
+def blocked_then_chain(ctx: df.OrchestrationContext):  # type: ignore[no-untyped-def]
+    value = yield ctx.call_activity("blocked", "x")
+    total = 0
+    for _ in range(3):
+        total = yield ctx.call_activity("add_one", total)
+    return [value, total]
 
 
 @app.orchestrator
@@ -257,7 +269,14 @@ def test_the_first_result_wins_without_waiting_for_the_others(tmp_path: Path) ->
     asyncio.run(scenario())
 
 
-def test_a_held_instance_hears_a_termination(tmp_path: Path) -> None:
+def test_a_held_instance_hears_a_termination(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The inbox is read after every step here: the termination, sent while the first activity
+    # runs, is read as soon as it ends. (Normally an inbox seen empty may wait a few
+    # milliseconds before it is read again, and the instance could take one more step.)
+    monkeypatch.setattr(held_module, "_INBOX_RECHECK", 0.0)
+
     async def scenario() -> None:
         gate.clear()
         entered.clear()
@@ -292,6 +311,61 @@ def test_a_stopped_worker_lets_its_activities_run_elsewhere(tmp_path: Path) -> N
         assert status.runtime_status is RuntimeStatus.COMPLETED
         assert status.output == ["x", 2]
         assert runs["blocked"] == 2
+        await store.close()
+
+    asyncio.run(scenario())
+
+
+class _CountingStore(SqliteStore):
+    """Counts the inbox reads of held instances."""
+
+    reads = 0
+
+    async def read_inbox(
+        self, item: OrchestrationWorkItem, now: datetime, max_messages: int = 10_000
+    ) -> Any:
+        self.reads += 1
+        return await super().read_inbox(item, now, max_messages)
+
+
+def test_a_chain_whose_inbox_stays_empty_never_reads_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Without a recheck by time, only what the checkpoints say about the inbox makes a read.
+    monkeypatch.setattr(held_module, "_INBOX_RECHECK", 3600.0)
+
+    async def scenario() -> None:
+        store = _CountingStore(tmp_path / "hub.db")
+        assert await _run(store, "chain", 30) == (30, 30)
+        assert store.reads == 0
+        await store.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_message_that_arrives_while_held_is_read_after_the_next_commit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The event arrives while the instance is held, its inbox already seen empty: the next
+    # checkpoint sees it waiting, and the step after reads it into the history.
+    monkeypatch.setattr(held_module, "_INBOX_RECHECK", 3600.0)
+
+    async def scenario() -> None:
+        gate.clear()
+        entered.clear()
+        store = _CountingStore(tmp_path / "hub.db")
+        async with running(store) as (_, client):
+            instance_id = await client.start_new("blocked_then_chain")
+            assert await asyncio.to_thread(entered.wait, 10)
+            await client.raise_event(instance_id, "note", 1)
+            gate.set()
+            status = await client.wait_for_completion(instance_id, timeout=30)
+        assert status.runtime_status is RuntimeStatus.COMPLETED
+        assert status.output == ["x", 3]
+        history = await store.get_history(instance_id)
+        assert [e.kind for e in history].count("EventRaised") == 1
+        assert store.reads >= 1
+        assert await store.dropped_events(instance_id) == 0
         await store.close()
 
     asyncio.run(scenario())

@@ -162,9 +162,9 @@ class FlakyStore(MemoryStore):
         self._maybe_fail("next_visible_at")
         return await super().next_visible_at(now)
 
-    async def checkpoint(self, item: Any, checkpoint: Any, now: datetime) -> None:
+    async def checkpoint(self, item: Any, checkpoint: Any, now: datetime) -> bool:
         self._maybe_fail("checkpoint")
-        await super().checkpoint(item, checkpoint, now)
+        return await super().checkpoint(item, checkpoint, now)
 
 
 simple = df.App()

@@ -340,10 +340,10 @@ def test_carried_over_events_stay_ahead_of_events_that_arrive_meanwhile(
             commit = store.checkpoint
             late_events = [5]
 
-            async def checkpoint_with_a_late_event(item: Any, cp: Any, now: datetime) -> None:
+            async def checkpoint_with_a_late_event(item: Any, cp: Any, now: datetime) -> bool:
                 while late_events:
                     await rt.client.async_client.raise_event(instance_id, "add", late_events.pop())
-                await commit(item, cp, now)
+                return await commit(item, cp, now)
 
             store.checkpoint = checkpoint_with_a_late_event  # type: ignore[method-assign]
             status = rt.run_to_completion(instance_id)

@@ -13,7 +13,7 @@ import pytest
 
 from durafn.core.errors import LeaseLost
 from durafn.core.status import RuntimeStatus
-from durafn.store.base import Checkpoint, OrchestrationWorkItem, Store
+from durafn.store.base import Checkpoint, InboxMessage, OrchestrationWorkItem, Store
 
 from .factories import (
     LEASE,
@@ -264,5 +264,68 @@ def test_a_checkpoint_that_ends_cannot_hold(store: Store, status: RuntimeStatus)
         with pytest.raises(ValueError, match="cannot hold"):
             await store.checkpoint(item, cp, T0)
         assert await store.get_history("a") == []
+
+    asyncio.run(body())
+
+
+async def _held_step(
+    store: Store,
+    item: OrchestrationWorkItem,
+    now_s: float,
+    done: int,
+    consumed: list[InboxMessage] | None = None,
+    hold: bool = True,
+) -> bool:
+    """Commit the result of held activity ``done`` (and ``consumed``), scheduling the next one
+    held unless ``hold`` is False; what the store says of the inbox."""
+    consumed = consumed or []
+    now = at(now_s)
+    scheduled = [task_scheduled(done + 1)] if hold else []
+    events = episode(
+        task_completed(done, '"r"', now), *(m.event for m in consumed), *scheduled, now=now
+    )
+    cp = Checkpoint(
+        new_events=events,
+        consumed=[m.seq for m in consumed],
+        status=RuntimeStatus.RUNNING,
+        activities=[activity(done + 1)] if hold else [],
+        completed_activities=[done],
+        hold_until=T0 + LEASE if hold else None,
+    )
+    waiting = await store.checkpoint(item, cp, now)
+    item.history_length += len(events)
+    return waiting
+
+
+def test_a_held_checkpoint_says_whether_messages_wait_in_the_inbox(store: Store) -> None:
+    async def body() -> None:
+        await store.create_instance(new_instance("a"), T0)
+        item = await lock_instance(store, "a")
+        events = episode(item.messages[0].event, task_scheduled(0))
+        first = Checkpoint(
+            new_events=events,
+            consumed=[m.seq for m in item.messages],
+            status=RuntimeStatus.RUNNING,
+            activities=[activity(0)],
+            messages=[to_self(item, timer_fired(9, at(10)), at(10))],
+            hold_until=T0 + LEASE,
+        )
+        await store.checkpoint(item, first, T0)  # with a message: a store may not look
+        item.history_length += len(events)
+        item.locked_until = T0 + LEASE
+        # The timer is not visible yet: nothing waits.
+        assert await _held_step(store, item, 1, done=0) is False
+        await store.send_message("a", raised("go"), at(1))
+        assert await _held_step(store, item, 2, done=1) is True
+        inbox = await store.read_inbox(item, at(2))
+        assert [m.event.kind for m in inbox] == ["EventRaised"]
+        # What the checkpoint consumes does not count.
+        assert await _held_step(store, item, 3, done=2, consumed=inbox) is False
+        # The timer has come due.
+        assert await _held_step(store, item, 11, done=3) is True
+        # A checkpoint that lets the instance go says nothing of its inbox.
+        timer = await store.read_inbox(item, at(12))
+        assert [m.event.kind for m in timer] == ["TimerFired"]
+        assert await _held_step(store, item, 12, done=4, consumed=timer, hold=False) is True
 
     asyncio.run(body())

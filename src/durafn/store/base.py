@@ -333,8 +333,14 @@ class Store(Protocol):
 
     async def checkpoint(
         self, item: OrchestrationWorkItem, checkpoint: Checkpoint, now: datetime
-    ) -> None:
-        """Commit an episode atomically and release the lease; ``LeaseLost`` if it was lost."""
+    ) -> bool:
+        """Commit an episode atomically and release the lease; ``LeaseLost`` if it was lost.
+
+        Returns whether messages may wait in the inbox: False only for a checkpoint that keeps
+        the lease (``hold_until``) when, as it committed, no message of the execution visible
+        at ``now`` was left in the instance's inbox besides those it consumed. A worker holding
+        the instance then need not read its inbox (``read_inbox``) for a while.
+        """
 
     async def abandon_orchestration(
         self, item: OrchestrationWorkItem, retry_at: datetime | None = None

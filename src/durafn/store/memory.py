@@ -428,7 +428,7 @@ class MemoryStore:
 
     async def checkpoint(
         self, item: OrchestrationWorkItem, checkpoint: Checkpoint, now: datetime
-    ) -> None:
+    ) -> bool:
         with self._db.lock:
             hub = self._hub()
             instance = self._leased(hub, item)
@@ -441,8 +441,14 @@ class MemoryStore:
             self._apply_checkpoint(hub, instance, item, checkpoint, now)
             if checkpoint.wakes:
                 self._db.changed()
+            n = to_micros(now)
+            waiting = checkpoint.hold_until is None or any(
+                m.visible_at <= n and m.execution_id in (None, item.execution_id)
+                for m in instance.inbox.values()
+            )
         if checkpoint.on_commit is not None:
             checkpoint.on_commit()
+        return waiting
 
     def _check_checkpoint(
         self, hub: _Hub, instance: _Instance, item: OrchestrationWorkItem, cp: Checkpoint

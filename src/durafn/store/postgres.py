@@ -435,21 +435,22 @@ class PostgresStore(PostgresQueries):
 
     async def checkpoint(
         self, item: OrchestrationWorkItem, checkpoint: Checkpoint, now: datetime
-    ) -> None:
+    ) -> bool:
         check_checkpoint(checkpoint)
         if _is_step(checkpoint):
-            await self._checkpoint_step(item, checkpoint, now)
-        else:
+            return await self._checkpoint_step(item, checkpoint, now)
 
-            def tx(s: Session) -> None:
-                self._apply_checkpoint(s, item, checkpoint, now)
+        def tx(s: Session) -> None:
+            self._apply_checkpoint(s, item, checkpoint, now)
 
-            await self._db.write(tx, on_commit=checkpoint.on_commit)
+        await self._db.write(tx, on_commit=checkpoint.on_commit)
+        return True  # not looked at: the inbox is read
 
     async def _checkpoint_step(
         self, item: OrchestrationWorkItem, cp: Checkpoint, now: datetime
-    ) -> None:
-        """A checkpoint of the common forms (see ``_is_step``) in one statement."""
+    ) -> bool:
+        """A checkpoint of the common forms (see ``_is_step``) in one statement; whether
+        messages may wait in the inbox (see ``Store.checkpoint``)."""
         n = to_micros(now)
         hold = to_micros(cp.hold_until) if cp.hold_until is not None else None
         done = sorted(set(cp.completed_activities))
@@ -487,12 +488,14 @@ class PostgresStore(PostgresQueries):
             notify=cp.wakes,
             channel=self._db.changes.channel,
             sender=NOTIFY_PAYLOAD,
+            watch=hold is not None,
         )
 
         fenced = False
+        waiting = True
 
         def tx(s: Session) -> bool:
-            nonlocal fenced
+            nonlocal fenced, waiting
             try:
                 row = s.fetchone(self._sql(statement), values)
             except psycopg.errors.UniqueViolation as exc:
@@ -505,6 +508,7 @@ class PostgresStore(PostgresQueries):
                 ) from exc
             s.changed = cp.wakes
             fenced = bool(row and row[0])
+            waiting = not (fenced and row is not None and row[2] is False)
             return fenced
 
         def on_commit() -> None:
@@ -517,6 +521,7 @@ class PostgresStore(PostgresQueries):
                 f"lease on instance {item.instance_id!r} (or on an activity it ran in place) "
                 "was lost before its checkpoint"
             )
+        return waiting
 
     def _apply_checkpoint(
         self, s: Session, item: OrchestrationWorkItem, cp: Checkpoint, now: datetime

@@ -278,7 +278,12 @@ SELECT EXISTS (SELECT 1 FROM fence), (
         SELECT pg_notify(%(channel)s, %(sender)s)
         WHERE %(notify)s AND EXISTS (SELECT 1 FROM fence)
     ) n
-)
+), CASE WHEN %(watch)s THEN EXISTS (
+    SELECT 1 FROM {s}.inbox
+    WHERE task_hub = %(hub)s AND instance_id = %(iid)s AND visible_at <= %(now)s
+        AND (execution_id IS NULL OR execution_id = %(eid)s)
+        AND seq <> ALL(%(seqs)b::bigint[])
+) END
 """
 
 # An episode recorded, activities scheduled (no message, child, restart or end).

@@ -448,13 +448,23 @@ class SqliteStore(SqliteQueries):
 
     async def checkpoint(
         self, item: OrchestrationWorkItem, checkpoint: Checkpoint, now: datetime
-    ) -> None:
+    ) -> bool:
         check_checkpoint(checkpoint)
 
-        def tx(conn: sqlite3.Connection) -> None:
+        def tx(conn: sqlite3.Connection) -> bool:
             self._apply_checkpoint(conn, item, checkpoint, now)
+            if checkpoint.hold_until is None:
+                return True
+            # Inside the write transaction: nothing can reach the inbox meanwhile.
+            waiting = conn.execute(
+                "SELECT 1 FROM inbox INDEXED BY inbox_by_instance "
+                "WHERE task_hub=? AND instance_id=? AND visible_at<=? "
+                "AND (execution_id IS NULL OR execution_id=?) LIMIT 1",
+                (self.task_hub, item.instance_id, to_micros(now), item.execution_id),
+            ).fetchone()
+            return waiting is not None
 
-        await self._db.write(tx, wakes=checkpoint.wakes, on_commit=checkpoint.on_commit)
+        return await self._db.write(tx, wakes=checkpoint.wakes, on_commit=checkpoint.on_commit)
 
     def _apply_checkpoint(
         self, conn: sqlite3.Connection, item: OrchestrationWorkItem, cp: Checkpoint, now: datetime

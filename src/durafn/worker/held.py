@@ -209,10 +209,16 @@ class HeldActivities:
             self.running.pop(task_id_of(result), None)
         return results
 
+    def inbox_seen(self, waiting: bool) -> None:
+        """A checkpoint has just committed, and its store saw the inbox empty as it did
+        (``waiting`` False) or did not say (see ``Store.checkpoint``)."""
+        self._next_read = 0.0 if waiting else time.monotonic() + _INBOX_RECHECK
+
     async def read_inbox(self, now: datetime) -> list[InboxMessage]:
         """What reached the instance meanwhile (an event, a termination, a queued activity's
-        result). An empty inbox is read again after ``_INBOX_RECHECK`` seconds at the
-        earliest: that is how late a held instance may hear of a message, while a chain of
+        result). An inbox seen empty, by a read or by the store as a checkpoint committed, is
+        read again after ``_INBOX_RECHECK`` seconds at the earliest: that is about how late a
+        held instance may hear of a message (plus the time a commit takes), while a chain of
         fast steps does not pay a read per step."""
         if time.monotonic() < self._next_read:
             return []

@@ -460,8 +460,10 @@ class Worker:
                 if hold:
                     checkpoint.hold_until = self._hold_until(item, now)
                     checkpoint.on_commit = held.starter(start)
-                if not await self._commit(item, checkpoint, now):
+                waiting = await self._commit(item, checkpoint, now)
+                if waiting is None:
                     return None
+                held.inbox_seen(waiting)
                 if not hold:
                     return None if finished else executor
                 deferred, done = [], []
@@ -508,15 +510,16 @@ class Worker:
             with contextlib.suppress(Exception):
                 await self.store.abandon_orchestration(item)
             raise
-        if await self._commit(item, checkpoint, now):
+        if await self._commit(item, checkpoint, now) is not None:
             self.entity_batches += 1
 
     async def _commit(
         self, item: OrchestrationWorkItem, checkpoint: Checkpoint, now: datetime
-    ) -> bool:
-        """Commit an episode's checkpoint; False when it was not committed."""
+    ) -> bool | None:
+        """Commit an episode's checkpoint; None when it was not committed, else whether
+        messages may wait in the instance's inbox (see ``Store.checkpoint``)."""
         try:
-            await self.store.checkpoint(item, checkpoint, now)
+            waiting = await self.store.checkpoint(item, checkpoint, now)
         except LeaseLost as exc:
             self.cache.discard(item.instance_id)
             log.warning("dropped an episode of %s: %s", item.instance_id, exc)
@@ -524,10 +527,10 @@ class Worker:
                 # Fenced by an activity whose lease lapsed (the instance's may still be ours).
                 with contextlib.suppress(Exception):
                     await self.store.abandon_orchestration(item)
-            return False
+            return None
         except Exception as exc:
             await self._retry_later(item, exc)
-            return False
+            return None
         except BaseException:
             self.cache.discard(item.instance_id)
             with contextlib.suppress(Exception):
@@ -535,7 +538,7 @@ class Worker:
             raise
         self._store_failures.pop(item.instance_id, None)
         self.episodes += 1
-        return True
+        return waiting
 
     async def _retry_later(self, item: OrchestrationWorkItem, error: Exception) -> None:
         """Release the instance for a later attempt, waiting longer after each failure."""
