@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
+import threading
 import time
 from pathlib import Path
+
+import pytest
 
 from durafn.core.errors import InstanceAlreadyExists, LeaseLost
 from durafn.store import open_store
@@ -115,3 +119,90 @@ def test_synchronous_full_for_durable_commits_and_normal_for_the_rest(tmp_path: 
     assert asyncio.run(levels(f"sqlite:///{tmp_path}/full.db")) == (full, normal, full, full)
     relaxed_url = f"sqlite:///{tmp_path}/relaxed.db?synchronous=normal"
     assert asyncio.run(levels(relaxed_url)) == (normal,) * 4
+
+
+# ---------------------------------------------------------------------- turns between processes
+
+
+def _hold_write_lock(path: Path, seconds: float, held: threading.Event) -> None:
+    """Another writer (as another process would be): holds SQLite's write lock a while."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("BEGIN IMMEDIATE")
+    conn.execute("CREATE TABLE IF NOT EXISTS another_writer (n INTEGER)")
+    conn.execute("INSERT INTO another_writer VALUES (1)")
+    held.set()
+    time.sleep(seconds)
+    conn.execute("COMMIT")
+    conn.close()
+
+
+def test_a_writer_alone_on_its_file_takes_no_turns(tmp_path: Path) -> None:
+    async def body() -> None:
+        store = SqliteStore(tmp_path / "hub.db")
+        await asyncio.gather(*(store.create_instance(new_instance(f"i{n}"), T0) for n in range(50)))
+        for n in range(20):
+            await store.send_message("i0", raised(f"e{n}"), T0)
+        await store.close()
+
+    asyncio.run(body())
+    assert not (tmp_path / "hub.db.lock").exists()
+
+
+def test_a_writer_that_waited_for_another_takes_turns_with_it(tmp_path: Path) -> None:
+    fcntl = pytest.importorskip("fcntl")
+    path = tmp_path / "hub.db"
+
+    async def body() -> None:
+        store = SqliteStore(path)
+        await store.create_instance(new_instance("first"), T0)  # the file and its schema
+        # Another writer holds SQLite's lock: this write waits for it (SQLite's busy handler
+        # sleeps), and from then on the store takes turns.
+        held = threading.Event()
+        other = threading.Thread(target=_hold_write_lock, args=(path, 0.2, held))
+        other.start()
+        assert await asyncio.to_thread(held.wait, 10)
+        await store.create_instance(new_instance("waited"), T0)
+        other.join()
+        assert not (tmp_path / "hub.db.lock").exists()
+        await store.create_instance(new_instance("turn"), T0)
+        # Its turns are an exclusive flock on <database>.lock: while another writer holds it,
+        # the store's next write waits, and it goes through once the lock is let go.
+        turn = os.open(f"{path}.lock", os.O_RDWR)
+        try:
+            fcntl.flock(turn, fcntl.LOCK_EX)
+            write = asyncio.ensure_future(store.create_instance(new_instance("queued"), T0))
+            await asyncio.sleep(0.3)
+            assert not write.done()
+            fcntl.flock(turn, fcntl.LOCK_UN)
+            await asyncio.wait_for(write, 10)
+        finally:
+            os.close(turn)
+        for instance_id in ("first", "waited", "turn", "queued"):
+            assert await store.get_instance(instance_id) is not None
+        await store.close()
+
+    asyncio.run(body())
+
+
+def test_writers_that_cannot_open_the_turn_file_rely_on_sqlite_alone(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "hub.db"
+    (tmp_path / "hub.db.lock").mkdir()  # not a file that can be opened for writing
+
+    async def body() -> None:
+        store = SqliteStore(path)
+        await store.create_instance(new_instance("first"), T0)
+        held = threading.Event()
+        other = threading.Thread(target=_hold_write_lock, args=(path, 0.2, held))
+        other.start()
+        assert await asyncio.to_thread(held.wait, 10)
+        await store.create_instance(new_instance("waited"), T0)
+        other.join()
+        await store.create_instance(new_instance("after"), T0)
+        for instance_id in ("first", "waited", "after"):
+            assert await store.get_instance(instance_id) is not None
+        await store.close()
+
+    asyncio.run(body())
+    assert "take no turns" in caplog.text
