@@ -126,20 +126,28 @@ def test_a_held_instance_can_hold_again(store: Store) -> None:
     asyncio.run(body())
 
 
+async def _hold_with_a_timer(store: Store, fire_s: float) -> OrchestrationWorkItem:
+    """Like ``_hold(store, 0)``, the episode also setting a timer that fires at ``fire_s``."""
+    await store.create_instance(new_instance("a"), T0)
+    item = await lock_instance(store, "a")
+    events = episode(item.messages[0].event, task_scheduled(0))
+    cp = Checkpoint(
+        new_events=events,
+        consumed=[m.seq for m in item.messages],
+        status=RuntimeStatus.RUNNING,
+        activities=[activity(0)],
+        messages=[to_self(item, timer_fired(1, at(fire_s)), at(fire_s))],
+        hold_until=T0 + LEASE,
+    )
+    await store.checkpoint(item, cp, T0)  # with a message: a store may not look at the inbox
+    item.history_length += len(events)
+    item.locked_until = T0 + LEASE
+    return item
+
+
 def test_read_inbox_leaves_out_messages_not_yet_visible(store: Store) -> None:
     async def body() -> None:
-        await store.create_instance(new_instance("a"), T0)
-        item = await lock_instance(store, "a")
-        events = episode(item.messages[0].event, task_scheduled(0))
-        cp = Checkpoint(
-            new_events=events,
-            consumed=[m.seq for m in item.messages],
-            status=RuntimeStatus.RUNNING,
-            activities=[activity(0)],
-            messages=[to_self(item, timer_fired(1, at(10)), at(10))],
-            hold_until=T0 + LEASE,
-        )
-        await store.checkpoint(item, cp, T0)
+        item = await _hold_with_a_timer(store, 10)
         assert await store.read_inbox(item, at(9)) == []
         assert [m.event.kind for m in await store.read_inbox(item, at(10))] == ["TimerFired"]
 
@@ -299,20 +307,7 @@ async def _held_step(
 
 def test_a_held_checkpoint_says_whether_messages_wait_in_the_inbox(store: Store) -> None:
     async def body() -> None:
-        await store.create_instance(new_instance("a"), T0)
-        item = await lock_instance(store, "a")
-        events = episode(item.messages[0].event, task_scheduled(0))
-        first = Checkpoint(
-            new_events=events,
-            consumed=[m.seq for m in item.messages],
-            status=RuntimeStatus.RUNNING,
-            activities=[activity(0)],
-            messages=[to_self(item, timer_fired(9, at(10)), at(10))],
-            hold_until=T0 + LEASE,
-        )
-        await store.checkpoint(item, first, T0)  # with a message: a store may not look
-        item.history_length += len(events)
-        item.locked_until = T0 + LEASE
+        item = await _hold_with_a_timer(store, 10)
         # The timer is not visible yet: nothing waits.
         assert await _held_step(store, item, 1, done=0) is False
         await store.send_message("a", raised("go"), at(1))

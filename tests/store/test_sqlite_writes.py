@@ -136,6 +136,17 @@ def _hold_write_lock(path: Path, seconds: float, held: threading.Event) -> None:
     conn.close()
 
 
+async def _write_while_another_writes(store: SqliteStore, path: Path) -> None:
+    """Create instance "waited" while another writer holds SQLite's lock and commits: the
+    store's write waits for it (SQLite's busy handler sleeps)."""
+    held = threading.Event()
+    other = threading.Thread(target=_hold_write_lock, args=(path, 0.2, held))
+    other.start()
+    assert await asyncio.to_thread(held.wait, 10)
+    await store.create_instance(new_instance("waited"), T0)
+    other.join()
+
+
 def test_a_writer_alone_on_its_file_takes_no_turns(tmp_path: Path) -> None:
     async def body() -> None:
         store = SqliteStore(tmp_path / "hub.db")
@@ -155,14 +166,8 @@ def test_a_writer_that_waited_for_another_takes_turns_with_it(tmp_path: Path) ->
     async def body() -> None:
         store = SqliteStore(path)
         await store.create_instance(new_instance("first"), T0)  # the file and its schema
-        # Another writer holds SQLite's lock: this write waits for it (SQLite's busy handler
-        # sleeps), and from then on the store takes turns.
-        held = threading.Event()
-        other = threading.Thread(target=_hold_write_lock, args=(path, 0.2, held))
-        other.start()
-        assert await asyncio.to_thread(held.wait, 10)
-        await store.create_instance(new_instance("waited"), T0)
-        other.join()
+        # The store waited for another writer: from then on it takes turns.
+        await _write_while_another_writes(store, path)
         assert not (tmp_path / "hub.db.lock").exists()
         await store.create_instance(new_instance("turn"), T0)
         # Its turns are an exclusive flock on <database>.lock: while another writer holds it,
@@ -193,12 +198,7 @@ def test_writers_that_cannot_open_the_turn_file_rely_on_sqlite_alone(
     async def body() -> None:
         store = SqliteStore(path)
         await store.create_instance(new_instance("first"), T0)
-        held = threading.Event()
-        other = threading.Thread(target=_hold_write_lock, args=(path, 0.2, held))
-        other.start()
-        assert await asyncio.to_thread(held.wait, 10)
-        await store.create_instance(new_instance("waited"), T0)
-        other.join()
+        await _write_while_another_writes(store, path)
         await store.create_instance(new_instance("after"), T0)
         for instance_id in ("first", "waited", "after"):
             assert await store.get_instance(instance_id) is not None
