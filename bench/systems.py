@@ -20,6 +20,11 @@ _SLOW_AS_SHIPPED = (
     "about a minute each (DBOS WAL runs them); --include-slow runs them"
 )
 
+_ONE_PROCESS = (
+    "a second worker process is measured on the throughput workloads (A, B, C1, C2); "
+    "--include-slow runs the rest"
+)
+
 
 @dataclass(frozen=True)
 class System:
@@ -30,6 +35,8 @@ class System:
     store: str  # "sqlite" (a file in the run's temp dir), "postgres" (a fresh database), "none"
     slow: dict[str, str] = field(default_factory=dict)
     query: str = ""  # added to the store URL: the relaxed durability modes
+    # durafn: ``durafn worker`` processes beside the runner's own (worker and client) process.
+    extra_workers: int = 0
 
     @property
     def python(self) -> Path:
@@ -75,6 +82,16 @@ SYSTEMS: tuple[System, ...] = (
         "postgres",
         slow={"F": _SLOW_F},
         query="options=-c%20synchronous_commit%3Doff",
+    ),
+    # Two worker processes on one SQLite file: the runner's and one ``durafn worker``.
+    System(
+        "durafn-sqlite-2w",
+        "durafn",
+        "durafn SQLite 2 workers",
+        "bench.runners.durafn_runner",
+        "sqlite",
+        slow={"D": _ONE_PROCESS, "E": _ONE_PROCESS, "F": _SLOW_F, "G": _ONE_PROCESS},
+        extra_workers=1,
     ),
     System(
         "dbos-sqlite",

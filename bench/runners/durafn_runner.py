@@ -12,8 +12,11 @@ from __future__ import annotations
 import asyncio
 import http.client
 import json
+import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import durafn as df
@@ -32,6 +35,7 @@ from bench.runners.protocol import (
     stop_process,
     wait_for_port,
 )
+from bench.systems import BY_NAME
 from durafn.loops import run as run_async
 
 APP_FILE = Path(durafn_app.__file__).resolve()
@@ -57,6 +61,34 @@ async def _completed_async(client: df.AsyncClient, instance_id: str, run: Run) -
     return status.output
 
 
+@contextmanager
+def _more_workers(run: Run) -> Iterator[None]:
+    """The system's ``durafn worker`` processes beside this one (``extra_workers``), serving
+    the same store before anything is timed; stopped afterwards."""
+    logs = [
+        run.workdir / f"durafn-worker-{n}.log" for n in range(BY_NAME[run.system].extra_workers)
+    ]
+    command = [sys.executable, "-m", "durafn", "worker", str(APP_FILE), "--store", run.store]
+    workers = [start_process([*command, "--log-level", "INFO"], log) for log in logs]
+    try:
+        for worker, log in zip(workers, logs, strict=True):
+            _wait_until_serving(worker, log, run)
+        yield
+    finally:
+        for worker in workers:
+            stop_process(worker)
+
+
+def _wait_until_serving(worker: subprocess.Popen[bytes], log: Path, run: Run) -> None:
+    deadline = time.monotonic() + min(60.0, run.remaining())
+    while " started" not in log.read_text(errors="replace"):
+        if worker.poll() is not None:
+            raise RuntimeError(f"durafn worker exited with {worker.returncode}; see {log}")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"durafn worker did not start in time; see {log}")
+        time.sleep(0.05)
+
+
 def _warm_up(client: df.Client, run: Run) -> None:
     """Open the store, create the schema, start the pools: not part of any measurement."""
     _run_to_completion(client, "chain", 2, run)
@@ -65,7 +97,7 @@ def _warm_up(client: df.Client, run: Run) -> None:
 @workloads("A")
 def sequential_chains(run: Run) -> Metrics:
     steps, series = run.params["steps"], run.params["series"]
-    with df.Runtime(app, store=run.store) as rt:
+    with _more_workers(run), df.Runtime(app, store=run.store) as rt:
         _warm_up(rt.client, run)
         started = time.perf_counter()
         for _ in range(series):
@@ -92,7 +124,8 @@ def concurrent_chains(run: Run) -> Metrics:
                 await _completed_async(client, instance_id, run)
             return time.perf_counter() - started
 
-    elapsed = run_async(body())
+    with _more_workers(run):
+        elapsed = run_async(body())
     return {
         "steps_per_s": rate(instances * steps, elapsed),
         "instances_per_s": rate(instances, elapsed),
@@ -102,7 +135,7 @@ def concurrent_chains(run: Run) -> Metrics:
 @workloads("C1")
 def sub_orchestrations(run: Run) -> Metrics:
     count = run.params["count"]
-    with df.Runtime(app, store=run.store) as rt:
+    with _more_workers(run), df.Runtime(app, store=run.store) as rt:
         _warm_up(rt.client, run)
         started = time.perf_counter()
         _run_to_completion(rt.client, "sub_orchestrations", count, run)
@@ -113,7 +146,7 @@ def sub_orchestrations(run: Run) -> Metrics:
 @workloads("C2")
 def fan_out(run: Run) -> Metrics:
     count = run.params["count"]
-    with df.Runtime(app, store=run.store) as rt:
+    with _more_workers(run), df.Runtime(app, store=run.store) as rt:
         _warm_up(rt.client, run)
         started = time.perf_counter()
         _run_to_completion(rt.client, "fan_out", count, run)

@@ -48,7 +48,7 @@ def test_a_quick_durafn_run_reports_and_writes_its_json(tmp_path: Path) -> None:
     [path] = tmp_path.glob("*-quick.json")
     document = json.loads(path.read_text())
     assert document["mode"] == "quick"
-    for system in ("durafn-sqlite", "durafn-sqlite-relaxed"):
+    for system in ("durafn-sqlite", "durafn-sqlite-relaxed", "durafn-sqlite-2w"):
         runs = [run for run in document["runs"] if run["system"] == system]
         assert {run["workload"] for run in runs} == {"A", "B", "C2"}, system
         assert all(run["ok"] for run in runs), system
@@ -56,6 +56,7 @@ def test_a_quick_durafn_run_reports_and_writes_its_json(tmp_path: Path) -> None:
     assert "| A | steps/s |" in answer.stdout
     assert "| B | instances/s |" in answer.stdout
     assert "durafn SQLite relaxed" in answer.stdout
+    assert "durafn SQLite 2 workers" in answer.stdout
     assert "Performance targets" in answer.stdout
 
 
