@@ -1,10 +1,11 @@
 """durafn's side of the bench, through its public API only.
 
 Most workloads run a ``df.Runtime`` (worker and client in this process), as a script or a
-notebook would; B and G run it with the async client, on the event loop durafn would pick
-(uvloop), to have many calls in flight at once. E over HTTP serves the app with ``durafn
-start``; F runs the worker as a separate ``durafn worker`` process, so its peak RSS is the
-worker's own.
+notebook would; B and G run it with the async client on uvloop (as an application would, and
+as durafn's own loops are), to have many calls in flight at once. E over HTTP serves the app
+with ``durafn start``; F runs the worker as a separate ``durafn worker`` process, so its peak
+RSS is the worker's own. A system with ``extra_workers`` runs that many ``durafn worker``
+processes beside this one.
 """
 
 from __future__ import annotations
@@ -15,9 +16,12 @@ import json
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, TypeVar
+
+import uvloop
 
 import durafn as df
 from bench.runners import durafn_app
@@ -36,9 +40,9 @@ from bench.runners.protocol import (
     wait_for_port,
 )
 from bench.systems import BY_NAME
-from durafn.loops import run as run_async
 
 APP_FILE = Path(durafn_app.__file__).resolve()
+T = TypeVar("T")
 workloads = Workloads()
 
 
@@ -59,6 +63,12 @@ async def _completed_async(client: df.AsyncClient, instance_id: str, run: Run) -
     if status.runtime_status is not df.RuntimeStatus.COMPLETED:
         raise RuntimeError(f"instance {instance_id} ended {status.runtime_status.value}")
     return status.output
+
+
+def run_async(main: Coroutine[Any, Any, T]) -> T:
+    """Run ``main`` on uvloop, as an application would (durafn's own loops are uvloop's)."""
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(main)
 
 
 @contextmanager

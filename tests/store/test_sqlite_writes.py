@@ -156,7 +156,7 @@ def test_a_writer_alone_on_its_file_takes_no_turns(tmp_path: Path) -> None:
         await store.close()
 
     asyncio.run(body())
-    assert not (tmp_path / "hub.db.lock").exists()
+    assert not (tmp_path / "hub.db-turns").exists()
 
 
 def test_a_writer_that_waited_for_another_takes_turns_with_it(tmp_path: Path) -> None:
@@ -168,11 +168,11 @@ def test_a_writer_that_waited_for_another_takes_turns_with_it(tmp_path: Path) ->
         await store.create_instance(new_instance("first"), T0)  # the file and its schema
         # The store waited for another writer: from then on it takes turns.
         await _write_while_another_writes(store, path)
-        assert not (tmp_path / "hub.db.lock").exists()
+        assert not (tmp_path / "hub.db-turns").exists()
         await store.create_instance(new_instance("turn"), T0)
-        # Its turns are an exclusive flock on <database>.lock: while another writer holds it,
+        # Its turns are an exclusive flock on <database>-turns: while another writer holds it,
         # the store's next write waits, and it goes through once the lock is let go.
-        turn = os.open(f"{path}.lock", os.O_RDWR)
+        turn = os.open(f"{path}-turns", os.O_RDWR)
         try:
             fcntl.flock(turn, fcntl.LOCK_EX)
             write = asyncio.ensure_future(store.create_instance(new_instance("queued"), T0))
@@ -193,7 +193,7 @@ def test_writers_that_cannot_open_the_turn_file_rely_on_sqlite_alone(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     path = tmp_path / "hub.db"
-    (tmp_path / "hub.db.lock").mkdir()  # not a file that can be opened for writing
+    (tmp_path / "hub.db-turns").mkdir()  # not a file that can be opened for writing
 
     async def body() -> None:
         store = SqliteStore(path)
@@ -206,3 +206,28 @@ def test_writers_that_cannot_open_the_turn_file_rely_on_sqlite_alone(
 
     asyncio.run(body())
     assert "take no turns" in caplog.text
+
+
+def test_a_writer_kept_from_its_turn_past_the_busy_timeout_writes_without_it(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    fcntl = pytest.importorskip("fcntl")
+    path = tmp_path / "hub.db"
+
+    async def body() -> None:
+        store = SqliteStore(path, busy_timeout=0.5)
+        await store.create_instance(new_instance("first"), T0)
+        await _write_while_another_writes(store, path)
+        await store.create_instance(new_instance("turn"), T0)
+        # A process holding the turn is stopped: the write goes ahead under SQLite's lock.
+        turn = os.open(f"{path}-turns", os.O_RDWR)
+        try:
+            fcntl.flock(turn, fcntl.LOCK_EX)
+            await asyncio.wait_for(store.create_instance(new_instance("late"), T0), 30)
+        finally:
+            os.close(turn)
+        assert await store.get_instance("late") is not None
+        await store.close()
+
+    asyncio.run(body())
+    assert "writing without" in caplog.text

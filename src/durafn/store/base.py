@@ -337,9 +337,10 @@ class Store(Protocol):
         """Commit an episode atomically and release the lease; ``LeaseLost`` if it was lost.
 
         Returns whether messages may wait in the inbox: False only for a checkpoint that keeps
-        the lease (``hold_until``) when, as it committed, no message of the execution visible
-        at ``now`` was left in the instance's inbox besides those it consumed. A worker holding
-        the instance then need not read its inbox (``read_inbox``) for a while.
+        the lease (``hold_until``) when the store, looking during the commit, saw no message of
+        the execution visible at ``now`` in the instance's inbox besides those it consumed. A
+        message that arrives while it commits may be missed: a worker holding the instance
+        hears of it at its next commit, or when it reads the inbox (``read_inbox``) again.
         """
 
     async def abandon_orchestration(

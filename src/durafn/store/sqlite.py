@@ -455,7 +455,8 @@ class SqliteStore(SqliteQueries):
             self._apply_checkpoint(conn, item, checkpoint, now)
             if checkpoint.hold_until is None:
                 return True
-            # Inside the write transaction: nothing can reach the inbox meanwhile.
+            # Inside the write transaction (a write queued behind it in the same batch, a
+            # message say, is heard of at the next commit).
             waiting = conn.execute(
                 "SELECT 1 FROM inbox INDEXED BY inbox_by_instance "
                 "WHERE task_hub=? AND instance_id=? AND visible_at<=? "

@@ -216,10 +216,11 @@ class HeldActivities:
 
     async def read_inbox(self, now: datetime) -> list[InboxMessage]:
         """What reached the instance meanwhile (an event, a termination, a queued activity's
-        result). An inbox seen empty, by a read or by the store as a checkpoint committed, is
-        read again after ``_INBOX_RECHECK`` seconds at the earliest: that is about how late a
-        held instance may hear of a message (plus the time a commit takes), while a chain of
-        fast steps does not pay a read per step."""
+        result). It is read at once after a commit that says a message may wait; an inbox seen
+        empty, by a read or by the store as a checkpoint committed, is read again after
+        ``_INBOX_RECHECK`` seconds at the earliest: that is about how late a held instance may
+        hear of a message (plus the time a commit takes), while a chain of fast steps does not
+        pay a read per step."""
         if time.monotonic() < self._next_read:
             return []
         messages = await self.worker.store.read_inbox(self.item, now)

@@ -517,9 +517,10 @@ class Worker:
         self, item: OrchestrationWorkItem, checkpoint: Checkpoint, now: datetime
     ) -> bool | None:
         """Commit an episode's checkpoint; None when it was not committed, else whether
-        messages may wait in the instance's inbox (see ``Store.checkpoint``)."""
+        messages may wait in the instance's inbox (see ``Store.checkpoint``; only False says
+        none do)."""
         try:
-            waiting = await self.store.checkpoint(item, checkpoint, now)
+            waiting = await self.store.checkpoint(item, checkpoint, now) is not False
         except LeaseLost as exc:
             self.cache.discard(item.instance_id)
             log.warning("dropped an episode of %s: %s", item.instance_id, exc)
