@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import durafn as df
 
@@ -153,3 +154,110 @@ def test_worker_in_place_activities_must_not_be_negative(tmp_path: Path) -> None
     )
     assert result.returncode == 2
     assert "--in-place-activities" in result.stderr
+
+
+def _worker_processes(
+    tmp_path: Path, count: int, **popen: Any
+) -> tuple[subprocess.Popen[str], Path, list[int]]:
+    """``durafn worker --processes count`` on a fresh store, once every process serves: the
+    command, its stderr file, and the pids of its processes (the first is the command's)."""
+    errors = tmp_path / "worker.err"
+    with errors.open("w") as sink:  # the processes write to their own copy of it
+        command = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "durafn",
+                "worker",
+                str(EXAMPLES / "hello_cities.py"),
+                "--store",
+                f"sqlite:///{tmp_path}/hub.db",
+                "--processes",
+                str(count),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=sink,
+            text=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            **popen,
+        )
+    deadline = time.monotonic() + 60
+    serving: list[int] = []
+    while len(serving) < count:
+        assert time.monotonic() < deadline, errors.read_text()
+        assert command.poll() is None, errors.read_text()
+        time.sleep(0.1)
+        # "durafn worker <host>:<pid>:<suffix> serving ..."
+        serving = [
+            int(line.split()[2].split(":")[-2])
+            for line in errors.read_text().splitlines()
+            if line.startswith("durafn worker ") and " serving " in line
+        ]
+    assert serving[0] == command.pid
+    return command, errors, serving
+
+
+def _gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+def test_worker_processes_share_the_work_and_stop_together(tmp_path: Path) -> None:
+    command, errors, pids = _worker_processes(tmp_path, 2)
+    try:
+        with df.Client(f"sqlite:///{tmp_path}/hub.db") as client:
+            ids = [client.start_new("hello_cities") for _ in range(20)]
+            outputs = [client.wait_for_completion(i, timeout=30).output for i in ids]
+        assert outputs == [["Hello Tokyo!", "Hello Seattle!", "Hello London!"]] * 20
+    finally:
+        command.send_signal(signal.SIGTERM)
+        command.wait(timeout=60)
+    assert command.returncode == 0, errors.read_text()
+    assert len(set(pids)) == 2
+    assert _gone(pids[1])
+    assert errors.read_text().count("stopped") == 2
+
+
+def test_a_worker_process_that_dies_is_reported(tmp_path: Path) -> None:
+    command, errors, pids = _worker_processes(tmp_path, 2)
+    try:
+        os.kill(pids[1], signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while "exited with -9" not in errors.read_text():
+            assert time.monotonic() < deadline, errors.read_text()
+            time.sleep(0.1)
+    finally:
+        command.send_signal(signal.SIGTERM)
+        command.wait(timeout=60)
+    assert command.returncode == 1
+    assert "worker processes exited with [-9]" in errors.read_text()
+
+
+def test_worker_processes_must_be_at_least_one(tmp_path: Path) -> None:
+    result = durafn(
+        "worker",
+        str(EXAMPLES / "hello_cities.py"),
+        "--store",
+        f"sqlite:///{tmp_path}/hub.db",
+        "--processes",
+        "0",
+    )
+    assert result.returncode == 2
+    assert "--processes" in result.stderr
+
+
+def test_ctrl_c_stops_every_worker_process(tmp_path: Path) -> None:
+    # A terminal's Ctrl-C reaches the whole process group, the helpers as well.
+    command, errors, pids = _worker_processes(tmp_path, 3, start_new_session=True)
+    try:
+        os.killpg(command.pid, signal.SIGINT)
+        command.wait(timeout=60)
+    finally:
+        if command.poll() is None:
+            os.killpg(command.pid, signal.SIGKILL)
+    assert command.returncode == 0, errors.read_text()
+    assert all(_gone(pid) for pid in pids[1:])
+    assert errors.read_text().count("stopped") == 3

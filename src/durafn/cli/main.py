@@ -18,6 +18,7 @@ from durafn.cli.entities import entities
 from durafn.cli.instances import instances
 from durafn.cli.keys import keys
 from durafn.cli.new import new
+from durafn.cli.processes import WorkerProcesses
 from durafn.http.messages import DEFAULT_MAX_BODY_BYTES
 from durafn.loader import AppNotFound, load_app
 from durafn.store import open_store
@@ -79,6 +80,14 @@ _WITHOUT_EVENT_LOOP = frozenset({"new", "keys"})
     show_default=True,
     help="Seconds a claim on work lasts without renewal.",
 )
+@click.option(
+    "--processes",
+    default=1,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Worker processes to run: this one and N - 1 more with the same options, each on a "
+    "core of its own.",
+)
 @click.option("--log-level", default="INFO", show_default=True)
 def worker(
     app: str,
@@ -89,12 +98,13 @@ def worker(
     max_orchestrations: int,
     in_place_activities: int,
     lease_seconds: float,
+    processes: int,
     log_level: str,
 ) -> None:
     """Run a worker for APP (module:attribute or path/to/file.py) until stopped.
 
     Several workers may share one store; stop one with Ctrl-C or SIGTERM and it finishes its
-    in-flight work first.
+    in-flight work first (with --processes, the others it started stop with it).
     """
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -110,10 +120,29 @@ def worker(
         in_place_activities=in_place_activities,
         lease=timedelta(seconds=lease_seconds),
     )
-    loops.run(_serve(loaded, store_url, options))
+    # The other processes get the same options (not --processes: they start no more).
+    arguments = [
+        app,
+        *(["--store", store_url] if store_url else []),
+        *(["--orchestrations-only"] if orchestrations_only else []),
+        *(["--activities-only"] if activities_only else []),
+        *("--max-activities", str(max_activities)),
+        *("--max-orchestrations", str(max_orchestrations)),
+        *("--in-place-activities", str(in_place_activities)),
+        *("--lease", str(lease_seconds)),
+        *("--log-level", log_level),
+    ]
+    helpers = WorkerProcesses(processes - 1, arguments)
+    failed = loops.run(_serve(loaded, store_url, options, helpers))
+    if failed:
+        raise click.ClickException(f"worker processes exited with {failed}")
 
 
-async def _serve(app: App, store_url: str | None, options: WorkerOptions) -> None:
+async def _serve(
+    app: App, store_url: str | None, options: WorkerOptions, helpers: WorkerProcesses
+) -> list[int]:
+    """Serve until SIGINT or SIGTERM; returns the exit codes of the helper processes that
+    did not stop cleanly."""
     store = open_store(store_url)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -126,10 +155,20 @@ async def _serve(app: App, store_url: str | None, options: WorkerOptions) -> Non
         f"{store_url or 'the default store'}",
         err=True,
     )
+    helpers.start()
+    watching = asyncio.create_task(helpers.watch())
+    stopping = asyncio.create_task(stop.wait())
+    # The helpers stop as this process begins to: they finish their in-flight work meanwhile.
+    stopping.add_done_callback(lambda _: helpers.terminate())
     try:
         await worker.run(stop)
     finally:
+        watching.cancel()
+        stopping.cancel()
+        helpers.terminate()
+        failed = await asyncio.to_thread(helpers.wait)
         await store.close()
+    return failed
 
 
 DEFAULT_APP_FILES = ("function_app.py", "app.py")
