@@ -62,18 +62,16 @@ def test_worker_with_an_unknown_attribute_is_a_usage_error(tmp_path: Path) -> No
     assert "no durafn App named 'missing'" in result.stderr
 
 
+def _worker_command(store: str, *options: str) -> list[str]:
+    """``durafn worker`` of the hello_cities example on ``store``."""
+    app = str(EXAMPLES / "hello_cities.py")
+    return [sys.executable, "-m", "durafn", "worker", app, "--store", store, *options]
+
+
 def test_worker_process_runs_instances_and_stops_on_sigterm(tmp_path: Path) -> None:
     store = f"sqlite:///{tmp_path}/hub.db"
     worker = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "durafn",
-            "worker",
-            str(EXAMPLES / "hello_cities.py"),
-            "--store",
-            store,
-        ],
+        _worker_command(store),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -95,8 +93,7 @@ def test_worker_process_runs_instances_and_stops_on_sigterm(tmp_path: Path) -> N
 
 def test_worker_roles_split_the_work(tmp_path: Path) -> None:
     store = f"sqlite:///{tmp_path}/hub.db"
-    app = str(EXAMPLES / "hello_cities.py")
-    command = [sys.executable, "-m", "durafn", "worker", app, "--store", store]
+    command = _worker_command(store)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     orchestrators = subprocess.Popen(
         [*command, "--orchestrations-only"], env=env, stderr=subprocess.DEVNULL
@@ -164,17 +161,7 @@ def _worker_processes(
     errors = tmp_path / "worker.err"
     with errors.open("w") as sink:  # the processes write to their own copy of it
         command = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "durafn",
-                "worker",
-                str(EXAMPLES / "hello_cities.py"),
-                "--store",
-                f"sqlite:///{tmp_path}/hub.db",
-                "--processes",
-                str(count),
-            ],
+            _worker_command(f"sqlite:///{tmp_path}/hub.db", "--processes", str(count)),
             stdout=subprocess.DEVNULL,
             stderr=sink,
             text=True,
