@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -260,6 +260,23 @@ def test_a_fan_out_larger_than_the_limit_goes_through_the_queue(tmp_path: Path) 
     asyncio.run(scenario())
 
 
+async def _message_while_blocked(
+    store: SqliteStore,
+    name: str,
+    send: Callable[[AsyncClient, str], Awaitable[None]],
+) -> tuple[str, df.OrchestrationStatus]:
+    """Start ``name``, whose first activity is ``blocked``; ``send`` it a message while that
+    runs, then let it go on. Its id and final status."""
+    gate.clear()
+    entered.clear()
+    async with running(store) as (_, client):
+        instance_id = await client.start_new(name)
+        assert await asyncio.to_thread(entered.wait, 10)
+        await send(client, instance_id)
+        gate.set()
+        return instance_id, await client.wait_for_completion(instance_id, timeout=30)
+
+
 def test_the_first_result_wins_without_waiting_for_the_others(tmp_path: Path) -> None:
     async def scenario() -> None:
         store = SqliteStore(tmp_path / "hub.db")
@@ -278,15 +295,10 @@ def test_a_held_instance_hears_a_termination(
     monkeypatch.setattr(held_module, "_INBOX_RECHECK", 0.0)
 
     async def scenario() -> None:
-        gate.clear()
-        entered.clear()
         store = SqliteStore(tmp_path / "hub.db")
-        async with running(store) as (_, client):
-            instance_id = await client.start_new("waits_on_blocked")
-            assert await asyncio.to_thread(entered.wait, 10)
-            await client.terminate(instance_id, "enough")
-            gate.set()
-            status = await client.wait_for_completion(instance_id, timeout=30)
+        _, status = await _message_while_blocked(
+            store, "waits_on_blocked", lambda client, i: client.terminate(i, "enough")
+        )
         assert status.runtime_status is RuntimeStatus.TERMINATED
         assert await store.lock_next_activities("w", timedelta(seconds=30), FAR_FUTURE, 10) == []
         await store.close()
@@ -351,15 +363,10 @@ def test_a_message_that_arrives_while_held_is_read_after_the_next_commit(
     monkeypatch.setattr(held_module, "_INBOX_RECHECK", 3600.0)
 
     async def scenario() -> None:
-        gate.clear()
-        entered.clear()
         store = _CountingStore(tmp_path / "hub.db")
-        async with running(store) as (_, client):
-            instance_id = await client.start_new("blocked_then_chain")
-            assert await asyncio.to_thread(entered.wait, 10)
-            await client.raise_event(instance_id, "note", 1)
-            gate.set()
-            status = await client.wait_for_completion(instance_id, timeout=30)
+        instance_id, status = await _message_while_blocked(
+            store, "blocked_then_chain", lambda client, i: client.raise_event(i, "note", 1)
+        )
         assert status.runtime_status is RuntimeStatus.COMPLETED
         assert status.output == ["x", 3]
         history = await store.get_history(instance_id)
