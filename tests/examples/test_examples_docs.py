@@ -129,6 +129,38 @@ def test_every_example_is_shown_in_full_somewhere() -> None:
     assert shown == {f"examples/{p.name}" for p in EXAMPLES_DIR.glob("*.py")}
 
 
+def heading_anchors(page: Path) -> set[str]:
+    """The anchors a Markdown renderer gives ``page``'s headings (as GitHub does: lower case,
+    punctuation dropped, spaces as hyphens, ``-1``, ``-2`` for repeats)."""
+    text = re.sub(r"```.*?```", "", page.read_text(encoding="utf-8"), flags=re.S)
+    anchors: set[str] = set()
+    seen: dict[str, int] = {}
+    for heading in re.findall(r"^#{1,6} (.+)$", text, re.M):
+        slug = re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+        count = seen.get(slug, 0)
+        seen[slug] = count + 1
+        anchors.add(slug if count == 0 else f"{slug}-{count}")
+    return anchors
+
+
+def test_heading_anchors(tmp_path: Path) -> None:
+    page = tmp_path / "page.md"
+    page.write_text("# Title\n## B's `start`, again\n```\n# not a heading\n```\n## Title\n")
+    assert heading_anchors(page) == {"title", "bs-start-again", "title-1"}
+
+
+@pytest.mark.parametrize(
+    "page", [*PAGES, ROOT / "README.md", ROOT / "bench" / "README.md"], ids=lambda p: p.name
+)
+def test_links_to_headings_resolve(page: Path) -> None:
+    for target, anchor in re.findall(r"\]\(([^)#:\s]*)#([^)\s]+)\)", page.read_text()):
+        linked = page.parent / target if target else page
+        if linked.suffix == ".md":
+            assert anchor in heading_anchors(linked), (
+                f"{page.name} links to missing {target}#{anchor}"
+            )
+
+
 @pytest.mark.parametrize("block", marked("example"), ids=str)
 def test_example_block_is_exactly_the_file(block: Block) -> None:
     assert block.lang == "python"
