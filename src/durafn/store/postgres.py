@@ -3,7 +3,9 @@
 The semantics are the SQLite store's, statement for statement where it matters; what differs
 is concurrency. Workers claim instances and activities with ``FOR UPDATE SKIP LOCKED``, so
 they never wait on each other's claims. A checkpoint is one transaction fenced by the lease
-owner on the instance row (and by the history primary key). Every transaction that makes work
+owner on the instance row (and by the history primary key); the common steps of several
+instances queued together share one statement, each step fenced on its own
+(``Database.write_grouped``). Every transaction that makes work
 visible, or changes what a client may be waiting for, sends a NOTIFY on the task hub's channel
 as it commits, which wakes idle workers and waiting clients at once
 (:mod:`durafn.store.postgres_changes`). The SQL is in :mod:`durafn.store.postgres_sql`, the
@@ -491,11 +493,9 @@ class PostgresStore(PostgresQueries):
             watch=hold is not None,
         )
 
-        fenced = False
-        waiting = True
+        step = _Step(item, cp, values)
 
         def tx(s: Session) -> bool:
-            nonlocal fenced, waiting
             try:
                 row = s.fetchone(self._sql(statement), values)
             except psycopg.errors.UniqueViolation as exc:
@@ -507,21 +507,73 @@ class PostgresStore(PostgresQueries):
                     f"an activity of {item.instance_id!r} is already scheduled: {exc}"
                 ) from exc
             s.changed = cp.wakes
-            fenced = bool(row and row[0])
-            waiting = not (fenced and row is not None and row[2] is False)
-            return fenced
+            step.fenced = bool(row and row[0])
+            step.waiting = not (step.fenced and row is not None and row[2] is False)
+            return step.fenced
 
         def on_commit() -> None:
             # The statement commits whether or not the fence held; only a held fence did work.
-            if fenced and cp.on_commit is not None:
+            if step.fenced and cp.on_commit is not None:
                 cp.on_commit()
 
-        if not await self._db.write(tx, transaction=False, on_commit=on_commit):
+        if finished:
+            fenced = await self._db.write(tx, transaction=False, on_commit=on_commit)
+        else:
+            fenced = await self._db.write_grouped(
+                tx, self._steps_together, item.instance_id, step, on_commit=on_commit
+            )
+        if not fenced:
             raise LeaseLost(
                 f"lease on instance {item.instance_id!r} (or on an activity it ran in place) "
                 "was lost before its checkpoint"
             )
-        return waiting
+        return step.waiting
+
+    def _steps_together(self, s: Session, steps: list[_Step]) -> list[bool]:
+        """The steps of several instances (``CHECKPOINT_STEP`` each) in one statement,
+        ``CHECKPOINT_STEPS``; whether each one's fence held (see ``Database.write_grouped``)."""
+        columns: dict[str, list[Any]] = {name: [] for name in _STEP_COLUMNS}
+        for k, step in enumerate(steps, start=1):
+            v = step.values
+            columns["iids"].append(v["iid"])
+            columns["eids"].append(v["eid"])
+            columns["tokens"].append(v["token"])
+            columns["statuses"].append(v["status"])
+            columns["outputs"].append(v["output"])
+            columns["customs"].append(v["custom"])
+            columns["failures"].append(v["failure"])
+            columns["lengths"].append(v["length"])
+            columns["dropped"].append(v["dropped"])
+            columns["holds"].append(v["hold"])
+            columns["ndone"].append(len(v["done"]))
+            columns["watch"].append(v["watch"])
+            columns["wakes"].append(v["notify"])
+            columns["nows"].append(v["now"])
+            for name, k_name, values in _STEP_LISTS:
+                items = v[values]
+                columns[name] += items
+                columns[k_name] += [k] * len(items)
+            first = v["first"]
+            columns["sequences"] += range(first, first + len(v["events"]))
+            columns["event_k"] += [k] * len(v["events"])
+            columns["events"] += v["events"]
+            columns["activity_k"] += [k] * len(v["event_ids"])
+            for name in ("event_ids", "names", "inputs"):
+                columns[name] += v[name]
+        rows = s.fetchall(
+            self._sql(q.CHECKPOINT_STEPS),
+            {
+                **columns,
+                "hub": self.task_hub,
+                "channel": self._db.changes.channel,
+                "sender": NOTIFY_PAYLOAD,
+            },
+        )
+        for step, (fenced, watched, _) in zip(steps, rows, strict=True):
+            step.fenced = bool(fenced)
+            step.waiting = not (step.fenced and watched is False)
+            s.changed = s.changed or (step.fenced and step.checkpoint.wakes)
+        return [step.fenced for step in steps]
 
     def _apply_checkpoint(
         self, s: Session, item: OrchestrationWorkItem, cp: Checkpoint, now: datetime
@@ -754,6 +806,53 @@ class PostgresStore(PostgresQueries):
             s.notify = s.execute(self._sql(q.RELEASE_ACTIVITY), values) > 0
 
         await self._db.write(tx, durable=False)
+
+
+class _Step:
+    """A checkpoint of the common form on its way to ``CHECKPOINT_STEP``, alone or with
+    others; how it went once committed."""
+
+    __slots__ = ("checkpoint", "fenced", "item", "values", "waiting")
+
+    def __init__(
+        self, item: OrchestrationWorkItem, checkpoint: Checkpoint, values: dict[str, Any]
+    ) -> None:
+        self.item = item
+        self.checkpoint = checkpoint
+        self.values = values
+        self.fenced = False
+        self.waiting = True
+
+
+# The arrays of ``CHECKPOINT_STEPS``: one element per step, then the flattened lists.
+_STEP_LISTS = (("done", "done_k", "done"), ("seqs", "seq_k", "seqs"))
+_STEP_COLUMNS = (
+    "iids",
+    "eids",
+    "tokens",
+    "statuses",
+    "outputs",
+    "customs",
+    "failures",
+    "lengths",
+    "dropped",
+    "holds",
+    "ndone",
+    "watch",
+    "wakes",
+    "nows",
+    "done",
+    "done_k",
+    "seqs",
+    "seq_k",
+    "sequences",
+    "event_k",
+    "events",
+    "activity_k",
+    "event_ids",
+    "names",
+    "inputs",
+)
 
 
 def _is_step(cp: Checkpoint) -> bool:

@@ -92,6 +92,13 @@ class Session:
 
 
 Body = Callable[[Session], T]
+# Runs the members of several queued operations in one statement, in autocommit; returns each
+# operation's result, in order. If it raises, nothing it did was committed (one statement),
+# and each operation runs alone with its own body.
+Group = Callable[[Session, list[Any]], list[Any]]
+
+# The most operations one group statement takes.
+_GROUP_MAX = 64
 
 
 class _Operation:
@@ -102,7 +109,10 @@ class _Operation:
         "cancelled",
         "durable",
         "future",
+        "group",
+        "key",
         "loop",
+        "member",
         "on_commit",
         "transaction",
         "writes",
@@ -115,8 +125,15 @@ class _Operation:
         durable: bool,
         on_commit: Callable[[], None] | None,
         writes: bool = True,
+        group: Group | None = None,
+        key: str = "",
+        member: Any = None,
     ) -> None:
         self.body = body
+        # Operations of one group with distinct keys may run together (see ``Group``).
+        self.group = group
+        self.key = key
+        self.member = member
         self.transaction = transaction
         # A write outside a transaction commits as it runs: once its connection broke,
         # whether it took effect is unknown, and it is not run again.
@@ -156,6 +173,12 @@ class Database:
         self._listener: _LoopThread | None = None
         self._cursors = threading.local()
         self._operations = 0
+        # Group statements that committed, and the writes they carried: observable, as the
+        # SQLite store's group commit is.
+        self.group_statements = 0
+        self.grouped_writes = 0
+        # Group statements that failed, their writes then run one by one.
+        self.group_fallbacks = 0
 
     # ------------------------------------------------------------------ caller's loop
 
@@ -182,6 +205,25 @@ class Database:
         before the caller hears of it.
         """
         operation = _Operation(body, transaction or not durable, durable, on_commit)
+        result: T = await self._submit(operation)
+        return result
+
+    async def write_grouped(
+        self,
+        body: Body[T],
+        group: Group,
+        key: str,
+        member: Any,
+        *,
+        on_commit: Callable[[], None] | None = None,
+    ) -> T:
+        """Like ``write(body, transaction=False, on_commit=on_commit)``, for a write of one
+        statement that may share its statement (and its commit) with other writes of ``group``
+        queued meanwhile: the connection thread that takes the first runs ``group`` on the
+        members of up to ``_GROUP_MAX`` of them, one per ``key``, which costs the server and
+        this process much less than a statement each. ``body`` runs this write alone (it must
+        do what ``group`` does for ``member``)."""
+        operation = _Operation(body, False, True, on_commit, group=group, key=key, member=member)
         result: T = await self._submit(operation)
         return result
 
@@ -294,9 +336,13 @@ class Database:
                     if not self._queue:
                         return  # closed, and everything submitted before has run
                     operation = self._queue.popleft()
+                    together = self._group_of(operation)
                     self._maybe_grow()
                     self._operations += 1
                     analyze = self._operations == _ANALYZE_AFTER
+                if together:
+                    conn = self._run_group([operation, *together], conn)
+                    continue
                 if operation.cancelled:
                     continue
                 conn = self._run(operation, conn)
@@ -306,6 +352,76 @@ class Database:
             if conn is not None:
                 with contextlib.suppress(Exception):
                     conn.close()
+
+    def _group_of(self, first: _Operation) -> list[_Operation]:
+        """Under ``_cond``: take the queued operations that may run with ``first`` (same
+        group, another key, still awaited), in queue order."""
+        group = first.group
+        if group is None or first.cancelled:
+            return []
+        keys = {first.key}
+        together: list[_Operation] = []
+        for operation in self._queue:
+            if operation.group == group and operation.key not in keys and not operation.cancelled:
+                keys.add(operation.key)
+                together.append(operation)
+                if len(together) == _GROUP_MAX - 1:
+                    break
+        for operation in together:
+            self._queue.remove(operation)
+        return together
+
+    def _run_group(
+        self, operations: list[_Operation], conn: Connection | None
+    ) -> Connection | None:
+        """Run ``operations`` (of one group) in one statement and settle them; if that
+        statement fails, nothing of it committed, and each runs alone. Returns the
+        connection to keep."""
+        group = operations[0].group
+        assert group is not None
+        try:
+            if conn is None:
+                conn = self._connect()
+            session = Session(self._cursor_of(conn))
+            results = group(session, [operation.member for operation in operations])
+        except psycopg.OperationalError as exc:
+            if conn is not None and conn.broken:
+                with contextlib.suppress(Exception):
+                    conn.close()
+                # In autocommit, whether the statement committed before the connection broke
+                # is unknown: like a lone write, it is not run again.
+                error = _store_error(exc)
+                for operation in operations:
+                    operation.settle(False, error)
+                return None
+            results = None
+        except psycopg.Error as exc:
+            # One statement in autocommit failed: nothing of it committed.
+            log.debug("a group statement failed (%s); its writes run one by one", exc)
+            results = None
+        except Exception as exc:
+            for operation in operations:
+                operation.settle(False, exc)
+            return conn
+        if results is None:
+            self.group_fallbacks += 1
+            for operation in operations:
+                if not operation.cancelled:
+                    conn = self._run(operation, conn)
+            return conn
+        self.group_statements += 1
+        self.grouped_writes += len(operations)
+        if session.changed or session.notify:
+            self.changes.bump()
+        for operation in operations:
+            if operation.on_commit is not None:
+                try:
+                    operation.on_commit()
+                except Exception:
+                    log.exception("a commit hook failed")
+        for operation, result in zip(operations, results, strict=True):
+            operation.settle(True, result)
+        return conn
 
     def _cursor_of(self, conn: Connection) -> Cursor:
         """The cursor this thread keeps for ``conn``, its connection."""

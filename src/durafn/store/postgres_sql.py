@@ -320,6 +320,85 @@ CHECKPOINT_STEP = (
     + _ANSWER
 )
 
+# ``CHECKPOINT_STEP`` for the steps of several instances at once (one row each in the
+# ``s`` arrays, numbered ``k`` from 1; the lists of each step flattened into arrays whose
+# ``_k`` array says whose each element is). Each step is fenced on its own: one whose lease
+# or held activities are no longer the caller's changes nothing, and the others go on. The
+# held activity rows are found by their unique key, the instance rows by theirs. One row
+# back per step, in order: whether its fence held, and (where asked) whether messages wait.
+CHECKPOINT_STEPS = """
+WITH s AS MATERIALIZED (
+    SELECT * FROM unnest(%(iids)b::text[], %(eids)b::text[], %(tokens)b::text[],
+        %(statuses)b::text[], %(outputs)b::text[], %(customs)b::text[], %(failures)b::text[],
+        %(lengths)b::integer[], %(dropped)b::bigint[], %(holds)b::bigint[],
+        %(ndone)b::bigint[], %(watch)b::boolean[], %(wakes)b::boolean[], %(nows)b::bigint[])
+        WITH ORDINALITY AS s(iid, eid, token, status, output, custom, failure, length, dropped,
+            hold, ndone, watch, wakes, now, k)
+), c AS MATERIALIZED (
+    SELECT * FROM unnest(%(seq_k)b::bigint[], %(seqs)b::bigint[]) AS c(k, seq)
+), held AS MATERIALIZED (
+    SELECT s.k, s.iid, t.seq
+    FROM unnest(%(done_k)b::bigint[], %(done)b::integer[]) AS d(k, event_id)
+    JOIN s ON s.k = d.k
+    CROSS JOIN LATERAL (
+        SELECT seq FROM {s}.activity_tasks
+        WHERE task_hub = %(hub)s AND instance_id = s.iid AND execution_id = s.eid
+            AND event_id = d.event_id AND locked_by = s.token
+        FOR UPDATE
+    ) t
+), fence AS (
+    UPDATE {s}.instances i
+    SET status = s.status, output = s.output, custom_status = s.custom, failure = s.failure,
+        updated_at = s.now, completed_at = NULL, history_length = s.length,
+        dropped_events = i.dropped_events + s.dropped,
+        locked_by = CASE WHEN s.hold IS NULL THEN NULL ELSE i.locked_by END,
+        lock_expires_at = s.hold
+    FROM s
+    WHERE i.task_hub = %(hub)s AND i.instance_id = s.iid AND i.locked_by = s.token
+        AND s.ndone = (SELECT count(*) FROM held h WHERE h.k = s.k)
+    RETURNING s.k
+), taken AS (
+    DELETE FROM {s}.activity_tasks t USING held h
+    WHERE t.task_hub = %(hub)s AND t.instance_id = h.iid AND t.seq = h.seq
+        AND h.k IN (SELECT k FROM fence)
+), consumed AS (
+    DELETE FROM {s}.inbox m USING c JOIN s ON s.k = c.k
+    WHERE m.task_hub = %(hub)s AND m.instance_id = s.iid AND m.seq = c.seq
+        AND c.k IN (SELECT k FROM fence)
+), appended AS (
+    INSERT INTO {s}.history (task_hub, instance_id, execution_id, sequence, event)
+    SELECT %(hub)s, s.iid, s.eid, e.sequence, e.event
+    FROM unnest(%(event_k)b::bigint[], %(sequences)b::integer[], %(events)b::text[])
+        AS e(k, sequence, event)
+    JOIN s ON s.k = e.k
+    WHERE e.k IN (SELECT k FROM fence)
+), scheduled AS (
+    INSERT INTO {s}.activity_tasks (task_hub, instance_id, execution_id, event_id, name, input,
+        visible_at, locked_by, lock_expires_at, attempts)
+    SELECT %(hub)s, s.iid, s.eid, a.event_id, a.name, a.input, s.now,
+        CASE WHEN s.hold IS NULL THEN NULL ELSE s.token END, s.hold,
+        CASE WHEN s.hold IS NULL THEN 0 ELSE 1 END
+    FROM unnest(%(activity_k)b::bigint[], %(event_ids)b::integer[], %(names)b::text[],
+        %(inputs)b::text[]) WITH ORDINALITY AS a(k, event_id, name, input, ord)
+    JOIN s ON s.k = a.k
+    WHERE a.k IN (SELECT k FROM fence)
+    ORDER BY a.ord
+), notified AS (
+    SELECT count(*) AS n FROM (
+        SELECT pg_notify(%(channel)s, %(sender)s)
+        WHERE EXISTS (SELECT 1 FROM fence f JOIN s ON s.k = f.k WHERE s.wakes)
+    ) n
+)
+SELECT s.k IN (SELECT k FROM fence), CASE WHEN s.watch THEN EXISTS (
+    SELECT 1 FROM {s}.inbox m
+    WHERE m.task_hub = %(hub)s AND m.instance_id = s.iid AND m.visible_at <= s.now
+        AND (m.execution_id IS NULL OR m.execution_id = s.eid)
+        AND NOT EXISTS (SELECT 1 FROM c WHERE c.k = s.k AND c.seq = m.seq)
+) END, (SELECT n FROM notified)
+FROM s
+ORDER BY s.k
+"""
+
 # The end of an instance (no message but to its parent, no restart): its activity tasks and the
 # rest of its inbox go, the raised events there counted as dropped, and its parent, if it has
 # one, is told. The parent is read, not locked, as ``DELIVER`` reads its targets. All the parts
