@@ -184,3 +184,24 @@ async def create_finished(
 ) -> None:
     await store.create_instance(new_instance(instance_id, name), now)
     await finish(store, instance_id, now, status)
+
+
+async def start_held(
+    store: Store, *event_ids: int, instance_id: str = "a"
+) -> OrchestrationWorkItem:
+    """Start ``instance_id`` with an episode that schedules activities ``event_ids`` (named
+    ``act<id>``) held by the worker, which keeps the instance's lease."""
+    await store.create_instance(new_instance(instance_id), T0)
+    item = await lock_instance(store, instance_id)
+    events = episode(item.messages[0].event, *(task_scheduled(i) for i in event_ids))
+    cp = Checkpoint(
+        new_events=events,
+        consumed=[m.seq for m in item.messages],
+        status=RuntimeStatus.RUNNING,
+        activities=[activity(i, f"act{i}") for i in event_ids],
+        hold_until=T0 + LEASE,
+    )
+    await store.checkpoint(item, cp, T0)
+    item.history_length += len(events)
+    item.locked_until = T0 + LEASE
+    return item

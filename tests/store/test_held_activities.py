@@ -24,29 +24,12 @@ from .factories import (
     lock_instance,
     new_instance,
     raised,
+    start_held,
     task_completed,
     task_scheduled,
     timer_fired,
     to_self,
 )
-
-
-async def _hold(store: Store, *event_ids: int) -> OrchestrationWorkItem:
-    """Start instance "a" with an episode that schedules ``event_ids`` and holds the lease."""
-    await store.create_instance(new_instance("a"), T0)
-    item = await lock_instance(store, "a")
-    events = episode(item.messages[0].event, *(task_scheduled(i) for i in event_ids))
-    cp = Checkpoint(
-        new_events=events,
-        consumed=[m.seq for m in item.messages],
-        status=RuntimeStatus.RUNNING,
-        activities=[activity(i, f"act{i}") for i in event_ids],
-        hold_until=T0 + LEASE,
-    )
-    await store.checkpoint(item, cp, T0)
-    item.history_length += len(events)
-    item.locked_until = T0 + LEASE
-    return item
 
 
 async def _complete_held(
@@ -68,7 +51,7 @@ async def _complete_held(
 
 def test_a_held_checkpoint_keeps_the_instance_and_its_activities(store: Store) -> None:
     async def body() -> None:
-        item = await _hold(store, 0, 1)
+        item = await start_held(store, 0, 1)
         record = await store.get_instance("a")
         assert record is not None and record.status is RuntimeStatus.RUNNING
         assert len(await store.get_history("a")) == item.history_length
@@ -85,7 +68,7 @@ def test_a_held_checkpoint_keeps_the_instance_and_its_activities(store: Store) -
 
 def test_results_of_held_activities_commit_with_the_next_episode(store: Store) -> None:
     async def body() -> None:
-        item = await _hold(store, 0, 1)
+        item = await start_held(store, 0, 1)
         await store.send_message("a", raised("go"), at(1))
         await _complete_held(store, item, 0, 1)
         history = await store.get_history("a")
@@ -107,7 +90,7 @@ def test_results_of_held_activities_commit_with_the_next_episode(store: Store) -
 
 def test_a_held_instance_can_hold_again(store: Store) -> None:
     async def body() -> None:
-        item = await _hold(store, 0)
+        item = await start_held(store, 0)
         events = episode(task_completed(0, '"r"', at(1)), task_scheduled(1), now=at(1))
         cp = Checkpoint(
             new_events=events,
@@ -127,7 +110,7 @@ def test_a_held_instance_can_hold_again(store: Store) -> None:
 
 
 async def _hold_with_a_timer(store: Store, fire_s: float) -> OrchestrationWorkItem:
-    """Like ``_hold(store, 0)``, the episode also setting a timer that fires at ``fire_s``."""
+    """Like ``start_held(store, 0)``, the episode also setting a timer that fires at ``fire_s``."""
     await store.create_instance(new_instance("a"), T0)
     item = await lock_instance(store, "a")
     events = episode(item.messages[0].event, task_scheduled(0))
@@ -156,7 +139,7 @@ def test_read_inbox_leaves_out_messages_not_yet_visible(store: Store) -> None:
 
 def test_a_task_taken_by_another_worker_fences_the_results_commit(store: Store) -> None:
     async def body() -> None:
-        item = await _hold(store, 0)
+        item = await start_held(store, 0)
         length = item.history_length
         # The hold lapses unrenewed; another worker runs the activity and delivers its result.
         [task] = await store.lock_next_activities("w2", LEASE, at(31), 10)
@@ -174,7 +157,7 @@ def test_a_task_taken_by_another_worker_fences_the_results_commit(store: Store) 
 
 def test_results_of_activities_not_held_are_refused(store: Store) -> None:
     async def body() -> None:
-        item = await _hold(store, 0)
+        item = await start_held(store, 0)
         before = await store.get_instance("a")
         with pytest.raises(LeaseLost):
             await _complete_held(store, item, 0, 7)
@@ -190,7 +173,7 @@ def test_a_held_step_that_keeps_its_status_and_lease_changes_only_its_history(
     store: Store,
 ) -> None:
     async def body() -> None:
-        item = await _hold(store, 0)
+        item = await start_held(store, 0)
         item.status = RuntimeStatus.RUNNING  # as committed: the store may leave it alone
         events = episode(task_completed(0, '"r0"', at(1)), task_scheduled(1), now=at(1))
         cp = Checkpoint(
@@ -216,7 +199,7 @@ def test_a_held_step_that_keeps_its_status_and_lease_changes_only_its_history(
 
 def test_renewing_the_instance_lease_renews_its_held_tasks(store: Store) -> None:
     async def body() -> None:
-        item = await _hold(store, 0)
+        item = await start_held(store, 0)
         await store.renew_orchestration_lease(item, LEASE, at(20))
         assert await store.lock_next_activities("w2", LEASE, at(31), 10) == []
         assert await store.lock_next_orchestration("w2", LEASE, at(31)) is None
@@ -228,7 +211,7 @@ def test_renewing_the_instance_lease_renews_its_held_tasks(store: Store) -> None
 
 def test_abandoning_the_instance_releases_its_held_tasks(store: Store) -> None:
     async def body() -> None:
-        item = await _hold(store, 0, 1)
+        item = await start_held(store, 0, 1)
         await store.abandon_orchestration(item)
         tasks = await store.lock_next_activities("w2", LEASE, at(1), 10)
         assert sorted(t.event_id for t in tasks) == [0, 1]
@@ -242,7 +225,7 @@ def test_abandoning_the_instance_releases_its_held_tasks(store: Store) -> None:
 
 def test_a_finishing_checkpoint_may_commit_held_results(store: Store) -> None:
     async def body() -> None:
-        item = await _hold(store, 0, 1)
+        item = await start_held(store, 0, 1)
         cp = Checkpoint(
             new_events=episode(task_completed(0, '"r"', at(1)), now=at(1)),
             consumed=[],

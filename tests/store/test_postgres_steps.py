@@ -29,9 +29,8 @@ from .factories import (
     activity,
     at,
     episode,
-    lock_instance,
-    new_instance,
     raised,
+    start_held,
     task_completed,
     task_scheduled,
 )
@@ -61,27 +60,6 @@ def pg1(tmp_path: Path) -> Iterator[OneConnection]:
     finally:
         asyncio.run(store.close())
         drop_postgres_schema(backend.url)
-
-
-async def _held(store: PostgresStore, instance_id: str) -> OrchestrationWorkItem:
-    """Start ``instance_id`` with an episode that schedules activity 0, held by the worker."""
-    await store.create_instance(new_instance(instance_id), T0)
-    item = await lock_instance(store, instance_id)
-    events = episode(item.messages[0].event, task_scheduled(0))
-    await store.checkpoint(
-        item,
-        Checkpoint(
-            new_events=events,
-            consumed=[m.seq for m in item.messages],
-            status=RuntimeStatus.RUNNING,
-            activities=[activity(0)],
-            hold_until=T0 + LEASE,
-        ),
-        T0,
-    )
-    item.history_length += len(events)
-    item.locked_until = T0 + LEASE
-    return item
 
 
 def _step(done: int, consumed: list[InboxMessage] | None = None) -> Checkpoint:
@@ -144,7 +122,7 @@ def _stepped(pg1: OneConnection, instance_id: str, consumed: int = 0) -> bool:
 
 def test_steps_queued_together_commit_in_one_statement(pg1: OneConnection) -> None:
     async def body() -> None:
-        items = [await _held(pg1.store, i) for i in IDS]
+        items = [await start_held(pg1.store, 0, instance_id=i) for i in IDS]
         await pg1.store.send_message("c", raised("go"), T0)
         await pg1.store.send_message("e", raised("go"), T0)
         inbox = await pg1.store.read_inbox(items[2], at(1))
@@ -168,7 +146,7 @@ def test_steps_queued_together_commit_in_one_statement(pg1: OneConnection) -> No
 
 def test_a_step_whose_lease_was_lost_fails_alone(pg1: OneConnection) -> None:
     async def body() -> None:
-        items = [await _held(pg1.store, i) for i in IDS]
+        items = [await start_held(pg1.store, 0, instance_id=i) for i in IDS]
         pg1.sql("UPDATE {s}.instances SET locked_by = 'another' WHERE instance_id = 'b'")
         outcomes = await _steps_queued_together(pg1.store, items)
         assert isinstance(outcomes[1], LeaseLost)
@@ -181,7 +159,7 @@ def test_a_step_whose_lease_was_lost_fails_alone(pg1: OneConnection) -> None:
 
 def test_a_step_whose_activity_was_taken_fails_alone(pg1: OneConnection) -> None:
     async def body() -> None:
-        items = [await _held(pg1.store, i) for i in IDS]
+        items = [await start_held(pg1.store, 0, instance_id=i) for i in IDS]
         pg1.sql("UPDATE {s}.activity_tasks SET locked_by = 'another' WHERE instance_id = 'd'")
         outcomes = await _steps_queued_together(pg1.store, items)
         assert isinstance(outcomes[3], LeaseLost)
@@ -194,7 +172,7 @@ def test_a_step_whose_activity_was_taken_fails_alone(pg1: OneConnection) -> None
 
 def test_a_group_that_fails_as_a_whole_runs_its_steps_one_by_one(pg1: OneConnection) -> None:
     async def body() -> None:
-        items = [await _held(pg1.store, i) for i in IDS]
+        items = [await start_held(pg1.store, 0, instance_id=i) for i in IDS]
         # Another worker extended the history of "c" (its primary key refuses the step's rows).
         row = dump_event(OrchestratorStarted(timestamp=T0))
         pg1.sql(
