@@ -72,6 +72,7 @@ from durafn.store.postgres_changes import NOTIFY_PAYLOAD, channel_name
 from durafn.store.postgres_connections import Database, Session
 from durafn.store.postgres_queries import PostgresQueries
 from durafn.store.postgres_schema import DEFAULT_SCHEMA, quote_schema
+from durafn.store.postgres_steps import Step, group_parameters, is_step
 
 _TERMINAL = sorted(s.value for s in TERMINAL_STATUSES)
 # How raised events begin in their stored form (``dump_event``): the SQLite store counts
@@ -439,7 +440,7 @@ class PostgresStore(PostgresQueries):
         self, item: OrchestrationWorkItem, checkpoint: Checkpoint, now: datetime
     ) -> bool:
         check_checkpoint(checkpoint)
-        if _is_step(checkpoint):
+        if is_step(checkpoint):
             return await self._checkpoint_step(item, checkpoint, now)
 
         def tx(s: Session) -> None:
@@ -451,7 +452,7 @@ class PostgresStore(PostgresQueries):
     async def _checkpoint_step(
         self, item: OrchestrationWorkItem, cp: Checkpoint, now: datetime
     ) -> bool:
-        """A checkpoint of the common forms (see ``_is_step``) in one statement; whether
+        """A checkpoint of the common forms (see ``is_step``) in one statement; whether
         messages may wait in the inbox (see ``Store.checkpoint``)."""
         n = to_micros(now)
         hold = to_micros(cp.hold_until) if cp.hold_until is not None else None
@@ -493,7 +494,7 @@ class PostgresStore(PostgresQueries):
             watch=hold is not None,
         )
 
-        step = _Step(item, cp, values)
+        step = Step(item, cp, values)
 
         def tx(s: Session) -> bool:
             try:
@@ -529,41 +530,13 @@ class PostgresStore(PostgresQueries):
             )
         return step.waiting
 
-    def _steps_together(self, s: Session, steps: list[_Step]) -> list[bool]:
+    def _steps_together(self, s: Session, steps: list[Step]) -> list[bool]:
         """The steps of several instances (``CHECKPOINT_STEP`` each) in one statement,
         ``CHECKPOINT_STEPS``; whether each one's fence held (see ``Database.write_grouped``)."""
-        columns: dict[str, list[Any]] = {name: [] for name in _STEP_COLUMNS}
-        for k, step in enumerate(steps, start=1):
-            v = step.values
-            columns["iids"].append(v["iid"])
-            columns["eids"].append(v["eid"])
-            columns["tokens"].append(v["token"])
-            columns["statuses"].append(v["status"])
-            columns["outputs"].append(v["output"])
-            columns["customs"].append(v["custom"])
-            columns["failures"].append(v["failure"])
-            columns["lengths"].append(v["length"])
-            columns["dropped"].append(v["dropped"])
-            columns["holds"].append(v["hold"])
-            columns["ndone"].append(len(v["done"]))
-            columns["watch"].append(v["watch"])
-            columns["wakes"].append(v["notify"])
-            columns["nows"].append(v["now"])
-            for name, k_name, values in _STEP_LISTS:
-                items = v[values]
-                columns[name] += items
-                columns[k_name] += [k] * len(items)
-            first = v["first"]
-            columns["sequences"] += range(first, first + len(v["events"]))
-            columns["event_k"] += [k] * len(v["events"])
-            columns["events"] += v["events"]
-            columns["activity_k"] += [k] * len(v["event_ids"])
-            for name in ("event_ids", "names", "inputs"):
-                columns[name] += v[name]
         rows = s.fetchall(
             self._sql(q.CHECKPOINT_STEPS),
             {
-                **columns,
+                **group_parameters(steps),
                 "hub": self.task_hub,
                 "channel": self._db.changes.channel,
                 "sender": NOTIFY_PAYLOAD,
@@ -806,64 +779,3 @@ class PostgresStore(PostgresQueries):
             s.notify = s.execute(self._sql(q.RELEASE_ACTIVITY), values) > 0
 
         await self._db.write(tx, durable=False)
-
-
-class _Step:
-    """A checkpoint of the common form on its way to ``CHECKPOINT_STEP``, alone or with
-    others; how it went once committed."""
-
-    __slots__ = ("checkpoint", "fenced", "item", "values", "waiting")
-
-    def __init__(
-        self, item: OrchestrationWorkItem, checkpoint: Checkpoint, values: dict[str, Any]
-    ) -> None:
-        self.item = item
-        self.checkpoint = checkpoint
-        self.values = values
-        self.fenced = False
-        self.waiting = True
-
-
-# The arrays of ``CHECKPOINT_STEPS``: one element per step, then the flattened lists.
-_STEP_LISTS = (("done", "done_k", "done"), ("seqs", "seq_k", "seqs"))
-_STEP_COLUMNS = (
-    "iids",
-    "eids",
-    "tokens",
-    "statuses",
-    "outputs",
-    "customs",
-    "failures",
-    "lengths",
-    "dropped",
-    "holds",
-    "ndone",
-    "watch",
-    "wakes",
-    "nows",
-    "done",
-    "done_k",
-    "seqs",
-    "seq_k",
-    "sequences",
-    "event_k",
-    "events",
-    "activity_k",
-    "event_ids",
-    "names",
-    "inputs",
-)
-
-
-def _is_step(cp: Checkpoint) -> bool:
-    """Whether ``cp`` only records an episode and schedules activities, or ends an instance
-    and tells its parent orchestration (one statement)."""
-    parent = cp.parent_message
-    return not (
-        cp.restart is not None
-        or cp.messages
-        or cp.sub_orchestrations
-        or cp.new_instances
-        or (parent is not None and parent.instance_id.startswith("@"))
-        or cp.entity_state is not None
-    )

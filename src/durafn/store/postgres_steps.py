@@ -1,0 +1,88 @@
+"""The PostgreSQL store's steps: checkpoints of the common form, one statement each
+(``CHECKPOINT_STEP``), or several instances' together (``CHECKPOINT_STEPS``, see
+``Database.write_grouped``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from durafn.store.base import Checkpoint, OrchestrationWorkItem
+
+
+class Step:
+    """A checkpoint of the common form on its way to the database, alone or with others: the
+    parameters of ``CHECKPOINT_STEP``, and how it went once committed."""
+
+    __slots__ = ("checkpoint", "fenced", "item", "values", "waiting")
+
+    def __init__(
+        self, item: OrchestrationWorkItem, checkpoint: Checkpoint, values: dict[str, Any]
+    ) -> None:
+        self.item = item
+        self.checkpoint = checkpoint
+        self.values = values
+        # Whether its fence held (its lease and held activities were still the caller's).
+        self.fenced = False
+        # Whether messages may wait in its inbox (see ``Store.checkpoint``).
+        self.waiting = True
+
+
+def is_step(cp: Checkpoint) -> bool:
+    """Whether ``cp`` only records an episode and schedules activities, or ends an instance
+    and tells its parent orchestration (one statement)."""
+    parent = cp.parent_message
+    return not (
+        cp.restart is not None
+        or cp.messages
+        or cp.sub_orchestrations
+        or cp.new_instances
+        or (parent is not None and parent.instance_id.startswith("@"))
+        or cp.entity_state is not None
+    )
+
+
+# ``CHECKPOINT_STEPS`` arrays with one element per step: (array, key in ``Step.values``).
+_PER_STEP = (
+    ("iids", "iid"),
+    ("eids", "eid"),
+    ("tokens", "token"),
+    ("statuses", "status"),
+    ("outputs", "output"),
+    ("customs", "custom"),
+    ("failures", "failure"),
+    ("lengths", "length"),
+    ("dropped", "dropped"),
+    ("holds", "hold"),
+    ("watch", "watch"),
+    ("wakes", "notify"),
+    ("nows", "now"),
+)
+# The lists of each step, flattened: (array, the array of whose step each element is, key).
+_FLATTENED = (
+    ("done", "done_k", "done"),
+    ("seqs", "seq_k", "seqs"),
+    ("events", "event_k", "events"),
+    ("event_ids", "activity_k", "event_ids"),
+    ("names", None, "names"),
+    ("inputs", None, "inputs"),
+)
+
+
+def group_parameters(steps: list[Step]) -> dict[str, list[Any]]:
+    """The arrays of ``CHECKPOINT_STEPS`` for ``steps`` (numbered from 1 in order)."""
+    arrays: dict[str, list[Any]] = {name: [] for name, _ in _PER_STEP}
+    arrays.update({name: [] for name, _, _ in _FLATTENED})
+    arrays.update({k_name: [] for _, k_name, _ in _FLATTENED if k_name})
+    arrays["ndone"], arrays["sequences"] = [], []
+    for k, step in enumerate(steps, start=1):
+        values = step.values
+        for name, key in _PER_STEP:
+            arrays[name].append(values[key])
+        for name, k_name, key in _FLATTENED:
+            items = values[key]
+            arrays[name] += items
+            if k_name:
+                arrays[k_name] += [k] * len(items)
+        arrays["ndone"].append(len(values["done"]))
+        arrays["sequences"] += range(values["first"], values["first"] + len(values["events"]))
+    return arrays
