@@ -494,7 +494,7 @@ class PostgresStore(PostgresQueries):
             watch=hold is not None,
         )
 
-        step = Step(item, cp, values)
+        step = Step(cp, values)
 
         def tx(s: Session) -> bool:
             try:

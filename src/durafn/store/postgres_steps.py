@@ -6,19 +6,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from durafn.store.base import Checkpoint, OrchestrationWorkItem
+from durafn.store.base import Checkpoint
 
 
 class Step:
     """A checkpoint of the common form on its way to the database, alone or with others: the
     parameters of ``CHECKPOINT_STEP``, and how it went once committed."""
 
-    __slots__ = ("checkpoint", "fenced", "item", "values", "waiting")
+    __slots__ = ("checkpoint", "fenced", "values", "waiting")
 
-    def __init__(
-        self, item: OrchestrationWorkItem, checkpoint: Checkpoint, values: dict[str, Any]
-    ) -> None:
-        self.item = item
+    def __init__(self, checkpoint: Checkpoint, values: dict[str, Any]) -> None:
         self.checkpoint = checkpoint
         self.values = values
         # Whether its fence held (its lease and held activities were still the caller's).
