@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from durafn.core.errors import LeaseLost
+from durafn.core.errors import LeaseLost, StoreError
 from durafn.core.history import OrchestratorStarted, dump_event
 from durafn.core.status import RuntimeStatus
 from durafn.store.base import Checkpoint, InboxMessage, OrchestrationWorkItem
@@ -187,5 +187,32 @@ def test_a_group_that_fails_as_a_whole_runs_its_steps_one_by_one(pg1: OneConnect
         assert [o for k, o in enumerate(outcomes) if k != 2] == [False] * 4
         assert (pg1.store._db.group_statements, pg1.store._db.group_fallbacks) == (0, 1)
         assert [_stepped(pg1, i) for i in ("a", "b", "d", "e")] == [True] * 4
+
+    asyncio.run(body())
+
+
+def test_a_group_whose_connection_breaks_fails_its_steps_and_is_not_run_again(
+    pg1: OneConnection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Whether a statement in autocommit committed before its connection broke is unknown:
+    like a lone write, the group is not run again; its steps fail, and the next operation
+    gets a new connection."""
+    together = PostgresStore._steps_together
+
+    def broken(store: PostgresStore, s: Session, steps: list[Any]) -> list[bool]:
+        s.execute("SELECT pg_terminate_backend(pg_backend_pid())")
+        return together(store, s, steps)
+
+    async def body() -> None:
+        items = [await start_held(pg1.store, 0, instance_id=i) for i in IDS]
+        monkeypatch.setattr(PostgresStore, "_steps_together", broken)
+        outcomes = await _steps_queued_together(pg1.store, items)
+        assert [type(o) for o in outcomes] == [StoreError] * 5
+        assert not any(_stepped(pg1, i) for i in IDS)
+        db = pg1.store._db
+        assert (db.group_statements, db.group_fallbacks) == (0, 0)
+        monkeypatch.setattr(PostgresStore, "_steps_together", together)
+        assert await pg1.store.checkpoint(items[1], _step(0), at(2)) is False
+        assert _stepped(pg1, "b")
 
     asyncio.run(body())
