@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 
 from durafn.core.errors import LeaseLost, StoreError
-from durafn.core.history import OrchestratorStarted, dump_event
+from durafn.core.history import OrchestratorStarted, SubOrchestrationInstanceCompleted, dump_event
 from durafn.core.status import RuntimeStatus
-from durafn.store.base import Checkpoint, InboxMessage, OrchestrationWorkItem
+from durafn.store.base import Checkpoint, InboxMessage, OrchestrationWorkItem, OutgoingMessage
 from durafn.store.postgres import PostgresStore
 from durafn.store.postgres_connections import Session
 
@@ -28,9 +28,11 @@ from .factories import (
     T0,
     activity,
     at,
+    completed,
     episode,
     raised,
     start_held,
+    start_running,
     task_completed,
     task_scheduled,
 )
@@ -214,5 +216,70 @@ def test_a_group_whose_connection_breaks_fails_its_steps_and_is_not_run_again(
         monkeypatch.setattr(PostgresStore, "_steps_together", together)
         assert await pg1.store.checkpoint(items[1], _step(0), at(2)) is False
         assert _stepped(pg1, "b")
+
+    asyncio.run(body())
+
+
+def _end(done: int, parent_message: OutgoingMessage | None = None) -> Checkpoint:
+    """The result of held activity ``done``, and the instance completes (telling its parent)."""
+    now = at(1)
+    return Checkpoint(
+        new_events=episode(task_completed(done, '"r"', now), completed(now=now), now=now),
+        consumed=[],
+        status=RuntimeStatus.COMPLETED,
+        output='"done"',
+        completed_activities=[done],
+        parent_message=parent_message,
+    )
+
+
+def test_ends_queued_together_commit_in_one_statement(pg1: OneConnection) -> None:
+    async def body() -> None:
+        store = pg1.store
+        await start_running(store, "p")
+        items = [await start_held(store, 0, instance_id=i) for i in IDS]
+        await store.send_message("b", raised("late"), T0)
+        pg1.sql("UPDATE {s}.instances SET locked_by = 'another' WHERE instance_id = 'c'")
+        told = OutgoingMessage(
+            "p", SubOrchestrationInstanceCompleted(timestamp=at(1), task_scheduled_id=7), "e1"
+        )
+
+        def busy(s: Session) -> None:
+            s.execute("SELECT pg_sleep(0.3)")
+
+        blocker = asyncio.ensure_future(store._db.read(busy))
+        await asyncio.sleep(0.1)
+        ends = [
+            store.checkpoint(item, _end(0, told if item.instance_id == "a" else None), at(1))
+            for item in items
+        ]
+        outcomes = await asyncio.gather(*ends, return_exceptions=True)
+        await blocker
+        assert isinstance(outcomes[2], LeaseLost)
+        assert [o for k, o in enumerate(outcomes) if k != 2] == [True] * 4
+        db = store._db
+        assert (db.group_statements, db.grouped_writes, db.group_fallbacks) == (1, 5, 0)
+        rows = pg1.sql(
+            "SELECT instance_id, status, output, locked_by, completed_at IS NOT NULL, "
+            "dropped_events, history_length FROM {s}.instances WHERE instance_id <> 'p' "
+            "ORDER BY instance_id"
+        )
+        done = ("Completed", '"done"', None, True)
+        assert rows == [
+            ("a", *done, 0, 8),
+            ("b", *done, 1, 8),  # the event that reached it too late is counted as dropped
+            ("c", "Running", None, "another", False, 0, 4),
+            ("d", *done, 0, 8),
+            ("e", *done, 0, 8),
+        ]
+        left = pg1.sql(
+            "SELECT instance_id, count(*) FROM {s}.activity_tasks GROUP BY instance_id "
+            "UNION ALL SELECT instance_id, count(*) FROM {s}.inbox GROUP BY instance_id"
+        )
+        assert sorted(left) == [("c", 1), ("p", 1)]
+        parent = await store.lock_next_orchestrations("w2", LEASE, at(2), 1)
+        assert [(p.instance_id, [m.event for m in p.messages]) for p in parent] == [
+            ("p", [told.event])
+        ]
 
     asyncio.run(body())

@@ -517,12 +517,10 @@ class PostgresStore(PostgresQueries):
             if step.fenced and cp.on_commit is not None:
                 cp.on_commit()
 
-        if finished:
-            fenced = await self._db.write(tx, transaction=False, on_commit=on_commit)
-        else:
-            fenced = await self._db.write_grouped(
-                tx, self._steps_together, item.instance_id, step, on_commit=on_commit
-            )
+        together = self._ends_together if finished else self._steps_together
+        fenced = await self._db.write_grouped(
+            tx, together, item.instance_id, step, on_commit=on_commit
+        )
         if not fenced:
             raise LeaseLost(
                 f"lease on instance {item.instance_id!r} (or on an activity it ran in place) "
@@ -533,11 +531,21 @@ class PostgresStore(PostgresQueries):
     def _steps_together(self, s: Session, steps: list[Step]) -> list[bool]:
         """The steps of several instances (``CHECKPOINT_STEP`` each) in one statement,
         ``CHECKPOINT_STEPS``; whether each one's fence held (see ``Database.write_grouped``)."""
+        return self._together(s, q.CHECKPOINT_STEPS, steps)
+
+    def _ends_together(self, s: Session, steps: list[Step]) -> list[bool]:
+        """The ends of several instances (``CHECKPOINT_END`` each) in one statement,
+        ``CHECKPOINT_ENDS``; whether each one's fence held."""
+        return self._together(s, q.CHECKPOINT_ENDS, steps)
+
+    def _together(self, s: Session, statement: str, steps: list[Step]) -> list[bool]:
         rows = s.fetchall(
-            self._sql(q.CHECKPOINT_STEPS),
+            self._sql(statement),
             {
                 **group_parameters(steps),
                 "hub": self.task_hub,
+                "raised": _RAISED_PREFIX,
+                "terminal": _TERMINAL,
                 "channel": self._db.changes.channel,
                 "sender": NOTIFY_PAYLOAD,
             },

@@ -328,15 +328,7 @@ CHECKPOINT_STEP = (
 # back per step, in order: whether its fence held, and (where asked) whether messages wait.
 # The held rows, locked, are deleted by their row address: a plan chosen on a young table's
 # statistics could otherwise look each one up through an index by task hub alone.
-CHECKPOINT_STEPS = """
-WITH s AS MATERIALIZED (
-    SELECT * FROM unnest(%(iids)b::text[], %(eids)b::text[], %(tokens)b::text[],
-        %(statuses)b::text[], %(outputs)b::text[], %(customs)b::text[], %(failures)b::text[],
-        %(lengths)b::integer[], %(dropped)b::bigint[], %(holds)b::bigint[],
-        %(ndone)b::bigint[], %(watch)b::boolean[], %(wakes)b::boolean[], %(nows)b::bigint[])
-        WITH ORDINALITY AS s(iid, eid, token, status, output, custom, failure, length, dropped,
-            hold, ndone, watch, wakes, now, k)
-), c AS MATERIALIZED (
+_GROUP_HELD = """, c AS MATERIALIZED (
     SELECT * FROM unnest(%(seq_k)b::bigint[], %(seqs)b::bigint[]) AS c(k, seq)
 ), held AS MATERIALIZED (
     SELECT s.k, t.ctid AS row_id
@@ -351,32 +343,56 @@ WITH s AS MATERIALIZED (
 ), whole AS MATERIALIZED (
     SELECT s.k FROM s LEFT JOIN (SELECT k, count(*) AS n FROM held GROUP BY k) h ON h.k = s.k
     WHERE s.ndone = coalesce(h.n, 0)
-), fence AS (
-    UPDATE {s}.instances i
-    SET status = s.status, output = s.output, custom_status = s.custom, failure = s.failure,
-        updated_at = s.now, completed_at = NULL, history_length = s.length,
-        dropped_events = i.dropped_events + s.dropped,
-        locked_by = CASE WHEN s.hold IS NULL THEN NULL ELSE i.locked_by END,
-        lock_expires_at = s.hold
+)"""
+_GROUP_FENCE = """
     FROM s
     WHERE i.task_hub = %(hub)s AND i.instance_id = s.iid AND i.locked_by = s.token
         AND s.k IN (SELECT k FROM whole)
     RETURNING s.k
-), taken AS (
-    DELETE FROM {s}.activity_tasks
-    WHERE ctid = ANY(ARRAY(SELECT row_id FROM held WHERE k IN (SELECT k FROM fence)))
-), consumed AS (
-    DELETE FROM {s}.inbox m USING c JOIN s ON s.k = c.k
-    WHERE m.task_hub = %(hub)s AND m.instance_id = s.iid AND m.seq = c.seq
-        AND c.k IN (SELECT k FROM fence)
-), appended AS (
+)"""
+_GROUP_APPENDED = """, appended AS (
     INSERT INTO {s}.history (task_hub, instance_id, execution_id, sequence, event)
     SELECT %(hub)s, s.iid, s.eid, e.sequence, e.event
     FROM unnest(%(event_k)b::bigint[], %(sequences)b::integer[], %(events)b::text[])
         AS e(k, sequence, event)
     JOIN s ON s.k = e.k
     WHERE e.k IN (SELECT k FROM fence)
-), scheduled AS (
+), notified AS (
+    SELECT count(*) AS n FROM (
+        SELECT pg_notify(%(channel)s, %(sender)s)
+        WHERE EXISTS (SELECT 1 FROM fence f JOIN s ON s.k = f.k WHERE s.wakes)
+    ) n
+)"""
+
+CHECKPOINT_STEPS = (
+    """
+WITH s AS MATERIALIZED (
+    SELECT * FROM unnest(%(iids)b::text[], %(eids)b::text[], %(tokens)b::text[],
+        %(statuses)b::text[], %(outputs)b::text[], %(customs)b::text[], %(failures)b::text[],
+        %(lengths)b::integer[], %(dropped)b::bigint[], %(holds)b::bigint[],
+        %(ndone)b::bigint[], %(watch)b::boolean[], %(wakes)b::boolean[], %(nows)b::bigint[])
+        WITH ORDINALITY AS s(iid, eid, token, status, output, custom, failure, length, dropped,
+            hold, ndone, watch, wakes, now, k)
+)"""
+    + _GROUP_HELD
+    + """, fence AS (
+    UPDATE {s}.instances i
+    SET status = s.status, output = s.output, custom_status = s.custom, failure = s.failure,
+        updated_at = s.now, completed_at = NULL, history_length = s.length,
+        dropped_events = i.dropped_events + s.dropped,
+        locked_by = CASE WHEN s.hold IS NULL THEN NULL ELSE i.locked_by END,
+        lock_expires_at = s.hold"""
+    + _GROUP_FENCE
+    + """, taken AS (
+    DELETE FROM {s}.activity_tasks
+    WHERE ctid = ANY(ARRAY(SELECT row_id FROM held WHERE k IN (SELECT k FROM fence)))
+), consumed AS (
+    DELETE FROM {s}.inbox m USING c JOIN s ON s.k = c.k
+    WHERE m.task_hub = %(hub)s AND m.instance_id = s.iid AND m.seq = c.seq
+        AND c.k IN (SELECT k FROM fence)
+)"""
+    + _GROUP_APPENDED
+    + """, scheduled AS (
     INSERT INTO {s}.activity_tasks (task_hub, instance_id, execution_id, event_id, name, input,
         visible_at, locked_by, lock_expires_at, attempts)
     SELECT %(hub)s, s.iid, s.eid, a.event_id, a.name, a.input, s.now,
@@ -387,11 +403,6 @@ WITH s AS MATERIALIZED (
     JOIN s ON s.k = a.k
     WHERE a.k IN (SELECT k FROM fence)
     ORDER BY a.ord
-), notified AS (
-    SELECT count(*) AS n FROM (
-        SELECT pg_notify(%(channel)s, %(sender)s)
-        WHERE EXISTS (SELECT 1 FROM fence f JOIN s ON s.k = f.k WHERE s.wakes)
-    ) n
 )
 SELECT s.k IN (SELECT k FROM fence), CASE WHEN s.watch THEN EXISTS (
     SELECT 1 FROM {s}.inbox m
@@ -402,6 +413,59 @@ SELECT s.k IN (SELECT k FROM fence), CASE WHEN s.watch THEN EXISTS (
 FROM s
 ORDER BY s.k
 """
+)
+
+# ``CHECKPOINT_END`` for several instances at once, as ``CHECKPOINT_STEPS`` is for steps.
+# Two of them may be parent and child: the child's result then lands in the ending parent's
+# inbox, as it would if their statements raced, for a claim to sweep.
+CHECKPOINT_ENDS = (
+    """
+WITH s AS MATERIALIZED (
+    SELECT * FROM unnest(%(iids)b::text[], %(eids)b::text[], %(tokens)b::text[],
+        %(statuses)b::text[], %(outputs)b::text[], %(customs)b::text[], %(failures)b::text[],
+        %(lengths)b::integer[], %(dropped)b::bigint[], %(ndone)b::bigint[],
+        %(wakes)b::boolean[], %(nows)b::bigint[], %(parents)b::text[], %(parent_eids)b::text[],
+        %(parent_ats)b::bigint[], %(parent_events)b::text[])
+        WITH ORDINALITY AS s(iid, eid, token, status, output, custom, failure, length, dropped,
+            ndone, wakes, now, parent, parent_eid, parent_at, parent_event, k)
+)"""
+    + _GROUP_HELD
+    + """, doomed AS MATERIALIZED (
+    SELECT s.k, count(m.seq) AS n
+    FROM s LEFT JOIN {s}.inbox m ON m.task_hub = %(hub)s AND m.instance_id = s.iid
+        AND starts_with(m.event, %(raised)s)
+        AND NOT EXISTS (SELECT 1 FROM c WHERE c.k = s.k AND c.seq = m.seq)
+    GROUP BY s.k
+), fence AS (
+    UPDATE {s}.instances i
+    SET status = s.status, output = s.output, custom_status = s.custom, failure = s.failure,
+        updated_at = s.now, completed_at = s.now, history_length = s.length,
+        dropped_events = i.dropped_events + s.dropped
+            + (SELECT d.n FROM doomed d WHERE d.k = s.k),
+        locked_by = NULL, lock_expires_at = NULL"""
+    + _GROUP_FENCE
+    + """, taken AS (
+    DELETE FROM {s}.activity_tasks t USING s
+    WHERE t.task_hub = %(hub)s AND t.instance_id = s.iid AND s.k IN (SELECT k FROM fence)
+), consumed AS (
+    DELETE FROM {s}.inbox m USING s
+    WHERE m.task_hub = %(hub)s AND m.instance_id = s.iid AND s.k IN (SELECT k FROM fence)
+)"""
+    + _GROUP_APPENDED
+    + """, told AS (
+    INSERT INTO {s}.inbox (task_hub, instance_id, execution_id, visible_at, event)
+    SELECT %(hub)s, p.instance_id, s.parent_eid, s.parent_at, s.parent_event
+    FROM s JOIN {s}.instances p ON p.task_hub = %(hub)s AND p.instance_id = s.parent
+    WHERE p.status <> ALL(%(terminal)b::text[])
+        AND (s.parent_eid IS NULL OR p.execution_id = s.parent_eid)
+        AND s.k IN (SELECT k FROM fence)
+    ORDER BY s.k
+)
+SELECT s.k IN (SELECT k FROM fence), NULL::boolean, (SELECT n FROM notified)
+FROM s
+ORDER BY s.k
+"""
+)
 
 # The end of an instance (no message but to its parent, no restart): its activity tasks and the
 # rest of its inbox go, the raised events there counted as dropped, and its parent, if it has

@@ -1,6 +1,6 @@
-"""The PostgreSQL store's steps: checkpoints of the common form, one statement each
-(``CHECKPOINT_STEP``), or several instances' together (``CHECKPOINT_STEPS``, see
-``Database.write_grouped``)."""
+"""The PostgreSQL store's steps: checkpoints of the common forms, one statement each
+(``CHECKPOINT_STEP``, ``CHECKPOINT_END``), or several instances' together
+(``CHECKPOINT_STEPS``, ``CHECKPOINT_ENDS``; see ``Database.write_grouped``)."""
 
 from __future__ import annotations
 
@@ -53,6 +53,10 @@ _PER_STEP = (
     ("watch", "watch"),
     ("wakes", "notify"),
     ("nows", "now"),
+    ("parents", "parent"),
+    ("parent_eids", "parent_eid"),
+    ("parent_ats", "parent_at"),
+    ("parent_events", "parent_event"),
 )
 # The lists of each step, flattened: (array, the array of whose step each element is, key).
 _FLATTENED = (
@@ -66,7 +70,8 @@ _FLATTENED = (
 
 
 def group_parameters(steps: list[Step]) -> dict[str, list[Any]]:
-    """The arrays of ``CHECKPOINT_STEPS`` for ``steps`` (numbered from 1 in order)."""
+    """The arrays of ``CHECKPOINT_STEPS`` or ``CHECKPOINT_ENDS`` for ``steps`` (numbered from
+    1 in order; each statement reads the arrays it needs)."""
     arrays: dict[str, list[Any]] = {name: [] for name, _ in _PER_STEP}
     arrays.update({name: [] for name, _, _ in _FLATTENED})
     arrays.update({k_name: [] for _, k_name, _ in _FLATTENED if k_name})
