@@ -6,6 +6,7 @@ import asyncio
 import sqlite3
 import subprocess
 import sys
+import threading
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import pytest
 
 from durafn.core.errors import StoreError
 from durafn.store import open_store
+from durafn.store.sqlite_connection import SqliteDatabase
 from durafn.store.sqlite_schema import MIGRATIONS, SCHEMA_VERSION, migrate
 
 
@@ -78,3 +80,30 @@ def test_several_processes_may_create_the_schema_at_once(tmp_path: Path) -> None
     now = datetime(2030, 1, 1, tzinfo=UTC)
     assert asyncio.run(store.next_visible_at(now)) is None
     asyncio.run(store.close())
+
+
+def test_connections_opening_a_new_file_at_the_same_moment_all_open(tmp_path: Path) -> None:
+    """SQLite may refuse at once one of the connections that meet while the file turns to WAL
+    and gets its schema (to break a deadlock, without waiting); the store tries again. Nine
+    writers start together on each of 60 new files."""
+    failures: list[BaseException] = []
+    for trial in range(60):
+        path = str(tmp_path / f"hub{trial}.db")
+        databases = [SqliteDatabase(path, busy_timeout=10) for _ in range(9)]
+        start = threading.Barrier(len(databases))
+
+        def open_one(db: SqliteDatabase, start: threading.Barrier = start) -> None:
+            start.wait()
+            try:
+                db._connect()
+            except BaseException as exc:
+                failures.append(exc)
+
+        threads = [threading.Thread(target=open_one, args=(db,)) for db in databases]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        for db in databases:
+            asyncio.run(db.close())
+    assert failures == []

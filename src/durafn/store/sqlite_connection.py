@@ -52,6 +52,12 @@ def _settle_all(outcomes: list[tuple[_PendingWrite, bool, Any]]) -> None:
     settle_all((p.loop, p.future, ok, value) for p, ok, value in outcomes)
 
 
+def _is_busy(exc: sqlite3.OperationalError) -> bool:
+    """Whether SQLite refused for a lock another connection holds (SQLITE_BUSY, _LOCKED)."""
+    code = getattr(exc, "sqlite_errorcode", 0) & 0xFF
+    return code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+
+
 class SqliteDatabase:
     """One SQLite file, its connection and its writer thread. ``synchronous="full"`` makes
     every durable commit wait for the disk."""
@@ -87,16 +93,37 @@ class SqliteDatabase:
         if self._conn is None:
             if self.path != ":memory:":
                 Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(
-                self.path, isolation_level=None, check_same_thread=False, timeout=self._busy_timeout
-            )
+            # Connections opening a new file at once meet while one of them turns it to WAL
+            # and creates the schema: SQLite may then refuse one at once ("database is
+            # locked") rather than have it wait, to break a deadlock. It tries again.
+            deadline = time.monotonic() + self._busy_timeout
+            delay = 0.001
+            while True:
+                try:
+                    conn = self._open()
+                    break
+                except sqlite3.OperationalError as exc:
+                    if not _is_busy(exc) or time.monotonic() + delay > deadline:
+                        raise
+                time.sleep(delay)
+                delay = min(delay * 2, 0.1)
+            self._data_version = conn.execute("PRAGMA data_version").fetchone()[0]
+            self._conn = conn
+        return self._conn
+
+    def _open(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(
+            self.path, isolation_level=None, check_same_thread=False, timeout=self._busy_timeout
+        )
+        try:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute(f"PRAGMA synchronous={self._synchronous}")
             conn.execute("PRAGMA foreign_keys=OFF")
             migrate(conn)
-            self._data_version = conn.execute("PRAGMA data_version").fetchone()[0]
-            self._conn = conn
-        return self._conn
+        except BaseException:
+            conn.close()
+            raise
+        return conn
 
     async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         if self._closed:
