@@ -10,8 +10,8 @@ from durafn.store.base import Checkpoint
 
 
 class Step:
-    """A checkpoint of the common form on its way to the database, alone or with others: the
-    parameters of ``CHECKPOINT_STEP``, and how it went once committed."""
+    """A checkpoint of the common forms on its way to the database, alone or with others: the
+    parameters of ``CHECKPOINT_STEP`` or ``CHECKPOINT_END``, and how it went once committed."""
 
     __slots__ = ("checkpoint", "fenced", "values", "waiting")
 
