@@ -145,6 +145,15 @@ class _Operation:
         # The caller stopped waiting: an operation not yet started is skipped.
         self.cancelled = False
 
+    def committed(self) -> None:
+        """On the connection thread, once the operation has committed: its commit hook (a hook
+        that raises is logged; the commit stands)."""
+        if self.on_commit is not None:
+            try:
+                self.on_commit()
+            except Exception:
+                log.exception("a commit hook failed")
+
     def settle(self, ok: bool, value: Any) -> None:
         """On the connection thread: hand the outcome to the caller's loop."""
         with contextlib.suppress(RuntimeError):  # the caller's loop has closed
@@ -414,11 +423,7 @@ class Database:
         if session.changed or session.notify:
             self.changes.bump()
         for operation in operations:
-            if operation.on_commit is not None:
-                try:
-                    operation.on_commit()
-                except Exception:
-                    log.exception("a commit hook failed")
+            operation.committed()
         for operation, result in zip(operations, results, strict=True):
             operation.settle(True, result)
         return conn
@@ -498,11 +503,7 @@ class Database:
                 return conn
             if session.changed or session.notify:
                 self.changes.bump()
-            if operation.on_commit is not None:
-                try:
-                    operation.on_commit()
-                except Exception:
-                    log.exception("a commit hook failed")
+            operation.committed()
             operation.settle(True, result)
             return conn
         raise AssertionError("unreachable")
