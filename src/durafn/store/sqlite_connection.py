@@ -17,12 +17,12 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 from durafn.core.errors import StoreError
+from durafn.core.threads import Threads
 from durafn.store.handoff import settle_all
 from durafn.store.signals import signal_for
 from durafn.store.sqlite_schema import migrate
@@ -68,7 +68,7 @@ class SqliteDatabase:
         if self._synchronous not in {"FULL", "NORMAL", "EXTRA", "OFF"}:
             raise StoreError(f"unknown SQLite synchronous mode {synchronous!r}")
         self._busy_timeout = busy_timeout
-        self._thread = ThreadPoolExecutor(1, thread_name_prefix="durafn-sqlite")
+        self._thread = Threads(1, "durafn-sqlite")
         self._pending: list[_PendingWrite] = []
         self._pending_lock = threading.Lock()
         self._flush_scheduled = False
@@ -135,7 +135,7 @@ class SqliteDatabase:
             except (sqlite3.Error, OSError) as exc:
                 raise StoreError(f"SQLite error on {self.path}: {exc}") from exc
 
-        return await asyncio.get_running_loop().run_in_executor(self._thread, call)
+        return await self._thread.run(call)
 
     async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run a small read (a row, a count) at once on the caller's thread.
@@ -305,7 +305,7 @@ class SqliteDatabase:
             if self._turns is not None:
                 self._turns.close()
 
-        await asyncio.get_running_loop().run_in_executor(self._thread, shut_down)
+        await self._thread.run(shut_down)
         self._thread.shutdown(wait=True)
 
     # ------------------------------------------------------------------ change notification

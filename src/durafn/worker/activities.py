@@ -5,8 +5,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
-from collections.abc import Awaitable, Callable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Awaitable
 from datetime import datetime
 from typing import Any
 
@@ -14,11 +13,12 @@ from durafn.app import App
 from durafn.core import codec
 from durafn.core.history import HistoryEvent, TaskCompleted, TaskFailed
 from durafn.core.status import FailureDetails
+from durafn.core.threads import Threads
 from durafn.store.base import ActivityWorkItem
 
 
 async def run_activity(
-    app: App, item: ActivityWorkItem, threads: ThreadPoolExecutor, now: datetime
+    app: App, item: ActivityWorkItem, threads: Threads, now: datetime
 ) -> HistoryEvent:
     """Run the activity of ``item``; returns its ``TaskCompleted`` or ``TaskFailed`` event.
 
@@ -29,7 +29,7 @@ async def run_activity(
     try:
         registered = app.get_activity(item.name)
         if not registered.is_async:
-            outcome = await _in_thread(threads, lambda: run_sync_activity(app, item, now))
+            outcome = await threads.run(lambda: run_sync_activity(app, item, now))
             if isinstance(outcome, TaskCompleted | TaskFailed):
                 return outcome
             return await finish_awaitable(item, outcome, now)
@@ -75,33 +75,6 @@ async def finish_awaitable(
 def _completed(item: ActivityWorkItem, value: Any, now: datetime) -> TaskCompleted:
     encoded = codec.encode_optional(value, what=f"result of activity {item.name!r}")
     return TaskCompleted(timestamp=now, task_scheduled_id=item.event_id, result=encoded)
-
-
-def _in_thread(threads: ThreadPoolExecutor, call: Callable[[], Any]) -> asyncio.Future[Any]:
-    """``call()`` on one of ``threads``; its outcome on the caller's loop. Lighter than
-    ``run_in_executor``: one hop back, no chaining of a second future."""
-    loop = asyncio.get_running_loop()
-    future: asyncio.Future[Any] = loop.create_future()
-
-    def run() -> None:
-        try:
-            value = call()
-        except BaseException as exc:  # the activity's failure, reported on the loop
-            loop.call_soon_threadsafe(_settle, future, None, exc)
-        else:
-            loop.call_soon_threadsafe(_settle, future, value, None)
-
-    threads.submit(run)
-    return future
-
-
-def _settle(future: asyncio.Future[Any], value: Any, error: BaseException | None) -> None:
-    if future.done():  # the waiting task was cancelled meanwhile
-        return
-    if error is not None:
-        future.set_exception(error)
-    else:
-        future.set_result(value)
 
 
 def _failed(item: ActivityWorkItem, exc: BaseException, now: datetime) -> TaskFailed:

@@ -10,8 +10,8 @@ event loop through one queue per loop.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import dataclasses
+import functools
 import inspect
 import logging
 import threading
@@ -21,6 +21,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from durafn.core.history import HistoryEvent, TaskCompleted, TaskFailed
+from durafn.core.threads import Job
 from durafn.executor.orchestration import OrchestrationExecutor
 from durafn.store.base import (
     ActivityTask,
@@ -93,9 +94,9 @@ class HeldActivities:
         self.worker = worker
         self.item = item
         # Each activity running in place: an asyncio task, or the future of its thread.
-        self.running: dict[int, asyncio.Future[None] | concurrent.futures.Future[None]] = {}
+        self.running: dict[int, asyncio.Future[None] | Job] = {}
         # Started by the commit hook, until ``start`` files them under ``running``.
-        self._in_threads: dict[int, concurrent.futures.Future[None]] = {}
+        self._in_threads: dict[int, Job] = {}
         # The commit hook runs on the store's thread: it and ``cancel`` take turns.
         self._lock = threading.Lock()
         self._closed = False
@@ -135,10 +136,10 @@ class HeldActivities:
                     return  # the episode was given up meanwhile: nothing is to run
                 for item in work:
                     try:
-                        future = threads.submit(self._run_sync, item)
+                        job = threads.submit(functools.partial(self._run_sync, item))
                     except RuntimeError:
                         return  # the pool has shut down (the worker stops): ``start`` decides
-                    self._in_threads[item.event_id] = future
+                    self._in_threads[item.event_id] = job
 
         return on_commit
 

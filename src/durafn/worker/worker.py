@@ -18,7 +18,6 @@ import socket
 import uuid
 import weakref
 from collections.abc import Awaitable, Callable, Coroutine
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
@@ -28,6 +27,7 @@ from durafn.core.entities import is_entity_instance_id
 from durafn.core.errors import LeaseLost
 from durafn.core.history import ExecutionStarted, HistoryEvent, TaskFailed
 from durafn.core.status import FailureDetails, RuntimeStatus
+from durafn.core.threads import Threads
 from durafn.executor.locks import held_locks
 from durafn.executor.orchestration import OrchestrationExecutor
 from durafn.store.base import (
@@ -112,7 +112,7 @@ class Worker:
         self.worker_id = worker_id or new_worker_id()
         self.cache = ExecutorCache(self.options.cache_size)
         self.leases = LeaseKeeper(store, self.options.lease, self.clock)
-        self._pool: ThreadPoolExecutor | None = None
+        self._pool: Threads | None = None
         self.episodes = 0
         # Committed batches of entity operations (each counted in ``episodes`` too).
         self.entity_batches = 0
@@ -139,18 +139,16 @@ class Worker:
         )
 
     @property
-    def _threads(self) -> ThreadPoolExecutor:
+    def _threads(self) -> Threads:
         """The bounded pool of sync activities, made anew after a stop (a worker may rerun)."""
         if self._pool is None:
-            self._pool = ThreadPoolExecutor(
-                self.options.max_concurrent_activities, thread_name_prefix="durafn-activity"
-            )
+            self._pool = Threads(self.options.max_concurrent_activities, "durafn-activity")
         return self._pool
 
     def _release_threads(self) -> None:
         pool, self._pool = self._pool, None
         if pool is not None:
-            pool.shutdown(wait=False, cancel_futures=True)
+            pool.shutdown(cancel_pending=True)
 
     # ------------------------------------------------------------------ running
 

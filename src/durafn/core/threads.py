@@ -1,0 +1,145 @@
+"""Threads that run the calls handed to them: the store's writer, the activity threads.
+
+A ``concurrent.futures.ThreadPoolExecutor`` makes a ``Future`` (with its condition variable
+and lock) and a work item for every call, and wakes a thread through a semaphore: about 10 µs
+a call here, paid at every step of a workflow, twice (the checkpoint to the writer thread, the
+next activity to its thread). The callers of these threads need none of it: each learns the
+outcome of its call its own way (a store hands it back to the caller's event loop; an activity
+hands its result to the worker's queue of arrivals). :class:`Threads` only queues the call on a
+``queue.SimpleQueue`` (written in C), starting threads on demand up to a limit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import queue
+import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+log = logging.getLogger("durafn")
+T = TypeVar("T")
+
+
+class Job:
+    """A call handed to :class:`Threads`. Cancelled before a thread takes it, it never runs."""
+
+    __slots__ = ("call", "cancelled")
+
+    def __init__(self, call: Callable[[], object]) -> None:
+        self.call = call
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        """Keep the call from running if no thread has taken it yet; one already running
+        goes on to its end."""
+        self.cancelled = True
+
+
+class Threads:
+    """Up to ``size`` threads named ``name``-0, -1, … that run submitted calls in the order
+    they come, each on whichever thread is free. Threads start when calls need them and stay
+    until :meth:`shutdown`. A call's exception is logged; the thread goes on serving.
+
+    The threads are daemon threads: a process that ends without shutting them down does not
+    wait for them (as it would not wait for a crash). Whoever owns them shuts them down.
+    """
+
+    def __init__(self, size: int, name: str) -> None:
+        if size < 1:
+            raise ValueError("a set of threads needs at least one thread")
+        self._size = size
+        self._name = name
+        self._queue: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._threads: list[threading.Thread] = []
+        # Threads done with their last call, that will take the next one queued (an estimate
+        # on the high side: a thread counted idle may take a call queued while all were busy).
+        self._idle = 0
+        self._closed = False
+
+    def submit(self, call: Callable[[], object]) -> Job:
+        """Queue ``call`` for the next free thread. Raises RuntimeError once shut down."""
+        job = Job(call)
+        with self._lock:
+            if self._closed:
+                raise RuntimeError(f"the {self._name} threads have shut down")
+            self._queue.put(job)
+            if self._idle:
+                self._idle -= 1
+            elif len(self._threads) < self._size:
+                thread = threading.Thread(
+                    target=self._serve, name=f"{self._name}-{len(self._threads)}", daemon=True
+                )
+                self._threads.append(thread)
+                thread.start()
+        return job
+
+    def run(self, call: Callable[[], T]) -> asyncio.Future[T]:
+        """``call()`` on one of the threads; its value or exception on the running event loop,
+        in one hop back (``loop.run_in_executor`` chains a second future). Raises RuntimeError
+        once shut down."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+
+        def run() -> None:
+            try:
+                outcome: tuple[Any, BaseException | None] = (call(), None)
+            except BaseException as exc:
+                outcome = (None, exc)
+            with contextlib.suppress(RuntimeError):  # the caller's loop has closed
+                loop.call_soon_threadsafe(_settle, future, *outcome)
+
+        self.submit(run)
+        return future
+
+    def shutdown(self, *, wait: bool = False, cancel_pending: bool = False) -> None:
+        """Take no more calls; the threads end once the calls queued before have run (or, with
+        ``cancel_pending``, once the calls already running have ended; the others never run).
+        ``wait`` joins the threads (never from one of them)."""
+        with self._lock:
+            # One end per thread, asked for once (a second shutdown may still cancel).
+            ends = 0 if self._closed else len(self._threads)
+            self._closed = True
+            if cancel_pending:
+                while True:
+                    try:
+                        job = self._queue.get_nowait()
+                    except queue.Empty:
+                        break
+                    if job is None:
+                        ends += 1  # a thread's end, asked for by an earlier shutdown
+                    else:
+                        job.cancel()
+            for _ in range(ends):
+                self._queue.put(None)
+        if wait:
+            current = threading.current_thread()
+            for thread in self._threads:
+                if thread is not current:
+                    thread.join()
+
+    def _serve(self) -> None:
+        take = self._queue.get
+        while True:
+            job = take()
+            if job is None:
+                return
+            if not job.cancelled:
+                try:
+                    job.call()
+                except BaseException:
+                    log.exception("a call on the %s threads failed", self._name)
+            with self._lock:
+                self._idle += 1
+
+
+def _settle(future: asyncio.Future[Any], value: Any, error: BaseException | None) -> None:
+    if future.done():  # the caller stopped waiting (cancelled) meanwhile
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(value)
