@@ -30,9 +30,8 @@ def start_worker(
 ) -> subprocess.Popen[bytes]:
     """A ``durafn worker`` process serving ``app`` (the crash app unless told).
 
-    It runs 4 episodes at a time, not the default 64: the workloads then last several kill
-    intervals, so that the kills land while instances run (with 64, two workers can finish
-    everything between two kills)."""
+    It runs 4 episodes at a time, not the default 64: the workloads then last long enough for
+    every kill to catch the victim with instances in hand."""
     command = [sys.executable, "-m", "durafn", "worker", str(app), "--store", store_url]
     return subprocess.Popen(
         [*command, "--lease", "2", "--max-orchestrations", "4", "--log-level", "WARNING"],
@@ -100,14 +99,14 @@ def run_crash_test(
                     for n in range(instances)
                 ]
                 deadline = time.monotonic() + deadline_seconds
-                # The first kill lands once the workers are up and the first instances finish
-                # (they may all finish within a few seconds); each kill then holds the victim's
-                # instances for a lease, so the next ones land mid-run too.
-                while _completed(client) < instances // 50 and time.monotonic() < deadline:
-                    time.sleep(0.02)
+                # Kill n lands once n/(kills+2) of the instances have completed: every kill
+                # lands while instances run, however fast the workers are (kills at fixed
+                # intervals could all come after the last instance finished).
                 while kills_done < kills and time.monotonic() < deadline:
-                    if kills_done:
-                        time.sleep(rng.uniform(0.1, 0.6))
+                    threshold = instances * (kills_done + 1) // (kills + 2)
+                    if _completed(client) < threshold:
+                        time.sleep(0.02)
+                        continue
                     victim = rng.randrange(len(running))
                     running[victim].send_signal(signal.SIGKILL)
                     running[victim].wait()

@@ -51,17 +51,14 @@ def run_counter_under_kills(store_url: str, workdir: Path, kills: int) -> tuple[
                 sender = threading.Thread(target=send_signals)
                 sender.start()
                 done = mid_run = 0
-                # The first kill lands once the workers apply operations (the whole workload
-                # may take a second or two); each kill then holds what the victim had leased
-                # for a lease, so the next ones land mid-run too.
+                # Kill n lands once the counter has reached n/(kills+2) of its final value:
+                # every kill lands while operations are applied, however fast the workers are.
                 deadline = time.monotonic() + 120
-                while (
-                    client.read_entity_state(COUNTER).entity_state or 0
-                ) < EXPECTED // 10 and time.monotonic() < deadline:
-                    time.sleep(0.02)
-                while done < kills:
-                    if done:
-                        time.sleep(rng.uniform(0.2, 0.6))
+                while done < kills and time.monotonic() < deadline:
+                    threshold = EXPECTED * (done + 1) // (kills + 2)
+                    if (client.read_entity_state(COUNTER).entity_state or 0) < threshold:
+                        time.sleep(0.02)
+                        continue
                     victim = rng.randrange(len(running))
                     running[victim].send_signal(signal.SIGKILL)
                     running[victim].wait()

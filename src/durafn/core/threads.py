@@ -55,9 +55,11 @@ class Threads:
         self._queue: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
-        # Threads done with their last call, that will take the next one queued (an estimate
-        # on the high side: a thread counted idle may take a call queued while all were busy).
-        self._idle = 0
+        # A token per thread done with its last call, that will take the next one queued (an
+        # estimate on the high side: a thread counted idle may take a call queued while all
+        # were busy). Threads add theirs without the lock (appending to a list is atomic), so
+        # that the thread submitting never waits for one that holds the lock but not the GIL.
+        self._idle: list[None] = []
         self._closed = False
 
     def submit(self, call: Callable[[], object]) -> Job:
@@ -68,7 +70,7 @@ class Threads:
                 raise RuntimeError(f"the {self._name} threads have shut down")
             self._queue.put(job)
             if self._idle:
-                self._idle -= 1
+                self._idle.pop()
             elif len(self._threads) < self._size:
                 thread = threading.Thread(
                     target=self._serve, name=f"{self._name}-{len(self._threads)}", daemon=True
@@ -132,8 +134,7 @@ class Threads:
                     job.call()
                 except BaseException:
                     log.exception("a call on the %s threads failed", self._name)
-            with self._lock:
-                self._idle += 1
+            self._idle.append(None)
 
 
 def _settle(future: asyncio.Future[Any], value: Any, error: BaseException | None) -> None:
