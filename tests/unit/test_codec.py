@@ -438,6 +438,36 @@ def test_stored_datetimes_keep_their_time_zone() -> None:
     assert load_event(dump_event(event)).fire_at.tzinfo is not None
 
 
+@pytest.mark.parametrize("event", SAMPLES, ids=lambda e: e.kind)
+def test_the_stored_form_is_the_text_of_the_plain_dict(event: HistoryEvent) -> None:
+    assert dump_event(event) == codec.dumps(event_to_dict(event))
+
+
+@pytest.mark.parametrize(
+    "moment",
+    [
+        datetime(2026, 3, 1, 12, 30, 5, 123456, tzinfo=UTC),
+        datetime(2026, 3, 1, 12, 30, 5, tzinfo=UTC),  # no microseconds: none written
+        datetime(1, 1, 1, tzinfo=UTC),
+        datetime(2026, 3, 1, 12, 30, 5, 7),  # naive
+        datetime(2026, 3, 1, 12, 30, 5, 7, tzinfo=timezone(timedelta(hours=5, minutes=30))),
+        # An offset with seconds, which orjson would round to the minute.
+        datetime(2026, 3, 1, 12, 30, 5, 7, tzinfo=timezone(timedelta(seconds=3723))),
+    ],
+    ids=str,
+)
+def test_stored_datetimes_are_written_as_isoformat_writes_them(moment: datetime) -> None:
+    event = TimerFired(timestamp=moment, timer_id=1, fire_at=moment)
+    assert json.loads(dump_event(event))["fire_at"] == moment.isoformat()
+    assert load_event(dump_event(event)) == event
+
+
+def test_an_event_with_an_int_beyond_64_bits_is_stored_exactly() -> None:
+    event = TaskScheduled(timestamp=AT, event_id=2**70, name="big", input=None)
+    assert dump_event(event) == codec.dumps(event_to_dict(event))
+    assert load_event(dump_event(event)).event_id == 2**70
+
+
 def test_unknown_event_kind_is_refused() -> None:
     with pytest.raises(ValueError, match="unknown history event kind 'Rewound'"):
         event_from_dict({"kind": "Rewound", "timestamp": AT.isoformat()})

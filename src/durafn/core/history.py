@@ -7,9 +7,12 @@ completion events point back at it with ``task_scheduled_id`` or ``timer_id``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, ClassVar
+
+import orjson
 
 from durafn.core import codec
 from durafn.core.status import FailureDetails, RuntimeStatus
@@ -266,24 +269,52 @@ EVENT_TYPES: dict[str, type[HistoryEvent]] = {
 _DATETIME_FIELDS = frozenset({"timestamp", "fire_at", "scheduled_start_time"})
 
 
-def event_to_dict(event: HistoryEvent) -> dict[str, Any]:
-    """A JSON-ready dict of ``event`` with its ``kind``; ``None`` fields are left out.
+def _failure_dict(failure: FailureDetails) -> dict[str, Any]:
+    return failure.to_dict()
 
-    Read from the instance's ``__dict__``, which holds the fields in their declared order (the
-    dataclass's ``__init__`` sets them so): this runs for every event stored.
-    """
+
+def _status_value(status: RuntimeStatus) -> str:
+    return status.value
+
+
+def _datetime_text(value: datetime) -> str:
+    return value.isoformat()
+
+
+def _utc_or_text(value: datetime) -> datetime | str:
+    # orjson writes a UTC datetime as the very text of ``isoformat()`` (checked by a test),
+    # in a third of the time; other offsets (which may have seconds) keep the text.
+    return value if value.tzinfo is UTC else value.isoformat()
+
+
+# How a field of an event becomes JSON: as plain values (``event_to_dict``), and as values
+# orjson writes itself (``dump_event``). Fields not named here are plain already.
+_TO_PLAIN: dict[str, Callable[[Any], Any]] = {
+    **dict.fromkeys(_DATETIME_FIELDS, _datetime_text),
+    "failure": _failure_dict,
+    "status": _status_value,
+}
+_TO_ORJSON: dict[str, Callable[[Any], Any]] = {
+    **_TO_PLAIN,
+    **dict.fromkeys(_DATETIME_FIELDS, _utc_or_text),
+}
+
+
+def _fields(event: HistoryEvent, converters: dict[str, Callable[[Any], Any]]) -> dict[str, Any]:
+    # Read from the instance's ``__dict__``, which holds the fields in their declared order
+    # (the dataclass's ``__init__`` sets them so): this runs for every event stored.
     out: dict[str, Any] = {"kind": event.kind}
     for name, value in event.__dict__.items():
         if value is None:
             continue
-        if name in _DATETIME_FIELDS:
-            value = value.isoformat()
-        elif name == "failure":
-            value = value.to_dict()
-        elif name == "status":
-            value = value.value
-        out[name] = value
+        convert = converters.get(name)
+        out[name] = value if convert is None else convert(value)
     return out
+
+
+def event_to_dict(event: HistoryEvent) -> dict[str, Any]:
+    """A JSON-ready dict of ``event`` with its ``kind``; ``None`` fields are left out."""
+    return _fields(event, _TO_PLAIN)
 
 
 def event_from_dict(data: dict[str, Any]) -> HistoryEvent:
@@ -303,8 +334,12 @@ def event_from_dict(data: dict[str, Any]) -> HistoryEvent:
 
 
 def dump_event(event: HistoryEvent) -> str:
-    """Serialize one event to compact JSON text (the stored form)."""
-    return codec.dumps(event_to_dict(event))
+    """Serialize one event to compact JSON text (the stored form): the text of
+    ``codec.dumps(event_to_dict(event))``, written faster."""
+    try:
+        return orjson.dumps(_fields(event, _TO_ORJSON)).decode()
+    except TypeError:  # an int beyond 64 bits: the codec writes any int
+        return codec.dumps(event_to_dict(event))
 
 
 def load_event(text: str) -> HistoryEvent:
