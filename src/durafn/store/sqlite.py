@@ -568,13 +568,13 @@ class SqliteStore(SqliteQueries):
         for message in cp.messages:
             self._deliver(conn, message, now)
         if finished:
-            dropped = conn.execute(
-                "SELECT COUNT(*) FROM inbox WHERE task_hub=? AND instance_id=? "
-                'AND event LIKE \'{"kind":"EventRaised"%\'',
+            # What is left in the inbox goes; the raised events among it count as dropped.
+            left = conn.execute(
+                "DELETE FROM inbox WHERE task_hub=? AND instance_id=? "
+                'RETURNING event LIKE \'{"kind":"EventRaised"%\'',
                 (hub, iid),
-            ).fetchone()[0]
-            self._count_dropped(conn, iid, dropped)
-            conn.execute("DELETE FROM inbox WHERE task_hub=? AND instance_id=?", (hub, iid))
+            ).fetchall()
+            self._count_dropped(conn, iid, sum(raised for (raised,) in left))
             conn.execute(
                 "DELETE FROM activity_tasks WHERE task_hub=? AND instance_id=?", (hub, iid)
             )
