@@ -99,19 +99,23 @@ def run_crash_test(
                     for n in range(instances)
                 ]
                 deadline = time.monotonic() + deadline_seconds
-                # Kill n lands once n/(kills+2) of the instances have completed: every kill
-                # lands while instances run, however fast the workers are (kills at fixed
-                # intervals could all come after the last instance finished).
+                # Kill n lands once n/(kills+2) of the instances have completed, and at least
+                # one more than at the kill before (so it does not just hit the worker that
+                # kill restarted): every kill lands while instances run, however fast the
+                # workers are (kills at fixed intervals could all come after the last one).
+                done_at_kill = -1
                 while kills_done < kills and time.monotonic() < deadline:
                     threshold = instances * (kills_done + 1) // (kills + 2)
-                    if _completed(client) < threshold:
+                    completed = _completed(client)
+                    if completed < max(threshold, done_at_kill + 1):
                         time.sleep(0.02)
                         continue
                     victim = rng.randrange(len(running))
                     running[victim].send_signal(signal.SIGKILL)
                     running[victim].wait()
                     kills_done += 1
-                    if _completed(client) < instances:
+                    done_at_kill = _completed(client)
+                    if done_at_kill < instances:
                         kills_mid_run += 1
                     running[victim] = start_worker(store_url, log, env)
                     if disturb is not None and kills_done == (kills + 1) // 2:

@@ -51,12 +51,15 @@ def run_counter_under_kills(store_url: str, workdir: Path, kills: int) -> tuple[
                 sender = threading.Thread(target=send_signals)
                 sender.start()
                 done = mid_run = 0
-                # Kill n lands once the counter has reached n/(kills+2) of its final value:
-                # every kill lands while operations are applied, however fast the workers are.
+                # Kill n lands once the counter has reached n/(kills+2) of its final value, and
+                # has moved since the kill before: every kill lands while operations are
+                # applied, however fast the workers are.
                 deadline = time.monotonic() + 120
+                at_kill = -1
                 while done < kills and time.monotonic() < deadline:
                     threshold = EXPECTED * (done + 1) // (kills + 2)
-                    if (client.read_entity_state(COUNTER).entity_state or 0) < threshold:
+                    count = client.read_entity_state(COUNTER).entity_state or 0
+                    if count < max(threshold, at_kill + 1):
                         time.sleep(0.02)
                         continue
                     victim = rng.randrange(len(running))
@@ -64,7 +67,8 @@ def run_counter_under_kills(store_url: str, workdir: Path, kills: int) -> tuple[
                     running[victim].wait()
                     running[victim] = start_worker(store_url, log, env, APP)
                     done += 1
-                    mid_run += (client.read_entity_state(COUNTER).entity_state or 0) < EXPECTED
+                    at_kill = client.read_entity_state(COUNTER).entity_state or 0
+                    mid_run += at_kill < EXPECTED
                 sender.join()
                 assert len(sent) == SIGNALS
                 for instance_id in ids:

@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from durafn.core.errors import InstanceAlreadyExists, LeaseLost
+from durafn.core.errors import InstanceAlreadyExists, LeaseLost, StoreError
 from durafn.store import open_store
 from durafn.store.sqlite import SqliteStore
+from durafn.store.sqlite_connection import SqliteDatabase, _PendingWrite
 
 from .factories import LEASE, T0, new_instance, raised
 
@@ -231,3 +232,36 @@ def test_a_writer_kept_from_its_turn_past_the_busy_timeout_writes_without_it(
 
     asyncio.run(body())
     assert "writing without" in caplog.text
+
+
+def test_a_write_that_races_the_close_fails_and_never_reopens_the_file(tmp_path: Path) -> None:
+    """A write from another thread may pass the closed check just before the store closes:
+    it fails with a StoreError, whether its flush finds the writer thread gone or comes after
+    the connection closed, and the connection stays closed."""
+
+    async def body() -> None:
+        db = SqliteDatabase(str(tmp_path / "hub.db"))
+        await db.write(lambda conn: conn.execute("CREATE TABLE t (x)"))
+        await db.close()
+        db._closed = False  # as seen by a write that checked just before the close
+        with pytest.raises(StoreError, match="the store is closed"):
+            await db.write(lambda conn: conn.execute("INSERT INTO t VALUES (1)"))
+        assert not db._pending
+        # A flush that was queued behind the close runs after the connection closed.
+        loop = asyncio.get_running_loop()
+        late = loop.create_future()
+        db._pending.append(_late_write(loop, late))
+        db._flush()
+        with pytest.raises(StoreError, match="the store is closed"):
+            await late
+        assert db._conn is None
+
+    asyncio.run(body())
+    rows = sqlite3.connect(tmp_path / "hub.db").execute("SELECT COUNT(*) FROM t").fetchone()
+    assert rows == (0,)
+
+
+def _late_write(loop: asyncio.AbstractEventLoop, future: asyncio.Future[None]) -> _PendingWrite:
+    return _PendingWrite(
+        lambda conn: conn.execute("INSERT INTO t VALUES (2)"), True, True, loop, future
+    )

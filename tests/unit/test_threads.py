@@ -175,6 +175,45 @@ def test_run_whose_caller_stopped_waiting_settles_nothing() -> None:
     assert errors == []
 
 
+def test_run_dropped_by_a_cancelling_shutdown_is_cancelled_for_its_caller() -> None:
+    threads = Threads(1, "unit-run-dropped")
+    gate = threading.Event()
+
+    async def main() -> None:
+        busy = threads.run(lambda: gate.wait(5))
+        dropped = threads.run(lambda: "never")
+        threads.shutdown(cancel_pending=True)
+        gate.set()
+        assert await busy is True
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(dropped, 5)
+
+    asyncio.run(main())
+    threads.shutdown(wait=True)
+
+
+def test_a_thread_that_cannot_start_fails_the_submit_and_its_call_never_runs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    threads = Threads(1, "unit-no-start")
+    ran: list[str] = []
+
+    def refuse(self: threading.Thread) -> None:
+        raise RuntimeError("can't start new thread")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(threading.Thread, "start", refuse)
+        with pytest.raises(RuntimeError, match="can't start new thread"):
+            threads.submit(lambda: ran.append("refused"))
+    # The slot was not used up: the next call starts a thread, and the refused call stays off.
+    done = threading.Event()
+    threads.submit(done.set)
+    assert done.wait(5)
+    threads.shutdown(wait=True)
+    assert ran == []
+    assert len(threads._threads) == 1
+
+
 def test_a_set_of_threads_needs_one() -> None:
     with pytest.raises(ValueError, match="at least one thread"):
         Threads(0, "none")

@@ -24,18 +24,26 @@ T = TypeVar("T")
 
 
 class Job:
-    """A call handed to :class:`Threads`. Cancelled before a thread takes it, it never runs."""
+    """A call handed to :class:`Threads`. Cancelled before a thread takes it, it never runs
+    (and ``on_cancel``, if given, is called: the caller may be waiting for it)."""
 
-    __slots__ = ("call", "cancelled")
+    __slots__ = ("call", "cancelled", "on_cancel")
 
-    def __init__(self, call: Callable[[], object]) -> None:
+    def __init__(
+        self, call: Callable[[], object], on_cancel: Callable[[], None] | None = None
+    ) -> None:
         self.call = call
         self.cancelled = False
+        self.on_cancel = on_cancel
 
     def cancel(self) -> None:
         """Keep the call from running if no thread has taken it yet; one already running
         goes on to its end."""
+        if self.cancelled:
+            return
         self.cancelled = True
+        if self.on_cancel is not None:
+            self.on_cancel()
 
 
 class Threads:
@@ -62,9 +70,12 @@ class Threads:
         self._idle: list[None] = []
         self._closed = False
 
-    def submit(self, call: Callable[[], object]) -> Job:
-        """Queue ``call`` for the next free thread. Raises RuntimeError once shut down."""
-        job = Job(call)
+    def submit(
+        self, call: Callable[[], object], on_cancel: Callable[[], None] | None = None
+    ) -> Job:
+        """Queue ``call`` for the next free thread. Raises RuntimeError once shut down, or
+        when the thread it needs cannot start (the call is then cancelled, never run)."""
+        job = Job(call, on_cancel)
         with self._lock:
             if self._closed:
                 raise RuntimeError(f"the {self._name} threads have shut down")
@@ -75,8 +86,12 @@ class Threads:
                 thread = threading.Thread(
                     target=self._serve, name=f"{self._name}-{len(self._threads)}", daemon=True
                 )
+                try:
+                    thread.start()
+                except BaseException:
+                    job.cancel()
+                    raise
                 self._threads.append(thread)
-                thread.start()
         return job
 
     def run(self, call: Callable[[], T]) -> asyncio.Future[T]:
@@ -88,13 +103,18 @@ class Threads:
 
         def run() -> None:
             try:
-                outcome: tuple[Any, BaseException | None] = (call(), None)
+                value = call()
             except BaseException as exc:
-                outcome = (None, exc)
-            with contextlib.suppress(RuntimeError):  # the caller's loop has closed
-                loop.call_soon_threadsafe(_settle, future, *outcome)
+                _hand_back(loop, future, None, exc)
+            else:
+                _hand_back(loop, future, value, None)
 
-        self.submit(run)
+        def cancelled() -> None:
+            # Dropped by a shutdown before it ran: the caller must not wait forever.
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(future.cancel)
+
+        self.submit(run, cancelled)
         return future
 
     def shutdown(self, *, wait: bool = False, cancel_pending: bool = False) -> None:
@@ -134,7 +154,18 @@ class Threads:
                     job.call()
                 except BaseException:
                     log.exception("a call on the %s threads failed", self._name)
+            job = None  # what the call holds (its closure, a result) may go now
             self._idle.append(None)
+
+
+def _hand_back(
+    loop: asyncio.AbstractEventLoop,
+    future: asyncio.Future[Any],
+    value: Any,
+    error: BaseException | None,
+) -> None:
+    with contextlib.suppress(RuntimeError):  # the caller's loop has closed
+        loop.call_soon_threadsafe(_settle, future, value, error)
 
 
 def _settle(future: asyncio.Future[Any], value: Any, error: BaseException | None) -> None:

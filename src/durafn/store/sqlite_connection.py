@@ -87,6 +87,9 @@ class SqliteDatabase:
             f"sqlite:{os.path.realpath(self.path)}" if self.path != ":memory:" else str(id(self))
         )
         self._closed = False
+        # Set on the writer thread once the connection has closed: a flush queued after that
+        # (a write that raced the close from another thread) fails rather than reopen it.
+        self._shut = False
         self._turns = WriteTurns(self.path, busy_timeout) if self.path != ":memory:" else None
 
     def _connect(self) -> sqlite3.Connection:
@@ -197,7 +200,10 @@ class SqliteDatabase:
             start_flush = not self._flush_scheduled
             self._flush_scheduled = True
         if start_flush:
-            self._thread.submit(self._flush)
+            try:
+                self._thread.submit(self._flush)
+            except RuntimeError as exc:  # the store closed meanwhile, from another thread
+                self._fail_pending(StoreError(f"the store is closed ({exc})"))
         result: T = await pending.future
         return result
 
@@ -207,6 +213,9 @@ class SqliteDatabase:
             batch, self._pending = self._pending, []
             self._flush_scheduled = False
         if not batch:
+            return
+        if self._shut:
+            _settle_all([(p, False, StoreError("the store is closed")) for p in batch])
             return
         outcomes: list[tuple[bool, Any]] = []
         turns = self._turns
@@ -266,6 +275,12 @@ class SqliteDatabase:
                     log.exception("a commit hook failed")
         _settle_all([(p, ok, value) for p, (ok, value) in zip(batch, outcomes, strict=True)])
 
+    def _fail_pending(self, error: StoreError) -> None:
+        with self._pending_lock:
+            stranded, self._pending = self._pending, []
+            self._flush_scheduled = False
+        _settle_all([(p, False, error) for p in stranded])
+
     def _apply(self, conn: sqlite3.Connection, pending: _PendingWrite) -> tuple[bool, Any]:
         # A savepoint per write: one that raises (a lost lease, a duplicate id) rolls back its
         # own statements only, and the rest of the batch commits.
@@ -296,6 +311,7 @@ class SqliteDatabase:
             # the close commit on the connection they were meant for, then it closes.
             self._flush()
             conn, self._conn = self._conn, None
+            self._shut = True
             if conn is not None:
                 conn.close()
             with self._pending_lock:
