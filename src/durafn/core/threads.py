@@ -105,9 +105,9 @@ class Threads:
             try:
                 value = call()
             except BaseException as exc:
-                _hand_back(loop, future, None, exc)
+                _hand_back(loop, future, False, exc)
             else:
-                _hand_back(loop, future, value, None)
+                _hand_back(loop, future, True, value)
 
         def cancelled() -> None:
             # Dropped by a shutdown before it ran: the caller must not wait forever.
@@ -158,20 +158,19 @@ class Threads:
             self._idle.append(None)
 
 
+def resolve(future: asyncio.Future[Any], ok: bool, value: Any) -> None:
+    """On the caller's loop: settle ``future`` with a result (``ok``) or an exception, unless
+    the caller stopped waiting (cancelled) meanwhile."""
+    if future.done():
+        return
+    if ok:
+        future.set_result(value)
+    else:
+        future.set_exception(value)
+
+
 def _hand_back(
-    loop: asyncio.AbstractEventLoop,
-    future: asyncio.Future[Any],
-    value: Any,
-    error: BaseException | None,
+    loop: asyncio.AbstractEventLoop, future: asyncio.Future[Any], ok: bool, value: Any
 ) -> None:
     with contextlib.suppress(RuntimeError):  # the caller's loop has closed
-        loop.call_soon_threadsafe(_settle, future, value, error)
-
-
-def _settle(future: asyncio.Future[Any], value: Any, error: BaseException | None) -> None:
-    if future.done():  # the caller stopped waiting (cancelled) meanwhile
-        return
-    if error is not None:
-        future.set_exception(error)
-    else:
-        future.set_result(value)
+        loop.call_soon_threadsafe(resolve, future, ok, value)

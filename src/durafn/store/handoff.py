@@ -8,21 +8,12 @@ import logging
 from collections.abc import Iterable
 from typing import Any
 
+from durafn.core.threads import resolve
+
 log = logging.getLogger("durafn.store")
 
 # A caller's loop, its future, whether the operation succeeded, and its result or exception.
 Outcome = tuple[asyncio.AbstractEventLoop, "asyncio.Future[Any]", bool, Any]
-
-
-def resolve(future: asyncio.Future[Any], ok: bool, value: Any) -> None:
-    """On the caller's loop: settle ``future`` with a result (``ok``) or an exception, unless
-    the caller stopped waiting (cancelled) meanwhile."""
-    if future.done():
-        return
-    if ok:
-        future.set_result(value)
-    else:
-        future.set_exception(value)
 
 
 def settle_all(outcomes: Iterable[Outcome]) -> None:

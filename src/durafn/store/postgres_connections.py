@@ -32,8 +32,8 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from durafn.core.errors import StoreError
+from durafn.core.threads import resolve
 from durafn.loops import new_event_loop
-from durafn.store.handoff import resolve
 from durafn.store.postgres_changes import NOTIFY_PAYLOAD, ChangeFeed
 from durafn.store.postgres_schema import migrate, quote_schema
 
