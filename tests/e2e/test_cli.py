@@ -13,6 +13,7 @@ from typing import Any
 import durafn as df
 
 EXAMPLES = Path(__file__).parents[2] / "examples"
+APPS = Path(__file__).parent / "apps"
 
 
 def durafn(
@@ -89,6 +90,42 @@ def test_worker_process_runs_instances_and_stops_on_sigterm(tmp_path: Path) -> N
     assert worker.returncode == 0, stderr
     assert time.monotonic() - started < 30
     assert "serving 1 orchestrator(s) and 1 activity(ies)" in stderr
+
+
+def test_a_stopping_worker_ends_at_its_grace_and_its_running_activity_runs_again(
+    tmp_path: Path,
+) -> None:
+    """A sync activity still running when the shutdown grace (10 s) is over does not hold the
+    process: it ends, the activity is let go at once, and the next worker runs it again."""
+    store = f"sqlite:///{tmp_path}/hub.db"
+    started, fast = tmp_path / "started", tmp_path / "fast"
+    env = {**os.environ, "STOP_APP_STARTED": str(started), "STOP_APP_FAST": str(fast)}
+    command = [sys.executable, "-m", "durafn", "worker", str(APPS / "stop_app.py")]
+    command += ["--store", store, "--lease", "600"]
+    with df.Client(store) as client:
+        worker = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True)
+        try:
+            instance_id = client.start_new("long_flow", 21)
+            deadline = time.monotonic() + 60
+            while not started.exists() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert started.exists(), "the activity never started"
+        finally:
+            worker.send_signal(signal.SIGTERM)
+            asked = time.monotonic()
+            _, stderr = worker.communicate(timeout=120)
+        # Ten minutes of activity left, a lease of ten minutes: neither held the process.
+        assert worker.returncode == 0, stderr
+        assert time.monotonic() - asked < 60
+        fast.touch()
+        second = subprocess.Popen(command, env=env, stderr=subprocess.DEVNULL)
+        try:
+            status = client.wait_for_completion(instance_id, timeout=60)
+        finally:
+            second.send_signal(signal.SIGTERM)
+            second.wait(timeout=120)
+    assert status.runtime_status is df.RuntimeStatus.COMPLETED
+    assert status.output == 42
 
 
 def test_worker_roles_split_the_work(tmp_path: Path) -> None:
