@@ -69,6 +69,14 @@ def _worker_command(store: str, *options: str) -> list[str]:
     return [sys.executable, "-m", "durafn", "worker", app, "--store", store, *options]
 
 
+def _terminate(process: subprocess.Popen[str], timeout: float) -> tuple[str, float]:
+    """SIGTERM ``process`` and wait for it: its stderr, and how many seconds it took to end."""
+    process.send_signal(signal.SIGTERM)
+    asked = time.monotonic()
+    _, stderr = process.communicate(timeout=timeout)
+    return stderr, time.monotonic() - asked
+
+
 def test_worker_process_runs_instances_and_stops_on_sigterm(tmp_path: Path) -> None:
     store = f"sqlite:///{tmp_path}/hub.db"
     worker = subprocess.Popen(
@@ -84,11 +92,9 @@ def test_worker_process_runs_instances_and_stops_on_sigterm(tmp_path: Path) -> N
             status = client.wait_for_completion(instance_id, timeout=30)
         assert status.output == ["Hello Tokyo!", "Hello Seattle!", "Hello London!"]
     finally:
-        worker.send_signal(signal.SIGTERM)
-        started = time.monotonic()
-        _, stderr = worker.communicate(timeout=30)
+        stderr, took = _terminate(worker, timeout=30)
     assert worker.returncode == 0, stderr
-    assert time.monotonic() - started < 30
+    assert took < 30
     assert "serving 1 orchestrator(s) and 1 activity(ies)" in stderr
 
 
@@ -111,12 +117,10 @@ def test_a_stopping_worker_ends_at_its_grace_and_its_running_activity_runs_again
                 time.sleep(0.05)
             assert started.exists(), "the activity never started"
         finally:
-            worker.send_signal(signal.SIGTERM)
-            asked = time.monotonic()
-            _, stderr = worker.communicate(timeout=120)
+            stderr, took = _terminate(worker, timeout=120)
         # Ten minutes of activity left, a lease of ten minutes: neither held the process.
         assert worker.returncode == 0, stderr
-        assert time.monotonic() - asked < 60
+        assert took < 60
         fast.touch()
         second = subprocess.Popen(command, env=env, stderr=subprocess.DEVNULL)
         try:
