@@ -107,3 +107,48 @@ def test_connections_opening_a_new_file_at_the_same_moment_all_open(tmp_path: Pa
         for db in databases:
             asyncio.run(db.close())
     assert failures == []
+
+
+def test_activity_tasks_keep_their_state_and_leases_across_migration_4(tmp_path: Path) -> None:
+    """Version 4 keys activity tasks by their step, and a leased task's ``visible_at`` becomes
+    its lease's expiry: each task of a version-3 file is claimable exactly when it was."""
+    path = tmp_path / "hub.db"
+    old = sqlite3.connect(path, isolation_level=None)
+    for script in MIGRATIONS[:3]:
+        old.executescript(script)
+    old.execute("PRAGMA user_version=3")
+    t0 = 1_000_000_000
+    insert = (
+        "INSERT INTO activity_tasks (task_hub, instance_id, execution_id, event_id, name, "
+        "input, visible_at, locked_by, lock_expires_at, attempts) VALUES (?,?,?,?,?,?,?,?,?,?)"
+    )
+    old.executemany(
+        insert,
+        [
+            ("default", "due", "e1", 0, "act", '"due"', t0, None, None, 0),
+            ("default", "later", "e1", 1, "act", None, t0 + 50, None, None, 2),
+            ("default", "leased", "e1", 2, "act", None, t0, "w9/abc", t0 + 30, 1),
+            ("default", "expired", "e1", 3, "act", None, t0, "w9/def", t0 - 5, 1),
+            ("other", "due", "e1", 0, "act", None, t0, None, None, 0),
+        ],
+    )
+    old.close()
+
+    conn = sqlite3.connect(path, isolation_level=None)
+    migrate(conn)
+    rows = conn.execute(
+        "SELECT instance_id, event_id, input, visible_at, locked_by, attempts "
+        "FROM activity_tasks WHERE task_hub='default' ORDER BY visible_at, instance_id"
+    ).fetchall()
+    assert rows == [
+        ("due", 0, '"due"', t0, None, 0),
+        ("expired", 3, None, t0, "w9/def", 1),
+        ("leased", 2, None, t0 + 30, "w9/abc", 1),
+        ("later", 1, None, t0 + 50, None, 2),
+    ]
+    assert conn.execute("SELECT COUNT(*) FROM activity_tasks").fetchone()[0] == 5
+    indexes = conn.execute(
+        "SELECT name FROM sqlite_master WHERE type='index' AND tbl_name='activity_tasks'"
+    ).fetchall()
+    assert indexes == [("activity_tasks_by_visible",)]
+    conn.close()

@@ -147,7 +147,7 @@ class ActivityTask:
 class ActivityWorkItem:
     """A leased activity execution."""
 
-    task_id: int
+    task_id: int  # the store's own handle on the task, beside its step (instance, execution, event)
     instance_id: str
     execution_id: str
     event_id: int

@@ -58,8 +58,8 @@ T = TypeVar("T")
 _ANY_CLAIMABLE_INSTANCE = (
     "SELECT 1 FROM inbox m "
     "JOIN instances i ON i.task_hub=m.task_hub AND i.instance_id=m.instance_id "
-    "WHERE m.task_hub=? AND m.visible_at<=? "
-    "AND (i.lock_expires_at IS NULL OR i.lock_expires_at<=?) LIMIT 1"
+    "WHERE m.task_hub=:hub AND m.visible_at<=:now "
+    "AND (i.lock_expires_at IS NULL OR i.lock_expires_at<=:now) LIMIT 1"
 )
 # The visible messages in order, each with whether no lease holds its instance (a claim reads
 # as far as it needs).
@@ -69,9 +69,11 @@ _CLAIM_WALK = (
     "CROSS JOIN instances i ON i.task_hub=m.task_hub AND i.instance_id=m.instance_id "
     "WHERE m.task_hub=? AND m.visible_at<=? ORDER BY m.visible_at, m.seq"
 )
+_THE_TASK = "task_hub=? AND instance_id=? AND execution_id=? AND event_id=?"
+# A task's visible_at is when it may next be claimed: when it is due or, while leased, when
+# its lease expires.
 _ANY_CLAIMABLE_ACTIVITY = (
-    "SELECT 1 FROM activity_tasks WHERE task_hub=? AND visible_at<=? "
-    "AND (lock_expires_at IS NULL OR lock_expires_at<=?) LIMIT 1"
+    "SELECT 1 FROM activity_tasks WHERE task_hub=:hub AND visible_at<=:now LIMIT 1"
 )
 
 
@@ -293,12 +295,13 @@ class SqliteStore(SqliteQueries):
         return await self._db.write(tx, durable=False)
 
     async def _any(self, query: str, now: datetime) -> bool:
-        """Whether ``query`` (``SELECT 1 ... LIMIT 1``) finds work visible at ``now``: a read
-        on the caller's thread spares an idle worker the claim's hop to the writer."""
-        n = to_micros(now)
+        """Whether ``query`` (``SELECT 1 ... LIMIT 1`` over ``:hub`` and ``:now``) finds work
+        visible at ``now``: a read on the caller's thread spares an idle worker the claim's hop
+        to the writer."""
+        params = {"hub": self.task_hub, "now": to_micros(now)}
 
         def read(conn: sqlite3.Connection) -> bool:
-            return conn.execute(query, (self.task_hub, n, n)).fetchone() is not None
+            return conn.execute(query, params).fetchone() is not None
 
         return await self._db.read(read)
 
@@ -391,7 +394,7 @@ class SqliteStore(SqliteQueries):
             if cursor.rowcount != 1:
                 raise LeaseLost(f"lease on instance {item.instance_id!r} was lost")
             conn.execute(
-                "UPDATE activity_tasks SET lock_expires_at=? "
+                "UPDATE activity_tasks SET visible_at=? "
                 "WHERE task_hub=? AND instance_id=? AND locked_by=?",
                 values,
             )
@@ -415,8 +418,9 @@ class SqliteStore(SqliteQueries):
                     item.lock_token,
                 ),
             )
+            # Its held activities may run elsewhere at once (they were due when scheduled).
             conn.execute(
-                "UPDATE activity_tasks SET locked_by=NULL, lock_expires_at=NULL "
+                "UPDATE activity_tasks SET locked_by=NULL, visible_at=0 "
                 "WHERE task_hub=? AND instance_id=? AND locked_by=?",
                 (self.task_hub, item.instance_id, item.lock_token),
             )
@@ -547,16 +551,17 @@ class SqliteStore(SqliteQueries):
         except sqlite3.IntegrityError as exc:
             raise LeaseLost(f"history of {iid!r} was extended by another worker") from exc
         # Held activities are leased under the instance's token: this worker runs them.
+        # They are claimable elsewhere only once that lease expires.
         held_by = item.lock_token if hold is not None else None
         tries = 0 if held_by is None else 1
+        visible = n if hold is None else hold
         eid = item.execution_id
         if cp.activities:
             conn.executemany(
                 "INSERT INTO activity_tasks (task_hub, instance_id, execution_id, event_id, "
-                "name, input, visible_at, locked_by, lock_expires_at, attempts) "
-                "VALUES (?,?,?,?,?,?,?,?,?,?)",
+                "name, input, visible_at, locked_by, attempts) VALUES (?,?,?,?,?,?,?,?,?)",
                 [
-                    (hub, iid, eid, a.event_id, a.name, a.input, n, held_by, hold, tries)
+                    (hub, iid, eid, a.event_id, a.name, a.input, visible, held_by, tries)
                     for a in cp.activities
                 ],
             )
@@ -659,24 +664,22 @@ class SqliteStore(SqliteQueries):
             n = to_micros(now)
             until = now + lease
             rows = conn.execute(
-                "SELECT seq FROM activity_tasks WHERE task_hub=? AND visible_at<=? "
-                "AND (lock_expires_at IS NULL OR lock_expires_at<=?) "
-                "ORDER BY visible_at, seq LIMIT ?",
-                (self.task_hub, n, n, limit),
+                "SELECT instance_id, execution_id, event_id FROM activity_tasks "
+                "WHERE task_hub=? AND visible_at<=? ORDER BY visible_at LIMIT ?",
+                (self.task_hub, n, limit),
             ).fetchall()
             items = []
-            for (seq,) in rows:
+            for iid, eid, event_id in rows:
                 token = f"{owner}/{uuid.uuid4().hex[:12]}"
-                got = conn.execute(
-                    "UPDATE activity_tasks SET locked_by=?, lock_expires_at=?, "
-                    "attempts=attempts+1 WHERE seq=? RETURNING instance_id, execution_id, "
-                    "event_id, name, input, attempts",
-                    (token, to_micros(until), seq),
+                name, input_, attempts = conn.execute(
+                    "UPDATE activity_tasks SET locked_by=?, visible_at=?, attempts=attempts+1 "
+                    "WHERE task_hub=? AND instance_id=? AND execution_id=? AND event_id=? "
+                    "RETURNING name, input, attempts",
+                    (token, to_micros(until), self.task_hub, iid, eid, event_id),
                 ).fetchone()
-                iid, eid, event_id, name, input_, attempts = got
                 items.append(
                     ActivityWorkItem(
-                        task_id=seq,
+                        task_id=event_id,
                         instance_id=iid,
                         execution_id=eid,
                         event_id=event_id,
@@ -698,8 +701,8 @@ class SqliteStore(SqliteQueries):
 
         def tx(conn: sqlite3.Connection) -> None:
             cursor = conn.execute(
-                "UPDATE activity_tasks SET lock_expires_at=? WHERE seq=? AND locked_by=?",
-                (to_micros(until), item.task_id, item.lock_token),
+                f"UPDATE activity_tasks SET visible_at=? WHERE {_THE_TASK} AND locked_by=?",
+                (to_micros(until), *self._task_key(item), item.lock_token),
             )
             if cursor.rowcount != 1:
                 raise LeaseLost(f"lease on activity {item.name!r} #{item.event_id} was lost")
@@ -707,13 +710,17 @@ class SqliteStore(SqliteQueries):
         await self._db.write(tx, durable=False)
         item.locked_until = until
 
+    def _task_key(self, item: ActivityWorkItem) -> tuple[str, str, str, int]:
+        return (self.task_hub, item.instance_id, item.execution_id, item.event_id)
+
     async def complete_activity(
         self, item: ActivityWorkItem, result: HistoryEvent, now: datetime
     ) -> bool:
         def tx(conn: sqlite3.Connection) -> bool:
             cursor = conn.execute(
-                "DELETE FROM activity_tasks WHERE seq=? AND (locked_by=? OR locked_by IS NULL)",
-                (item.task_id, item.lock_token),
+                f"DELETE FROM activity_tasks WHERE {_THE_TASK} "
+                "AND (locked_by=? OR locked_by IS NULL)",
+                (*self._task_key(item), item.lock_token),
             )
             if cursor.rowcount != 1:
                 return False
@@ -727,9 +734,9 @@ class SqliteStore(SqliteQueries):
     ) -> None:
         def tx(conn: sqlite3.Connection) -> None:
             conn.execute(
-                "UPDATE activity_tasks SET locked_by=NULL, lock_expires_at=NULL, "
-                "visible_at=COALESCE(?, visible_at) WHERE seq=? AND locked_by=?",
-                (to_micros(retry_at) if retry_at else None, item.task_id, item.lock_token),
+                f"UPDATE activity_tasks SET locked_by=NULL, visible_at=? WHERE {_THE_TASK} "
+                "AND locked_by=?",
+                (to_micros(retry_at) if retry_at else 0, *self._task_key(item), item.lock_token),
             )
 
         await self._db.write(tx, durable=False, wakes=True)

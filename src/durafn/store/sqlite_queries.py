@@ -175,7 +175,9 @@ class SqliteQueries:
                 "SELECT "
                 "(SELECT COUNT(DISTINCT instance_id) FROM inbox "
                 "WHERE task_hub=? AND visible_at<=?), "
-                "(SELECT COUNT(*) FROM activity_tasks WHERE task_hub=? AND visible_at<=?), "
+                # A leased task's visible_at is its lease's expiry: it counts while it runs.
+                "(SELECT COUNT(*) FROM activity_tasks WHERE task_hub=? "
+                "AND (visible_at<=? OR locked_by IS NOT NULL)), "
                 "(SELECT COUNT(*) FROM inbox WHERE task_hub=? AND visible_at>?)",
                 (self.task_hub, n) * 3,
             ).fetchone()
@@ -189,13 +191,12 @@ class SqliteQueries:
             row = conn.execute(
                 "SELECT MIN(t) FROM ("
                 "SELECT MIN(visible_at) AS t FROM inbox WHERE task_hub=? AND visible_at>? "
+                # An activity task's visible_at is also its lease's expiry while it is leased.
                 "UNION ALL SELECT MIN(visible_at) FROM activity_tasks "
                 "WHERE task_hub=? AND visible_at>? "
                 "UNION ALL SELECT MIN(lock_expires_at) FROM instances "
-                "WHERE task_hub=? AND lock_expires_at>? "
-                "UNION ALL SELECT MIN(lock_expires_at) FROM activity_tasks "
                 "WHERE task_hub=? AND lock_expires_at>?)",
-                (self.task_hub, n) * 4,
+                (self.task_hub, n) * 3,
             ).fetchone()
             return from_micros(row[0]) if row and row[0] is not None else None
 
