@@ -507,3 +507,32 @@ def test_a_commit_hook_runs_once_after_the_commit_and_never_for_a_refused_one(
         assert calls == ["committed"]
 
     asyncio.run(body())
+
+
+def test_a_message_for_an_earlier_execution_is_not_queued(store: Store) -> None:
+    """A result or timer addressed to an execution that has since continued as new never
+    reaches the new one; a message naming no execution, or the current one, does."""
+
+    async def body() -> None:
+        await start_running(store, "a")
+        await store.send_message("a", raised("again"), at(1))
+        item = await lock_instance(store, "a", at(1))
+        restart = started("wf", "e2", now=at(1))
+        await commit(store, item, at(1), RuntimeStatus.CONTINUED_AS_NEW, restart=restart)
+        await start_running(store, "b", execution_id="b1", now=at(2))
+        await store.send_message("b", raised("go"), at(2))
+        sender = await lock_instance(store, "b", at(2))
+        messages = [
+            OutgoingMessage("a", task_completed(0, '"old"', at(2)), "e1"),
+            OutgoingMessage("a", task_completed(1, '"current"', at(2)), "e2"),
+            OutgoingMessage("a", raised("anyone", now=at(2))),
+        ]
+        await commit(store, sender, at(2), messages=messages)
+        fresh = await lock_instance(store, "a", at(3))
+        assert [m.event for m in fresh.messages] == [
+            restart,
+            task_completed(1, '"current"', at(2)),
+            raised("anyone", now=at(2)),
+        ]
+
+    asyncio.run(body())

@@ -54,6 +54,11 @@ from durafn.store.sqlite_queries import SqliteQueries
 T = TypeVar("T")
 
 
+_INSERT_INSTANCE = (
+    "INSERT INTO instances (task_hub, instance_id, execution_id, name, status, input, "
+    "created_at, updated_at, scheduled_start_at, parent_instance_id) VALUES (?,?,?,?,?,?,?,?,?,?)"
+)
+_TERMINAL = ",".join(f"'{status.value}'" for status in RuntimeStatus if status.is_terminal)
 # Whether a claim could find anything (the claims' own conditions, as a read).
 _ANY_CLAIMABLE_INSTANCE = (
     "SELECT 1 FROM inbox m "
@@ -140,33 +145,31 @@ class SqliteStore(SqliteQueries):
     def _insert_instance(
         self, conn: sqlite3.Connection, new: NewInstance, now: datetime, replace_finished: bool
     ) -> bool:
-        row = conn.execute(
-            "SELECT status FROM instances WHERE task_hub=? AND instance_id=?",
-            (self.task_hub, new.instance_id),
-        ).fetchone()
-        if row is not None:
+        started = new.started
+        values = (
+            self.task_hub,
+            new.instance_id,
+            started.execution_id,
+            started.name,
+            RuntimeStatus.PENDING.value,
+            started.input,
+            to_micros(now),
+            to_micros(now),
+            to_micros(new.start_at) if new.start_at else None,
+            started.parent_instance_id,
+        )
+        # Inserted unless the id is taken (one statement for a new id, the usual case).
+        inserted = conn.execute(_INSERT_INSTANCE + " ON CONFLICT DO NOTHING", values).rowcount
+        if not inserted:
+            row = conn.execute(
+                "SELECT status FROM instances WHERE task_hub=? AND instance_id=?",
+                (self.task_hub, new.instance_id),
+            ).fetchone()
             status = RuntimeStatus(row[0])
             if not status.is_terminal or not replace_finished:
                 raise InstanceAlreadyExists(new.instance_id, status.value)
             self._delete_instance(conn, new.instance_id)
-        started = new.started
-        conn.execute(
-            "INSERT INTO instances (task_hub, instance_id, execution_id, name, status, input, "
-            "created_at, updated_at, scheduled_start_at, parent_instance_id) "
-            "VALUES (?,?,?,?,?,?,?,?,?,?)",
-            (
-                self.task_hub,
-                new.instance_id,
-                started.execution_id,
-                started.name,
-                RuntimeStatus.PENDING.value,
-                started.input,
-                to_micros(now),
-                to_micros(now),
-                to_micros(new.start_at) if new.start_at else None,
-                started.parent_instance_id,
-            ),
-        )
+            conn.execute(_INSERT_INSTANCE, values)
         visible = new.start_at if new.start_at and new.start_at > now else now
         self._enqueue(conn, new.instance_id, started, None, visible)
         return True
@@ -353,25 +356,29 @@ class SqliteStore(SqliteQueries):
             return []
         n = to_micros(now)
         hub = self.task_hub
-        # Results and timers of an earlier execution can never apply: drop them.
-        conn.executemany(
-            "DELETE FROM inbox WHERE task_hub=? AND instance_id=? "
-            "AND execution_id IS NOT NULL AND execution_id<>?",
-            [(hub, row[0], row[1]) for row, _ in leased],
-        )
         messages: dict[str, list[InboxMessage]] = {row[0]: [] for row, _ in leased}
+        executions = {row[0]: row[1] for row, _ in leased}
+        stale: list[tuple[str, str, int]] = []
         marks = ",".join("?" * len(leased))
         # The first ``max_messages`` of each (a negative cap, as SQLite's LIMIT, caps nothing).
-        for iid, seq, text in conn.execute(
-            "SELECT instance_id, seq, event FROM ("
-            "SELECT instance_id, seq, event, "
+        for iid, seq, execution_id, text in conn.execute(
+            "SELECT instance_id, seq, execution_id, event FROM ("
+            "SELECT instance_id, seq, execution_id, event, "
             "ROW_NUMBER() OVER (PARTITION BY instance_id ORDER BY seq) AS position "
             "FROM inbox INDEXED BY inbox_by_instance "
             f"WHERE task_hub=? AND instance_id IN ({marks}) AND visible_at<=?) "
             "WHERE ? < 0 OR position <= ?",
             (hub, *messages, n, max_messages, max_messages),
         ):
-            messages[iid].append(InboxMessage(seq, load_event(text)))
+            if execution_id is None or execution_id == executions[iid]:
+                messages[iid].append(InboxMessage(seq, load_event(text)))
+            else:
+                stale.append((hub, iid, seq))
+        # Results and timers of an earlier execution can never apply: dropped as they come due.
+        if stale:
+            conn.executemany(
+                "DELETE FROM inbox WHERE task_hub=? AND instance_id=? AND seq=?", stale
+            )
         for queued in messages.values():
             queued.sort(key=lambda m: m.seq)  # arrival order (the rows come in it anyway)
         return [
@@ -632,25 +639,28 @@ class SqliteStore(SqliteQueries):
     def _deliver(self, conn: sqlite3.Connection, message: OutgoingMessage, now: datetime) -> None:
         if message.instance_id.startswith("@"):
             self._create_entity(conn, message.instance_id, now)
-        row = conn.execute(
-            "SELECT status, execution_id FROM instances WHERE task_hub=? AND instance_id=?",
-            (self.task_hub, message.instance_id),
-        ).fetchone()
-        if row is None:
-            return
-        if RuntimeStatus(row[0]).is_terminal:
-            if isinstance(message.event, EventRaised):
+        # Queued only for a running instance (and its execution, when the message names one).
+        queued = conn.execute(
+            "INSERT INTO inbox (task_hub, instance_id, execution_id, visible_at, event) "
+            "SELECT task_hub, instance_id, ?, ?, ? FROM instances "
+            f"WHERE task_hub=? AND instance_id=? AND status NOT IN ({_TERMINAL}) "
+            "AND (?1 IS NULL OR execution_id=?1)",
+            (
+                message.execution_id,
+                to_micros(message.visible_at or now),
+                dump_event(message.event),
+                self.task_hub,
+                message.instance_id,
+            ),
+        ).rowcount
+        if not queued and isinstance(message.event, EventRaised):
+            # An event that reaches a finished instance counts as dropped.
+            row = conn.execute(
+                "SELECT status FROM instances WHERE task_hub=? AND instance_id=?",
+                (self.task_hub, message.instance_id),
+            ).fetchone()
+            if row is not None and RuntimeStatus(row[0]).is_terminal:
                 self._count_dropped(conn, message.instance_id, 1)
-            return
-        if message.execution_id is not None and message.execution_id != row[1]:
-            return
-        self._enqueue(
-            conn,
-            message.instance_id,
-            message.event,
-            message.execution_id,
-            message.visible_at or now,
-        )
 
     # ------------------------------------------------------------------ activity work
 
