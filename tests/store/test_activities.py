@@ -219,3 +219,20 @@ def test_abandon_by_a_worker_that_lost_the_task_changes_nothing(store: Store) ->
         assert await store.complete_activity(current, task_completed(0), at(32))
 
     asyncio.run(body())
+
+
+def test_a_late_completion_never_completes_a_later_task_of_the_same_step(store: Store) -> None:
+    """An instance created again with the same execution id schedules the same step anew: the
+    first task's late result, whose lease nobody renewed, must not complete the new task."""
+
+    async def body() -> None:
+        await _schedule(store, "a", 0)
+        first = await _lock_one(store)
+        await finish(store, "a", at(1), RuntimeStatus.TERMINATED)
+        await _schedule(store, "a", 0)
+        assert not await store.complete_activity(first, task_completed(0, '"late"'), at(2))
+        second = await _lock_one(store, at(3))
+        assert second.task_id != first.task_id
+        assert await store.complete_activity(second, task_completed(0, '"fresh"'), at(4))
+
+    asyncio.run(body())

@@ -7,13 +7,16 @@ import sqlite3
 import subprocess
 import sys
 import threading
-from datetime import UTC, datetime
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from durafn.core.errors import StoreError
+from durafn.core.history import TaskCompleted
 from durafn.store import open_store
+from durafn.store.base import ActivityWorkItem, from_micros
 from durafn.store.sqlite_connection import SqliteDatabase
 from durafn.store.sqlite_schema import MIGRATIONS, SCHEMA_VERSION, migrate
 
@@ -129,26 +132,59 @@ def test_activity_tasks_keep_their_state_and_leases_across_migration_4(tmp_path:
             ("default", "later", "e1", 1, "act", None, t0 + 50, None, None, 2),
             ("default", "leased", "e1", 2, "act", None, t0, "w9/abc", t0 + 30, 1),
             ("default", "expired", "e1", 3, "act", None, t0, "w9/def", t0 - 5, 1),
+            ("default", "held", "e1", 4, "act", None, t0, "w1/ins", t0 + 40, 1),
+            ("default", "retry", "e1", 5, "act", None, t0 + 60, None, None, 1),
             ("other", "due", "e1", 0, "act", None, t0, None, None, 0),
         ],
     )
+    seqs = dict(old.execute("SELECT instance_id, seq FROM activity_tasks WHERE task_hub='default'"))
     old.close()
 
     conn = sqlite3.connect(path, isolation_level=None)
     migrate(conn)
     rows = conn.execute(
-        "SELECT instance_id, event_id, input, visible_at, locked_by, attempts "
+        "SELECT instance_id, event_id, input, visible_at, locked_by, attempts, task_id "
         "FROM activity_tasks WHERE task_hub='default' ORDER BY visible_at, instance_id"
     ).fetchall()
     assert rows == [
-        ("due", 0, '"due"', t0, None, 0),
-        ("expired", 3, None, t0, "w9/def", 1),
-        ("leased", 2, None, t0 + 30, "w9/abc", 1),
-        ("later", 1, None, t0 + 50, None, 2),
+        ("due", 0, '"due"', t0, None, 0, seqs["due"]),
+        ("expired", 3, None, t0, "w9/def", 1, seqs["expired"]),
+        ("leased", 2, None, t0 + 30, "w9/abc", 1, seqs["leased"]),
+        ("held", 4, None, t0 + 40, "w1/ins", 1, seqs["held"]),
+        ("later", 1, None, t0 + 50, None, 2, seqs["later"]),
+        ("retry", 5, None, t0 + 60, None, 1, seqs["retry"]),
     ]
-    assert conn.execute("SELECT COUNT(*) FROM activity_tasks").fetchone()[0] == 5
+    assert conn.execute("SELECT COUNT(*) FROM activity_tasks").fetchone()[0] == 7
     indexes = conn.execute(
         "SELECT name FROM sqlite_master WHERE type='index' AND tbl_name='activity_tasks'"
     ).fetchall()
     assert indexes == [("activity_tasks_by_visible",)]
     conn.close()
+
+    # A lease taken before the upgrade is still its holder's: renewed, then completed.
+    store = open_store(f"sqlite:///{path}")
+    leased = ActivityWorkItem(
+        task_id=seqs["leased"],
+        instance_id="leased",
+        execution_id="e1",
+        event_id=2,
+        name="act",
+        input=None,
+        lock_token="w9/abc",
+        locked_until=from_micros(t0 + 30),
+        attempts=1,
+    )
+    completed = TaskCompleted(timestamp=from_micros(t0), task_scheduled_id=2, result=None)
+
+    async def finish_lease() -> tuple[bool, bool]:
+        await store.renew_activity_lease(leased, timedelta(seconds=30), from_micros(t0 + 10))
+        try:
+            stale = replace(leased, task_id=seqs["leased"] + 100)
+            return (
+                await store.complete_activity(stale, completed, from_micros(t0 + 20)),
+                await store.complete_activity(leased, completed, from_micros(t0 + 20)),
+            )
+        finally:
+            await store.close()
+
+    assert asyncio.run(finish_lease()) == (False, True)

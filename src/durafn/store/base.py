@@ -147,7 +147,8 @@ class ActivityTask:
 class ActivityWorkItem:
     """A leased activity execution."""
 
-    task_id: int  # the store's own handle on the task, beside its step (instance, execution, event)
+    # The store's id of the task: no two tasks share it, even two with the same step key.
+    task_id: int
     instance_id: str
     execution_id: str
     event_id: int

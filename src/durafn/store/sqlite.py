@@ -74,7 +74,8 @@ _CLAIM_WALK = (
     "CROSS JOIN instances i ON i.task_hub=m.task_hub AND i.instance_id=m.instance_id "
     "WHERE m.task_hub=? AND m.visible_at<=? ORDER BY m.visible_at, m.seq"
 )
-_THE_TASK = "task_hub=? AND instance_id=? AND execution_id=? AND event_id=?"
+# A task by its step key and its id (which sets it apart from an earlier task of that key).
+_THE_TASK = "task_hub=? AND instance_id=? AND execution_id=? AND event_id=? AND task_id=?"
 # A task's visible_at is when it may next be claimed: when it is due or, while leased, when
 # its lease expires.
 _ANY_CLAIMABLE_ACTIVITY = (
@@ -320,8 +321,7 @@ class SqliteStore(SqliteQueries):
         """Lease up to ``limit`` instances in the order of their first visible message, in
         ``conn``'s transaction: one walk of the visible messages, in order, stopped once it has
         found them (a search per instance walked again past the messages of the instances
-        leased before it); then one statement leases each, one drops the stale messages of
-        them all and one reads their messages."""
+        leased before it); then one statement leases each and one reads their messages."""
         n = to_micros(now)
         until = to_micros(now + lease)
         hub = self.task_hub
@@ -566,7 +566,8 @@ class SqliteStore(SqliteQueries):
         if cp.activities:
             conn.executemany(
                 "INSERT INTO activity_tasks (task_hub, instance_id, execution_id, event_id, "
-                "name, input, visible_at, locked_by, attempts) VALUES (?,?,?,?,?,?,?,?,?)",
+                "name, input, visible_at, locked_by, attempts, task_id) "
+                "VALUES (?,?,?,?,?,?,?,?,?,random())",
                 [
                     (hub, iid, eid, a.event_id, a.name, a.input, visible, held_by, tries)
                     for a in cp.activities
@@ -681,15 +682,15 @@ class SqliteStore(SqliteQueries):
             items = []
             for iid, eid, event_id in rows:
                 token = f"{owner}/{uuid.uuid4().hex[:12]}"
-                name, input_, attempts = conn.execute(
+                name, input_, attempts, task_id = conn.execute(
                     "UPDATE activity_tasks SET locked_by=?, visible_at=?, attempts=attempts+1 "
                     "WHERE task_hub=? AND instance_id=? AND execution_id=? AND event_id=? "
-                    "RETURNING name, input, attempts",
+                    "RETURNING name, input, attempts, task_id",
                     (token, to_micros(until), self.task_hub, iid, eid, event_id),
                 ).fetchone()
                 items.append(
                     ActivityWorkItem(
-                        task_id=event_id,
+                        task_id=task_id,
                         instance_id=iid,
                         execution_id=eid,
                         event_id=event_id,
@@ -720,8 +721,8 @@ class SqliteStore(SqliteQueries):
         await self._db.write(tx, durable=False)
         item.locked_until = until
 
-    def _task_key(self, item: ActivityWorkItem) -> tuple[str, str, str, int]:
-        return (self.task_hub, item.instance_id, item.execution_id, item.event_id)
+    def _task_key(self, item: ActivityWorkItem) -> tuple[str, str, str, int, int]:
+        return (self.task_hub, item.instance_id, item.execution_id, item.event_id, item.task_id)
 
     async def complete_activity(
         self, item: ActivityWorkItem, result: HistoryEvent, now: datetime

@@ -92,6 +92,8 @@ MIGRATIONS: list[str] = [
     # (so one index serves claims and expiries alike). A step that schedules an activity
     # writes two b-tree pages for it instead of five (the table, three indexes and the
     # AUTOINCREMENT counter), and every commit writes each page it touched to the WAL.
+    # ``task_id`` tells apart two tasks that had the same step key one after the other (a
+    # late result of the first never completes the second): random, or the old ``seq``.
     """
     CREATE TABLE activity_tasks_keyed (
         task_hub     TEXT    NOT NULL,
@@ -103,11 +105,12 @@ MIGRATIONS: list[str] = [
         visible_at   INTEGER NOT NULL,
         locked_by    TEXT,
         attempts     INTEGER NOT NULL DEFAULT 0,
+        task_id      INTEGER NOT NULL,
         PRIMARY KEY (task_hub, instance_id, execution_id, event_id)
     ) WITHOUT ROWID;
     INSERT INTO activity_tasks_keyed
         SELECT task_hub, instance_id, execution_id, event_id, name, input,
-               MAX(visible_at, COALESCE(lock_expires_at, visible_at)), locked_by, attempts
+               MAX(visible_at, COALESCE(lock_expires_at, visible_at)), locked_by, attempts, seq
         FROM activity_tasks;
     DROP TABLE activity_tasks;
     ALTER TABLE activity_tasks_keyed RENAME TO activity_tasks;
