@@ -65,6 +65,15 @@ def _doubled_later(value: int) -> Any:
 app.activity(name="doubled_later")(_doubled_later)
 
 
+noted = threading.Event()
+
+
+@app.activity
+def noted_add_one(value: int) -> int:
+    noted.set()
+    return value + 1
+
+
 @app.activity
 def refuses(value: int) -> int:
     raise ValueError(f"no {value}")
@@ -116,6 +125,17 @@ def waits_on_blocked(ctx: df.OrchestrationContext):  # type: ignore[no-untyped-d
     value = yield ctx.call_activity("blocked", "x")
     more = yield ctx.call_activity("add_one", 1)
     return [value, more]
+
+
+@app.orchestrator
+def races_a_timer_while_one_runs(ctx: df.OrchestrationContext):  # type: ignore[no-untyped-def]
+    ctx.call_activity("blocked", "x")  # runs in place until the test lets it go
+    first = yield ctx.call_activity("add_one", 1)
+    # The code now waits on a timer too: the next activity is not run in place, while the
+    # worker still holds the instance for ``blocked``.
+    timer = ctx.create_timer(ctx.current_utc_datetime + timedelta(minutes=10))
+    winner = yield ctx.task_any([ctx.call_activity("noted_add_one", first), timer])
+    return winner.result
 
 
 @asynccontextmanager
@@ -374,5 +394,33 @@ def test_a_message_that_arrives_while_held_is_read_after_the_next_commit(
         assert store.reads >= 1
         assert await store.dropped_events(instance_id) == 0
         await store.close()
+
+    asyncio.run(scenario())
+
+
+def test_an_activity_not_run_in_place_runs_at_once_while_the_instance_is_held(
+    tmp_path: Path,
+) -> None:
+    """An episode while an activity runs in place schedules one the worker does not run in
+    place (the code also waits on a timer): its task is free for any worker at once, not
+    leased with the instance until the hold ends and that lease runs out."""
+
+    async def scenario() -> None:
+        gate.clear()
+        noted.clear()
+        store = SqliteStore(tmp_path / "hub.db")
+        try:
+            async with running(store, lease=timedelta(minutes=20)) as (_, client):
+                instance_id = await client.start_new("races_a_timer_while_one_runs")
+                # It runs while ``blocked`` still does (its result is heard once that ends).
+                assert await asyncio.to_thread(noted.wait, 10)
+                assert not gate.is_set()
+                gate.set()
+                status = await client.wait_for_completion(instance_id, timeout=30)
+            assert status.runtime_status is RuntimeStatus.COMPLETED, status
+            assert status.output == 3
+        finally:
+            gate.set()
+            await store.close()
 
     asyncio.run(scenario())

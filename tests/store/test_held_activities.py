@@ -12,6 +12,7 @@ import asyncio
 import pytest
 
 from durafn.core.errors import LeaseLost
+from durafn.core.history import TaskCompleted
 from durafn.core.status import RuntimeStatus
 from durafn.store.base import Checkpoint, InboxMessage, OrchestrationWorkItem, Store
 
@@ -305,5 +306,38 @@ def test_a_held_checkpoint_says_whether_messages_wait_in_the_inbox(store: Store)
         timer = await store.read_inbox(item, at(12))
         assert [m.event.kind for m in timer] == ["TimerFired"]
         assert await _held_step(store, item, 12, done=4, consumed=timer, hold=False) is True
+
+    asyncio.run(body())
+
+
+def test_activities_not_held_are_free_while_the_instance_stays_held(store: Store) -> None:
+    """A held episode may schedule activities that its worker does not run in place
+    (``hold_activities=False``): any worker takes them at once, while the instance and the
+    activities it does run in place stay leased."""
+
+    async def body() -> None:
+        item = await start_held(store, 0)
+        events = episode(task_scheduled(1), now=at(1))
+        cp = Checkpoint(
+            new_events=events,
+            consumed=[],
+            status=RuntimeStatus.RUNNING,
+            activities=[activity(1, "act1")],
+            hold_until=item.locked_until,
+            hold_activities=False,
+        )
+        assert cp.wakes
+        await store.checkpoint(item, cp, at(1))
+        item.history_length += len(events)
+        taken = await store.lock_next_activities("w2", LEASE, at(1), 10)
+        assert [t.event_id for t in taken] == [1]
+        assert await store.lock_next_orchestration("w2", LEASE, at(2)) is None
+        assert await store.complete_activity(taken[0], task_completed(1), at(2))
+        # The activity run in place is still the holder's: its result commits with the next
+        # episode, which also takes the other's result from the inbox.
+        await _complete_held(store, item, 0, now_s=3)
+        history = await store.get_history("a")
+        done = [e.task_scheduled_id for e in history if isinstance(e, TaskCompleted)]
+        assert sorted(done) == [0, 1]
 
     asyncio.run(body())

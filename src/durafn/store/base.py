@@ -194,9 +194,13 @@ class Checkpoint:
     entity_state: str | None = None
     # Orchestrations to start (by an entity), each unless its id is taken by an unfinished one.
     new_instances: list[NewInstance] = field(default_factory=list)
-    # Keep the instance leased until then instead of releasing it, and store ``activities``
-    # leased under its lock token: the worker runs them in place (see the module docstring).
+    # Keep the instance leased until then instead of releasing it, and (unless
+    # ``hold_activities`` is False) store ``activities`` leased under its lock token: the
+    # worker runs them in place (see the module docstring).
     hold_until: datetime | None = None
+    # With ``hold_until``: False stores ``activities`` free for any worker at once (the worker
+    # holds the instance for other activities it runs in place, not for these).
+    hold_activities: bool = True
     # Activities (event ids) run in place whose results are among ``new_events``: their task
     # rows, which must still be leased under the instance's lock token, are deleted.
     completed_activities: list[int] = field(default_factory=list)
@@ -209,7 +213,7 @@ class Checkpoint:
     @property
     def wakes(self) -> bool:
         """Whether committing this may make work visible to other workers or clients."""
-        if self.hold_until is None:
+        if self.hold_until is None or (self.activities and not self.hold_activities):
             return True
         return bool(
             self.messages or self.sub_orchestrations or self.new_instances or self.parent_message

@@ -559,9 +559,9 @@ class SqliteStore(SqliteQueries):
             raise LeaseLost(f"history of {iid!r} was extended by another worker") from exc
         # Held activities are leased under the instance's token: this worker runs them.
         # They are claimable elsewhere only once that lease expires.
-        held_by = item.lock_token if hold is not None else None
+        held_by = item.lock_token if hold is not None and cp.hold_activities else None
         tries = 0 if held_by is None else 1
-        visible = n if hold is None else hold
+        visible = n if held_by is None or hold is None else hold
         eid = item.execution_id
         if cp.activities:
             conn.executemany(

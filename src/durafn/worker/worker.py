@@ -457,6 +457,8 @@ class Worker:
                 hold = not finished and bool(start or held.running)
                 if hold:
                     checkpoint.hold_until = self._hold_until(item, now)
+                    # Held for others running in place: any worker may take these at once.
+                    checkpoint.hold_activities = bool(start)
                     checkpoint.on_commit = held.starter(start)
                 waiting = await self._commit(item, checkpoint, now)
                 if waiting is None:
