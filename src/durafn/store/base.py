@@ -211,9 +211,15 @@ class Checkpoint:
     on_commit: Callable[[], None] | None = field(default=None, compare=False, repr=False)
 
     @property
+    def activities_held_until(self) -> datetime | None:
+        """When the lease of ``activities``, held with the instance, ends; None when they are
+        free for any worker."""
+        return self.hold_until if self.hold_activities else None
+
+    @property
     def wakes(self) -> bool:
         """Whether committing this may make work visible to other workers or clients."""
-        if self.hold_until is None or (self.activities and not self.hold_activities):
+        if self.hold_until is None or (self.activities and self.activities_held_until is None):
             return True
         return bool(
             self.messages or self.sub_orchestrations or self.new_instances or self.parent_message

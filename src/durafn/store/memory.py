@@ -520,9 +520,9 @@ class MemoryStore:
         for offset, event in enumerate(cp.new_events):
             steps[item.history_length + offset] = event
         iid, eid = item.instance_id, item.execution_id
-        held = cp.hold_until is not None and cp.hold_activities
-        held_by = item.lock_token if held else None
-        held_until = to_micros(cp.hold_until) if held and cp.hold_until else None
+        held = cp.activities_held_until
+        held_by = item.lock_token if held is not None else None
+        held_until = to_micros(held) if held is not None else None
         for a in cp.activities:
             seq = self._db.next_seq()
             hub.tasks[seq] = _Task(

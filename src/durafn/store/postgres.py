@@ -646,13 +646,13 @@ class PostgresStore(PostgresQueries):
     ) -> None:
         if not cp.activities:
             return
-        held = cp.hold_until is not None and cp.hold_activities
+        held = cp.activities_held_until
         values = self._key(
             item.instance_id,
             eid=item.execution_id,
             now=n,
-            held_by=item.lock_token if held else None,
-            hold=to_micros(cp.hold_until) if held and cp.hold_until else None,
+            held_by=item.lock_token if held is not None else None,
+            hold=to_micros(held) if held is not None else None,
             event_ids=[a.event_id for a in cp.activities],
             names=[a.name for a in cp.activities],
             inputs=[a.input for a in cp.activities],

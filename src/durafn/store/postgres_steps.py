@@ -31,7 +31,7 @@ def is_step(cp: Checkpoint) -> bool:
     return not (
         cp.restart is not None
         # Activities free for any worker from an instance that stays held: rare, general path.
-        or (cp.activities and cp.hold_until is not None and not cp.hold_activities)
+        or (cp.activities and cp.activities_held_until != cp.hold_until)
         or cp.messages
         or cp.sub_orchestrations
         or cp.new_instances

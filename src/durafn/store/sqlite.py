@@ -559,9 +559,10 @@ class SqliteStore(SqliteQueries):
             raise LeaseLost(f"history of {iid!r} was extended by another worker") from exc
         # Held activities are leased under the instance's token: this worker runs them.
         # They are claimable elsewhere only once that lease expires.
-        held_by = item.lock_token if hold is not None and cp.hold_activities else None
-        tries = 0 if held_by is None else 1
-        visible = n if held_by is None or hold is None else hold
+        held = cp.activities_held_until
+        held_by = item.lock_token if held is not None else None
+        tries = 0 if held is None else 1
+        visible = n if held is None else to_micros(held)
         eid = item.execution_id
         if cp.activities:
             conn.executemany(
