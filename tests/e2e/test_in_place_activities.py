@@ -20,6 +20,7 @@ import pytest
 
 import durafn as df
 from durafn.client.async_client import AsyncClient
+from durafn.core.errors import StoreError
 from durafn.core.status import RuntimeStatus
 from durafn.store.base import ActivityTask, InstanceQuery, OrchestrationWorkItem
 from durafn.store.sqlite import SqliteStore
@@ -72,6 +73,24 @@ noted = threading.Event()
 def noted_add_one(value: int) -> int:
     noted.set()
     return value + 1
+
+
+# The inputs ``logged_add_one`` ran with, in order (from the activity threads).
+ran: list[int] = []
+
+
+@app.activity
+def logged_add_one(value: int) -> int:
+    ran.append(value)
+    return value + 1
+
+
+@app.orchestrator
+def logged_chain(ctx: df.OrchestrationContext):  # type: ignore[no-untyped-def]
+    value = 0
+    for _ in range(ctx.get_input()):
+        value = yield ctx.call_activity("logged_add_one", value)
+    return value
 
 
 @app.activity
@@ -422,5 +441,47 @@ def test_an_activity_not_run_in_place_runs_at_once_while_the_instance_is_held(
         finally:
             gate.set()
             await store.close()
+
+    asyncio.run(scenario())
+
+
+class _FailingCheckpoint(SqliteStore):
+    """The ``fail``-th checkpoint (1-based) fails, as a full disk would make it."""
+
+    def __init__(self, path: Path, fail: int) -> None:
+        super().__init__(path)
+        self.fail = fail
+        self.checkpoints = 0
+
+    async def checkpoint(self, item: OrchestrationWorkItem, checkpoint: Any, now: datetime) -> Any:
+        self.checkpoints += 1
+        if self.checkpoints == self.fail:
+            raise StoreError("the disk is full")
+        return await super().checkpoint(item, checkpoint, now)
+
+
+def test_a_held_step_whose_commit_fails_is_taken_again_from_the_last_commit(
+    tmp_path: Path,
+) -> None:
+    """The third checkpoint, which records the second activity's result and schedules the
+    third, fails: the instance goes on from its second checkpoint, after a back-off."""
+
+    async def scenario() -> None:
+        ran.clear()
+        store = _FailingCheckpoint(tmp_path / "hub.db", fail=3)
+        async with running(store) as (_, client):
+            instance_id = await client.start_new("logged_chain", 4)
+            status = await client.wait_for_completion(instance_id, timeout=30)
+        assert status.runtime_status is RuntimeStatus.COMPLETED, status.failure_details
+        assert status.output == 4
+        # At least once: the result the failed step recorded is lost, and its activity runs
+        # again; the one it scheduled runs only once a step that schedules it has committed.
+        assert ran == [0, 1, 1, 2, 3]
+        # Nothing of the failed step, or of anything after it, was committed twice.
+        kinds = [e.kind for e in await store.get_history(instance_id)]
+        assert kinds.count("TaskScheduled") == 4
+        assert kinds.count("TaskCompleted") == 4
+        assert kinds.count("ExecutionCompleted") == 1
+        await store.close()
 
     asyncio.run(scenario())
