@@ -345,6 +345,41 @@ def test_a_held_instance_hears_a_termination(
     asyncio.run(scenario())
 
 
+def test_a_termination_takes_effect_while_a_long_activity_still_runs_in_place(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The held instance looks at its inbox every ``_INBOX_POLL`` seconds while it waits: the
+    termination ends it while ``blocked`` still runs, and that activity's result, when it
+    comes, is dropped."""
+    monkeypatch.setattr(held_module, "_INBOX_POLL", 0.1)
+
+    async def scenario() -> None:
+        gate.clear()
+        entered.clear()
+        store = SqliteStore(tmp_path / "hub.db")
+        try:
+            async with running(store) as (_, client):
+                instance_id = await client.start_new("waits_on_blocked")
+                assert await asyncio.to_thread(entered.wait, 10)
+                await client.terminate(instance_id, "enough")
+                status = await client.wait_for_completion(instance_id, timeout=10)
+                assert status.runtime_status is RuntimeStatus.TERMINATED
+                assert not gate.is_set()  # the activity is still running
+                gate.set()
+                await asyncio.sleep(0.2)  # its result reaches the worker, which drops it
+            status = await client.get_status(instance_id)
+            assert status is not None
+            assert status.runtime_status is RuntimeStatus.TERMINATED
+            kinds = [e.kind for e in await store.get_history(instance_id)]
+            assert "TaskCompleted" not in kinds
+            assert await store.lock_next_activities("w", timedelta(seconds=30), FAR_FUTURE, 9) == []
+        finally:
+            gate.set()
+            await store.close()
+
+    asyncio.run(scenario())
+
+
 def test_a_stopped_worker_lets_its_activities_run_elsewhere(tmp_path: Path) -> None:
     async def scenario() -> None:
         gate.clear()

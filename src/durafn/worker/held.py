@@ -197,11 +197,18 @@ class HeldActivities:
         self._arrived.set()
 
     async def next_results(self) -> list[HistoryEvent]:
-        """The results that arrived since the last call, waiting for one if there is none."""
+        """The results that arrived since the last call, waiting for one if there is none.
+
+        After ``_INBOX_POLL`` seconds without one it returns none, and the inbox is due to be
+        read: a termination sent while a long activity runs in place takes effect within
+        that time, not once the activity ends."""
         if self.running and not self._arrived.is_set():
             self.worker._held_wait_changed(+1)
             try:
-                await self._arrived.wait()
+                async with asyncio.timeout(_INBOX_POLL):
+                    await self._arrived.wait()
+            except TimeoutError:
+                self._next_read = 0.0
             finally:
                 self.worker._held_wait_changed(-1)
         self._arrived.clear()
@@ -239,6 +246,8 @@ class HeldActivities:
 
 
 _INBOX_RECHECK = 0.02
+# How often an instance held for activities that take long reads its inbox meanwhile.
+_INBOX_POLL = 1.0
 
 
 def task_id_of(event: HistoryEvent) -> int:

@@ -474,13 +474,17 @@ class Worker:
                 assert checkpoint.hold_until is not None
                 item.locked_until = checkpoint.hold_until
                 held.start(start)
-            results = await held.next_results()
-            now = self.clock.now()
-            try:
-                inbox = await held.read_inbox(now)
-            except Exception as exc:
-                await self._retry_later(item, exc)
-                return None
+            while True:
+                results = await held.next_results()
+                now = self.clock.now()
+                try:
+                    inbox = await held.read_inbox(now)
+                except Exception as exc:
+                    await self._retry_later(item, exc)
+                    return None
+                # Nothing arrived while the activities run on: wait for them again.
+                if results or inbox or not held.running:
+                    break
             item.messages = [InboxMessage(IN_PLACE_SEQ, r) for r in results] + inbox
 
     def _hold_until(self, item: OrchestrationWorkItem, now: datetime) -> datetime:
