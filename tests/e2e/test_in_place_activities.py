@@ -33,6 +33,7 @@ FAR_FUTURE = datetime(2100, 1, 1, tzinfo=UTC)
 runs: Counter[str] = Counter()
 gate = threading.Event()
 entered = threading.Event()
+exited = threading.Event()
 
 
 @app.activity
@@ -45,7 +46,13 @@ def blocked(value: str) -> str:
     runs["blocked"] += 1
     entered.set()
     gate.wait(10)
+    exited.set()
     return value
+
+
+@app.activity
+async def cancels_itself(value: str) -> str:
+    raise asyncio.CancelledError(value)
 
 
 @app.activity
@@ -115,6 +122,23 @@ def chain(ctx: df.OrchestrationContext):  # type: ignore[no-untyped-def]
     for _ in range(ctx.get_input()):
         value = yield ctx.call_activity("add_one", value)
     return value
+
+
+@app.orchestrator
+def takes_two_of_three(ctx: df.OrchestrationContext):  # type: ignore[no-untyped-def]
+    first = ctx.call_activity("add_one", 1)
+    second = ctx.call_activity("nap", "z")
+    ctx.call_activity("blocked", "x")  # never awaited: it still runs as the code ends
+    return [(yield first), (yield second)]
+
+
+@app.orchestrator
+def survives_a_cancelled_activity(ctx: df.OrchestrationContext):  # type: ignore[no-untyped-def]
+    try:
+        yield ctx.call_activity("cancels_itself", "from within")
+    except df.TaskFailedError as error:
+        return str(error)
+    return "not failed"
 
 
 @app.orchestrator
@@ -348,7 +372,7 @@ def test_a_held_instance_hears_a_termination(
 def test_a_termination_takes_effect_while_a_long_activity_still_runs_in_place(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The held instance looks at its inbox every ``_INBOX_POLL`` seconds while it waits: the
+    """The held instance reads its inbox every ``_INBOX_POLL`` seconds while it waits: the
     termination ends it while ``blocked`` still runs, and that activity's result, when it
     comes, is dropped."""
     monkeypatch.setattr(held_module, "_INBOX_POLL", 0.1)
@@ -356,17 +380,22 @@ def test_a_termination_takes_effect_while_a_long_activity_still_runs_in_place(
     async def scenario() -> None:
         gate.clear()
         entered.clear()
+        exited.clear()
         store = SqliteStore(tmp_path / "hub.db")
         try:
-            async with running(store) as (_, client):
+            async with running(store) as (worker, client):
                 instance_id = await client.start_new("waits_on_blocked")
                 assert await asyncio.to_thread(entered.wait, 10)
                 await client.terminate(instance_id, "enough")
-                status = await client.wait_for_completion(instance_id, timeout=10)
+                # Well before ``blocked`` could end by itself (10 s).
+                status = await client.wait_for_completion(instance_id, timeout=3)
                 assert status.runtime_status is RuntimeStatus.TERMINATED
-                assert not gate.is_set()  # the activity is still running
+                assert not exited.is_set()
                 gate.set()
+                assert await asyncio.to_thread(exited.wait, 10)
                 await asyncio.sleep(0.2)  # its result reaches the worker, which drops it
+                assert worker.activities_in_place == 0
+                assert worker.held_waiting == 0
             status = await client.get_status(instance_id)
             assert status is not None
             assert status.runtime_status is RuntimeStatus.TERMINATED
@@ -376,6 +405,128 @@ def test_a_termination_takes_effect_while_a_long_activity_still_runs_in_place(
         finally:
             gate.set()
             await store.close()
+
+    asyncio.run(scenario())
+
+
+def test_an_event_reaches_the_history_while_a_long_activity_still_runs_in_place(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(held_module, "_INBOX_POLL", 0.1)
+
+    async def scenario() -> None:
+        gate.clear()
+        entered.clear()
+        store = SqliteStore(tmp_path / "hub.db")
+        try:
+            async with running(store) as (_, client):
+                instance_id = await client.start_new("blocked_then_chain")
+                assert await asyncio.to_thread(entered.wait, 10)
+                await client.raise_event(instance_id, "note", 1)
+                for _ in range(100):
+                    kinds = [e.kind for e in await store.get_history(instance_id)]
+                    if "EventRaised" in kinds:
+                        break
+                    await asyncio.sleep(0.05)
+                assert "EventRaised" in kinds
+                assert not gate.is_set()
+                gate.set()
+                status = await client.wait_for_completion(instance_id, timeout=30)
+            assert status.output == ["x", 3]
+            assert await store.dropped_events(instance_id) == 0
+        finally:
+            gate.set()
+            await store.close()
+
+    asyncio.run(scenario())
+
+
+class _FlakyInbox(SqliteStore):
+    """Its first inbox read fails, as a store's passing fault would make it."""
+
+    failed = False
+
+    async def read_inbox(
+        self, item: OrchestrationWorkItem, now: datetime, max_messages: int = 10_000
+    ) -> Any:
+        if not self.failed:
+            self.failed = True
+            raise StoreError("the server went away")
+        return await super().read_inbox(item, now, max_messages)
+
+
+def test_an_inbox_read_that_fails_while_an_activity_runs_in_place_keeps_the_instance(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The worker keeps the instance and tries the read again later: letting it go would have
+    the running activity run a second time elsewhere."""
+    monkeypatch.setattr(held_module, "_INBOX_POLL", 0.05)
+
+    async def scenario() -> None:
+        gate.clear()
+        entered.clear()
+        runs.clear()
+        store = _FlakyInbox(tmp_path / "hub.db")
+        try:
+            async with running(store) as (_, client):
+                instance_id = await client.start_new("waits_on_blocked")
+                assert await asyncio.to_thread(entered.wait, 10)
+                for _ in range(100):
+                    if store.failed:
+                        break
+                    await asyncio.sleep(0.02)
+                assert store.failed
+                await asyncio.sleep(0.3)  # more polls, which read
+                gate.set()
+                status = await client.wait_for_completion(instance_id, timeout=30)
+            assert status.runtime_status is RuntimeStatus.COMPLETED
+            assert status.output == ["x", 2]
+            assert runs["blocked"] == 1
+        finally:
+            gate.set()
+            await store.close()
+
+    asyncio.run(scenario())
+
+
+def test_results_taken_while_others_ran_stay_in_the_history_when_the_code_ends(
+    tmp_path: Path,
+) -> None:
+    """The first result lets the code go on to await the second while a third activity runs:
+    it is kept back to be committed with the next step, which here ends the instance."""
+
+    async def scenario() -> None:
+        gate.clear()
+        store = SqliteStore(tmp_path / "hub.db")
+        try:
+            async with running(store) as (_, client):
+                instance_id = await client.start_new("takes_two_of_three")
+                status = await client.wait_for_completion(instance_id, timeout=30)
+                gate.set()
+            assert status.output == [2, "z"]
+            history = await store.get_history(instance_id)
+            completed = [e for e in history if e.kind == "TaskCompleted"]
+            assert len(completed) == 2
+            scheduled = [e for e in history if e.kind == "TaskScheduled"]
+            assert len(scheduled) == 3
+        finally:
+            gate.set()
+            await store.close()
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.parametrize("in_place", [1000, 0])
+def test_an_async_activity_that_cancels_itself_fails(tmp_path: Path, in_place: int) -> None:
+    """A ``CancelledError`` of the activity's own making is its failure, in place or queued;
+    only the worker's own cancellation (it stops) leaves an activity to run again."""
+
+    async def scenario() -> None:
+        store = SqliteStore(tmp_path / "hub.db")
+        output, _ = await _run(store, "survives_a_cancelled_activity", in_place_activities=in_place)
+        assert "CancelledError" in output
+        assert "from within" in output
+        await store.close()
 
     asyncio.run(scenario())
 

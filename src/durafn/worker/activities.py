@@ -36,8 +36,10 @@ async def run_activity(
         argument = codec.decode(item.input)
         value = await registered.func(*_arguments(registered.func, argument))
         return _completed(item, value, now)
-    except asyncio.CancelledError:
-        raise
+    except asyncio.CancelledError as exc:
+        if _cancelled_from_outside():
+            raise
+        return _failed(item, exc, now)
     except BaseException as exc:
         # SystemExit or KeyboardInterrupt raised by user code is the activity's failure, not a
         # reason to take the worker down.
@@ -66,10 +68,20 @@ async def finish_awaitable(
     """Await what a sync activity returned, on the event loop; its result event."""
     try:
         return _completed(item, await value, now)
-    except asyncio.CancelledError:
-        raise
+    except asyncio.CancelledError as exc:
+        if _cancelled_from_outside():
+            raise
+        return _failed(item, exc, now)
     except BaseException as exc:
         return _failed(item, exc, now)
+
+
+def _cancelled_from_outside() -> bool:
+    """Whether a ``CancelledError`` is the running task's own cancellation (the worker
+    stops, or lets the instance go), rather than one the activity's code raised or let
+    through, which is its failure."""
+    task = asyncio.current_task()
+    return task is None or task.cancelling() > 0
 
 
 def _completed(item: ActivityWorkItem, value: Any, now: datetime) -> TaskCompleted:

@@ -17,7 +17,6 @@ import logging
 import threading
 import time
 from collections.abc import Awaitable, Callable
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from durafn.core.history import HistoryEvent, TaskCompleted, TaskFailed
@@ -190,48 +189,77 @@ class HeldActivities:
         self.running[work.event_id] = asyncio.ensure_future(finish())
 
     def _arrive(self, result: HistoryEvent) -> None:
-        worker = self.worker
-        worker.activities_run += 1
-        worker.activities_in_place += 1
-        self._results.append(dataclasses.replace(result, timestamp=worker.clock.now()))
+        if self._closed:
+            return  # its instance was let go meanwhile (terminated, say): the result is dropped
+        self._results.append(dataclasses.replace(result, timestamp=self.worker.clock.now()))
         self._arrived.set()
 
-    async def next_results(self) -> list[HistoryEvent]:
-        """The results that arrived since the last call, waiting for one if there is none.
+    async def next_news(self) -> tuple[list[HistoryEvent], list[InboxMessage]]:
+        """What the next episode applies: the results that arrived since the last call, and
+        the messages in the inbox (:meth:`_read_inbox`); waits until there is either, or
+        nothing runs any more.
 
-        After ``_INBOX_POLL`` seconds without one it returns none, and the inbox is due to be
-        read: a termination sent while a long activity runs in place takes effect within
-        that time, not once the activity ends."""
-        if self.running and not self._arrived.is_set():
-            self.worker._held_wait_changed(+1)
-            try:
-                async with asyncio.timeout(_INBOX_POLL):
-                    await self._arrived.wait()
-            except TimeoutError:
-                self._next_read = 0.0
-            finally:
+        While activities run, the inbox is read every ``_INBOX_POLL`` seconds too: a
+        termination sent during a long activity takes effect within that time, not once the
+        activity ends."""
+        lent = False
+        try:
+            while True:
+                if self.running and not self._arrived.is_set():
+                    if not lent:
+                        # Waiting, the instance runs no code: it lends its slot.
+                        self.worker._held_wait_changed(+1)
+                        lent = True
+                    try:
+                        async with asyncio.timeout(_INBOX_POLL):
+                            await self._arrived.wait()
+                    except TimeoutError:
+                        self._next_read = 0.0
+                self._arrived.clear()
+                results, self._results = self._results, []
+                for result in results:
+                    self.running.pop(task_id_of(result), None)
+                # Counted as they are taken: a result that comes once the instance has been
+                # let go (a termination while it ran) is dropped, and not counted.
+                self.worker.activities_run += len(results)
+                self.worker.activities_in_place += len(results)
+                inbox = await self._read_inbox()
+                if results or inbox or not self.running:
+                    return results, inbox
+        finally:
+            if lent:
                 self.worker._held_wait_changed(-1)
-        self._arrived.clear()
-        results, self._results = self._results, []
-        for result in results:
-            self.running.pop(task_id_of(result), None)
-        return results
 
     def inbox_seen(self, waiting: bool) -> None:
         """A checkpoint has just committed, and its store saw the inbox empty as it did
         (``waiting`` False) or did not say (see ``Store.checkpoint``)."""
         self._next_read = 0.0 if waiting else time.monotonic() + _INBOX_RECHECK
 
-    async def read_inbox(self, now: datetime) -> list[InboxMessage]:
+    async def _read_inbox(self) -> list[InboxMessage]:
         """What reached the instance meanwhile (an event, a termination, a queued activity's
         result). It is read at once after a commit that says a message may wait; an inbox seen
         empty, by a read or by the store as a checkpoint committed, is read again after
         ``_INBOX_RECHECK`` seconds at the earliest: that is about how late a held instance may
         hear of a message (plus the time a commit takes), while a chain of fast steps does not
-        pay a read per step."""
+        pay a read per step.
+
+        A read that fails is tried again after ``_INBOX_POLL`` seconds: the instance stays
+        held, and its activities run on (letting it go would have them run a second time
+        elsewhere while they still run here); if the store is down, the next commit fails
+        and the instance is retried as any other."""
         if time.monotonic() < self._next_read:
             return []
-        messages = await self.worker.store.read_inbox(self.item, now)
+        try:
+            messages = await self.worker.store.read_inbox(self.item, self.worker.clock.now())
+        except Exception as exc:
+            log.warning(
+                "could not read the inbox of %s (%s); trying again in %.0f s",
+                self.item.instance_id,
+                exc,
+                _INBOX_POLL,
+            )
+            self._next_read = time.monotonic() + _INBOX_POLL
+            return []
         if not messages:
             self._next_read = time.monotonic() + _INBOX_RECHECK
         return messages

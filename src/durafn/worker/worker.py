@@ -451,8 +451,10 @@ class Worker:
                 deferred += checkpoint.new_events
             else:
                 start = [] if finished or executor is None else held.startable(executor, checkpoint)
-                if not finished:
+                if checkpoint.restart is None:
+                    # The results the code took meanwhile stay in the history, even as it ends.
                     checkpoint.new_events = deferred + checkpoint.new_events
+                if not finished:
                     checkpoint.completed_activities = done
                 hold = not finished and bool(start or held.running)
                 if hold:
@@ -474,17 +476,8 @@ class Worker:
                 assert checkpoint.hold_until is not None
                 item.locked_until = checkpoint.hold_until
                 held.start(start)
-            while True:
-                results = await held.next_results()
-                now = self.clock.now()
-                try:
-                    inbox = await held.read_inbox(now)
-                except Exception as exc:
-                    await self._retry_later(item, exc)
-                    return None
-                # Nothing arrived while the activities run on: wait for them again.
-                if results or inbox or not held.running:
-                    break
+            results, inbox = await held.next_news()
+            now = self.clock.now()
             item.messages = [InboxMessage(IN_PLACE_SEQ, r) for r in results] + inbox
 
     def _hold_until(self, item: OrchestrationWorkItem, now: datetime) -> datetime:
