@@ -125,6 +125,20 @@ def chain(ctx: df.OrchestrationContext):  # type: ignore[no-untyped-def]
 
 
 @app.orchestrator
+def only_blocked(ctx: df.OrchestrationContext):  # type: ignore[no-untyped-def]
+    return (yield ctx.call_activity("blocked", "x"))
+
+
+@app.orchestrator
+def reports_progress(ctx: df.OrchestrationContext):  # type: ignore[no-untyped-def]
+    first = ctx.call_activity("add_one", 1)
+    slow = ctx.call_activity("blocked", "x")
+    yield first
+    ctx.set_custom_status("1 of 2 done")
+    return (yield slow)
+
+
+@app.orchestrator
 def takes_two_of_three(ctx: df.OrchestrationContext):  # type: ignore[no-untyped-def]
     first = ctx.call_activity("add_one", 1)
     second = ctx.call_activity("nap", "z")
@@ -527,6 +541,85 @@ def test_an_async_activity_that_cancels_itself_fails(tmp_path: Path, in_place: i
         assert "CancelledError" in output
         assert "from within" in output
         await store.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_termination_read_with_the_last_result_wins_over_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Sent while the activity ran, the termination is read with its result: it applies
+    first, as through the queue, where it arrived first; the result is dropped."""
+    monkeypatch.setattr(held_module, "_INBOX_POLL", 3600.0)
+    monkeypatch.setattr(held_module, "_INBOX_RECHECK", 0.0)
+
+    async def scenario() -> None:
+        store = SqliteStore(tmp_path / "hub.db")
+        _, status = await _message_while_blocked(
+            store, "only_blocked", lambda client, i: client.terminate(i, "enough")
+        )
+        assert status.runtime_status is RuntimeStatus.TERMINATED
+        await store.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_custom_status_set_while_an_activity_runs_in_place_is_seen_at_once(
+    tmp_path: Path,
+) -> None:
+    async def scenario() -> None:
+        gate.clear()
+        store = SqliteStore(tmp_path / "hub.db")
+        try:
+            async with running(store) as (_, client):
+                instance_id = await client.start_new("reports_progress")
+                for _ in range(100):
+                    status = await client.get_status(instance_id)
+                    if status is not None and status.custom_status == "1 of 2 done":
+                        break
+                    await asyncio.sleep(0.05)
+                assert status is not None and status.custom_status == "1 of 2 done"
+                assert not gate.is_set()
+                gate.set()
+                status = await client.wait_for_completion(instance_id, timeout=30)
+            assert status.output == "x"
+        finally:
+            gate.set()
+            await store.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_stopping_worker_queues_new_activities_instead_of_running_them_in_place(
+    tmp_path: Path,
+) -> None:
+    """While it finishes its work before stopping, a worker still takes a held instance's
+    next steps, but hands their activities to the queue and lets the instance go."""
+
+    async def scenario() -> None:
+        gate.clear()
+        entered.clear()
+        runs.clear()
+        store = SqliteStore(tmp_path / "hub.db")
+        try:
+            worker = Worker(app, store, options=WorkerOptions(shutdown_grace=30))
+            stop = asyncio.Event()
+            task = asyncio.create_task(worker.run(stop))
+            client = AsyncClient(store, app=app)
+            instance_id = await client.start_new("waits_on_blocked")
+            assert await asyncio.to_thread(entered.wait, 10)
+            stop.set()  # the worker waits for ``blocked``, then stops
+            gate.set()
+            await asyncio.wait_for(task, 30)
+            assert worker.activities_in_place == 1  # ``blocked``; ``add_one`` was queued
+            # Another worker takes it from there at once (no lease to wait out).
+            async with running(store) as (other, client):
+                status = await client.wait_for_completion(instance_id, timeout=10)
+            assert status.output == ["x", 2]
+            assert other.activities_run == 1 and other.activities_in_place == 0
+        finally:
+            gate.set()
+            await store.close()
 
     asyncio.run(scenario())
 

@@ -225,6 +225,65 @@ def test_an_activity_calling_sys_exit_fails_the_task_not_the_worker() -> None:
     assert status.output == "SystemExit"
 
 
+@hostile.activity
+def echo(value: Any) -> Any:
+    return value
+
+
+@hostile.orchestrator
+def exits_after_a_step(ctx: df.OrchestrationContext):  # type: ignore[no-untyped-def]
+    yield ctx.call_activity("echo", 1)
+    sys.exit(3)
+
+
+@hostile.orchestrator
+def exits_at_once(ctx: df.OrchestrationContext) -> None:
+    raise KeyboardInterrupt
+
+
+@hostile.orchestrator
+async def cancels_itself(ctx: df.OrchestrationContext) -> None:
+    await ctx.call_activity("echo", 1)
+    raise asyncio.CancelledError("by its own code")
+
+
+@hostile.entity
+def quitter(ctx: df.EntityContext) -> None:
+    if ctx.operation_name == "quit":
+        sys.exit(5)
+    ctx.set_state((ctx.get_state(lambda: 0) or 0) + ctx.get_input())
+
+
+@pytest.mark.parametrize(
+    ("name", "error_type"),
+    [
+        ("exits_after_a_step", "SystemExit"),
+        ("exits_at_once", "KeyboardInterrupt"),
+        ("cancels_itself", "CancelledError"),
+    ],
+)
+def test_orchestrator_code_raising_a_base_exception_fails_the_instance_not_the_worker(
+    url: str | None, name: str, error_type: str
+) -> None:
+    with VirtualRuntime(hostile, store=url) as rt:
+        status = rt.run_to_completion(rt.client.start_new(name))
+        assert status.runtime_status is df.RuntimeStatus.FAILED
+        assert status.failure_details is not None
+        assert status.failure_details.error_type == error_type
+        # The worker goes on serving.
+        assert rt.run_to_completion(rt.client.start_new("calls_exit")).output == "SystemExit"
+
+
+def test_an_entity_operation_calling_sys_exit_fails_that_operation_only(url: str | None) -> None:
+    with VirtualRuntime(hostile, store=url) as rt:
+        entity = df.EntityId("quitter", "q")
+        rt.client.signal_entity(entity, "add", 2)
+        rt.client.signal_entity(entity, "quit")
+        rt.client.signal_entity(entity, "add", 3)
+        rt.run_until_idle()
+        assert rt.client.read_entity_state(entity).entity_state == 5
+
+
 def test_an_activity_whose_worker_keeps_dying_fails_after_max_attempts() -> None:
     async def body() -> df.OrchestrationStatus:
         clock = VirtualClock(datetime(2030, 1, 1, tzinfo=UTC))

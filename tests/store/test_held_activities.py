@@ -11,10 +11,12 @@ import asyncio
 
 import pytest
 
+from durafn.app import App
 from durafn.core.errors import LeaseLost
 from durafn.core.history import TaskCompleted
 from durafn.core.status import RuntimeStatus
 from durafn.store.base import Checkpoint, InboxMessage, OrchestrationWorkItem, Store
+from durafn.worker.worker import Worker, WorkerOptions
 
 from .factories import (
     LEASE,
@@ -339,5 +341,32 @@ def test_activities_not_held_are_free_while_the_instance_stays_held(store: Store
         history = await store.get_history("a")
         done = [e.task_scheduled_id for e in history if isinstance(e, TaskCompleted)]
         assert sorted(done) == [0, 1]
+
+    asyncio.run(body())
+
+
+def test_a_held_step_late_in_its_lease_renews_it_with_its_activities(store: Store) -> None:
+    """The lease keeper missed a renewal: the worker's next held step renews the lease first,
+    and the activities held under it with it, so that none of them expires while it runs in
+    place (and runs a second time elsewhere)."""
+
+    async def body() -> None:
+        item = await start_held(store, 0)  # leased until 30 s
+        worker = Worker(App(), store, options=WorkerOptions(lease=LEASE))
+        until = await worker._hold_until(item, at(25))
+        assert until == at(25) + LEASE == item.locked_until
+        events = episode(task_scheduled(1), now=at(25))
+        cp = Checkpoint(
+            new_events=events,
+            consumed=[],
+            status=RuntimeStatus.RUNNING,
+            activities=[activity(1, "act1")],
+            hold_until=until,
+        )
+        await store.checkpoint(item, cp, at(25))
+        # Past the first lease: the instance and both activities are still this worker's.
+        assert await store.lock_next_orchestration("w2", LEASE, at(40)) is None
+        assert await store.lock_next_activities("w2", LEASE, at(40), 10) == []
+        assert len(await store.lock_next_activities("w2", LEASE, at(56), 10)) == 2
 
     asyncio.run(body())

@@ -244,7 +244,7 @@ class EntityExecutor:
                 else None
             )
             new_state, decoded = ctx._final_state()
-        except Exception as exc:
+        except BaseException as exc:  # the operation's failure, even SystemExit
             # The operation's changes are undone: state, signals and starts alike.
             del self.sends[sends:]
             del self.starts[starts:]

@@ -532,7 +532,9 @@ class OrchestrationExecutor:
             except ContinueAsNewSignal as signal:
                 self._restart_as_new(signal)
                 return
-            except Exception as exc:
+            except BaseException as exc:
+                # The code's own failure, even SystemExit or a CancelledError it raised: the
+                # executor awaits nothing, so nothing from outside can come through here.
                 self._finish(RuntimeStatus.FAILED, None, FailureDetails.from_exception(exc))
                 return
             if not isinstance(yielded, Task):
@@ -603,7 +605,7 @@ class OrchestrationExecutor:
         except ContinueAsNewSignal as signal:
             self._restart_as_new(signal)
             return
-        except Exception as exc:
+        except BaseException as exc:  # the code's own failure (see ``_step``)
             self._finish(RuntimeStatus.FAILED, None, FailureDetails.from_exception(exc))
             return
         if inspect.isgenerator(produced) or inspect.iscoroutine(produced):
@@ -674,7 +676,7 @@ class OrchestrationExecutor:
             elapsed = self.current_time - state.first_attempt_at
             try:
                 retry = state.options.should_retry(event.failure, state.attempts, elapsed)
-            except Exception as exc:  # the user's handle= predicate raised
+            except BaseException as exc:  # the user's handle= predicate raised
                 self._finish(RuntimeStatus.FAILED, None, FailureDetails.from_exception(exc))
                 return
             if retry:

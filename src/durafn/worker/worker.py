@@ -26,7 +26,7 @@ from durafn.app import App
 from durafn.core.entities import is_entity_instance_id
 from durafn.core.errors import LeaseLost
 from durafn.core.history import ExecutionStarted, HistoryEvent, TaskFailed
-from durafn.core.status import FailureDetails, RuntimeStatus
+from durafn.core.status import FailureDetails
 from durafn.core.threads import Threads
 from durafn.executor.locks import held_locks
 from durafn.executor.orchestration import OrchestrationExecutor
@@ -131,6 +131,8 @@ class Worker:
         self._claiming: dict[str, int] = {}
         self._accepting: asyncio.AbstractEventLoop | None = None
         self._background: set[asyncio.Future[None]] = set()
+        # Set by ``run``'s caller to stop it: a stopping worker starts no activity in place.
+        self._stop: asyncio.Event | None = None
         # Held instances waiting for activities they run in place (see ``_waiting_bonus``).
         self.held_waiting = 0
         # One queue of in-place results per event loop the worker has run on.
@@ -155,6 +157,7 @@ class Worker:
     async def run(self, stop: asyncio.Event) -> None:
         """Serve until ``stop`` is set; then finish in-flight work (up to the grace period)."""
         log.info("worker %s started", self.worker_id)
+        self._stop = stop
         loops = []
         if self.options.orchestrations:
             loops.append(
@@ -303,6 +306,9 @@ class Worker:
         self._inflight["orchestrations"].add(task)
         task.add_done_callback(self._on_finished["orchestrations"])
 
+    def _stopping(self) -> bool:
+        return self._stop is not None and self._stop.is_set()
+
     def _waiting_bonus(self, kind: str) -> int:
         """Slots lent by instances that wait for their activities in place: they run no code
         meanwhile. At most one per activity thread: more could not make progress anyway."""
@@ -397,11 +403,11 @@ class Worker:
         try:
             executor = await self._run_episodes(item, executor, history, held, now)
         except BaseException:
-            if held.running:
-                # Stopped while activities ran in place: let them and the instance go at once
-                # rather than when their leases expire.
-                with contextlib.suppress(Exception):
-                    await self.store.abandon_orchestration(item)
+            # Stopped while it held the instance (activities running in place, or their
+            # results just taken): let it and them go at once rather than when their leases
+            # expire. A lease already released is left alone by the store.
+            with contextlib.suppress(Exception):
+                await self.store.abandon_orchestration(item)
             raise
         finally:
             held.cancel()
@@ -425,7 +431,8 @@ class Worker:
         """
         deferred: list[HistoryEvent] = []
         done: list[int] = []
-        committed_status = item.status
+        # The last checkpoint committed while holding the instance.
+        committed: Checkpoint | None = None
         while True:
             fed = [m for m in item.messages if m.seq == IN_PLACE_SEQ]
             try:
@@ -445,12 +452,16 @@ class Worker:
                 checkpoint = failed_checkpoint(item, started, exc, now, locks)
             done += [task_id_of(m.event) for m in fed]
             finished = checkpoint.status.is_terminal or checkpoint.restart is not None
-            if held.running and not finished and _no_news(checkpoint, committed_status):
+            if held.running and not finished and _no_news(checkpoint, committed):
                 # Results that let the code go on to await another of the running activities:
                 # nothing to tell anyone yet; they are committed with the episode that has news.
                 deferred += checkpoint.new_events
             else:
-                start = [] if finished or executor is None else held.startable(executor, checkpoint)
+                start = (
+                    []
+                    if finished or executor is None or self._stopping()
+                    else held.startable(executor, checkpoint)
+                )
                 if checkpoint.restart is None:
                     # The results the code took meanwhile stay in the history, even as it ends.
                     checkpoint.new_events = deferred + checkpoint.new_events
@@ -458,7 +469,7 @@ class Worker:
                     checkpoint.completed_activities = done
                 hold = not finished and bool(start or held.running)
                 if hold:
-                    checkpoint.hold_until = self._hold_until(item, now)
+                    checkpoint.hold_until = await self._hold_until(item, now)
                     # Held for others running in place: any worker may take these at once.
                     checkpoint.hold_activities = bool(start)
                     checkpoint.on_commit = held.starter(start)
@@ -471,21 +482,30 @@ class Worker:
                 deferred, done = [], []
                 # The item stays what the instance's row says: the store may then leave
                 # alone what a step does not change.
-                committed_status = item.status = checkpoint.status
+                committed = checkpoint
+                item.status = checkpoint.status
                 item.history_length += len(checkpoint.new_events)
                 assert checkpoint.hold_until is not None
                 item.locked_until = checkpoint.hold_until
                 held.start(start)
             results, inbox = await held.next_news()
             now = self.clock.now()
-            item.messages = [InboxMessage(IN_PLACE_SEQ, r) for r in results] + inbox
+            # Messages first: a termination read now wins over a result that came meanwhile,
+            # as it would through the queue, where it was sent before that result arrived.
+            item.messages = inbox + [InboxMessage(IN_PLACE_SEQ, r) for r in results]
 
-    def _hold_until(self, item: OrchestrationWorkItem, now: datetime) -> datetime:
-        """The lease a held checkpoint keeps: the one it has while a third of a lease is
-        left (the lease keeper renews it before that), so that a step need not rewrite it."""
-        if item.locked_until - now > self.options.lease / 3:
-            return item.locked_until
-        return now + self.options.lease
+    async def _hold_until(self, item: OrchestrationWorkItem, now: datetime) -> datetime:
+        """The lease a held checkpoint keeps: the one it has, so that a step need not rewrite
+        it. The lease keeper renews it once a third of it has passed; if it is late (a renewal
+        failed), the lease is renewed here first, with the activities held under it: a new
+        lease written by the checkpoint alone would leave them on the old one, to run a second
+        time elsewhere once it expires."""
+        if item.locked_until - now <= self.options.lease / 3:
+            try:
+                await self.store.renew_orchestration_lease(item, self.options.lease, now)
+            except Exception as exc:  # the checkpoint's fence decides
+                log.warning("could not renew the lease on instance %s: %s", item.instance_id, exc)
+        return item.locked_until
 
     async def _run_entity_batch(self, item: OrchestrationWorkItem, now: datetime) -> None:
         """Apply the visible messages of a leased entity (up to a cap) in one batch, one commit.
@@ -605,16 +625,18 @@ class Worker:
                 log.exception("could not renew the lease on activity %s", item.name)
 
 
-def _no_news(checkpoint: Checkpoint, committed_status: RuntimeStatus) -> bool:
-    """Whether committing ``checkpoint`` now would only record results (see ``_run_episodes``)."""
-    return not (
+def _no_news(checkpoint: Checkpoint, committed: Checkpoint | None) -> bool:
+    """Whether committing ``checkpoint`` now would only record results (see ``_run_episodes``):
+    nothing it does, and a status and custom status the same as the ``committed`` one's."""
+    return committed is not None and not (
         checkpoint.consumed
         or checkpoint.activities
         or checkpoint.messages
         or checkpoint.sub_orchestrations
         or checkpoint.new_instances
         or checkpoint.dropped_events
-        or checkpoint.status is not committed_status
+        or checkpoint.status is not committed.status
+        or checkpoint.custom_status != committed.custom_status
     )
 
 
