@@ -409,7 +409,7 @@ def test_a_termination_takes_effect_while_a_long_activity_still_runs_in_place(
                 assert await asyncio.to_thread(exited.wait, 10)
                 await asyncio.sleep(0.2)  # its result reaches the worker, which drops it
                 assert worker.activities_in_place == 0
-                assert worker.held_waiting == 0
+                assert not worker.held_waiting
             status = await client.get_status(instance_id)
             assert status is not None
             assert status.runtime_status is RuntimeStatus.TERMINATED

@@ -103,6 +103,7 @@ class HeldActivities:
         self._results: list[HistoryEvent] = []
         self._arrived = asyncio.Event()
         self._next_read = 0.0
+        self._polled_at = 0.0
 
     def startable(
         self, executor: OrchestrationExecutor, checkpoint: Checkpoint
@@ -207,14 +208,12 @@ class HeldActivities:
             while True:
                 if self.running and not self._arrived.is_set():
                     if not lent:
-                        # Waiting, the instance runs no code: it lends its slot.
-                        self.worker._held_wait_changed(+1)
+                        # Waiting, the instance runs no code: it lends its slot, and
+                        # ``poll_held`` has it read its inbox if the wait lasts.
+                        self._polled_at = time.monotonic()
+                        self.worker.held_wait_changed(self, True)
                         lent = True
-                    try:
-                        async with asyncio.timeout(_INBOX_POLL):
-                            await self._arrived.wait()
-                    except TimeoutError:
-                        self._next_read = 0.0
+                    await self._arrived.wait()
                 self._arrived.clear()
                 results, self._results = self._results, []
                 for result in results:
@@ -228,7 +227,15 @@ class HeldActivities:
                     return results, inbox
         finally:
             if lent:
-                self.worker._held_wait_changed(-1)
+                self.worker.held_wait_changed(self, False)
+
+    def poll(self, now: float) -> None:
+        """Called every so often while this waits in :meth:`next_news`: once it has waited
+        ``_INBOX_POLL`` seconds since it began or was last polled, it reads its inbox."""
+        if now - self._polled_at >= _INBOX_POLL:
+            self._polled_at = now
+            self._next_read = 0.0
+            self._arrived.set()
 
     def inbox_seen(self, waiting: bool) -> None:
         """A checkpoint has just committed, and its store saw the inbox empty as it did
@@ -276,6 +283,17 @@ class HeldActivities:
 _INBOX_RECHECK = 0.02
 # How often an instance held for activities that take long reads its inbox meanwhile.
 _INBOX_POLL = 1.0
+
+
+async def poll_held(worker: Worker) -> None:
+    """Until cancelled: have the instances that ``worker`` holds for activities that take long
+    read their inboxes every ``_INBOX_POLL`` seconds or so. One timer for all of them: a
+    timer per wait would cost every step of a chain."""
+    while True:
+        await asyncio.sleep(_INBOX_POLL / 4)
+        now = time.monotonic()
+        for held in list(worker.held_waiting):
+            held.poll(now)
 
 
 def task_id_of(event: HistoryEvent) -> int:

@@ -42,7 +42,7 @@ from durafn.worker.cache import ExecutorCache
 from durafn.worker.checkpoint import IN_PLACE_SEQ, build_checkpoint, failed_checkpoint
 from durafn.worker.clock import Clock, SystemClock
 from durafn.worker.entities import run_entity_batch
-from durafn.worker.held import Arrivals, HeldActivities, task_id_of
+from durafn.worker.held import Arrivals, HeldActivities, poll_held, task_id_of
 from durafn.worker.leases import LeaseKeeper
 
 log = logging.getLogger("durafn.worker")
@@ -134,7 +134,7 @@ class Worker:
         # Set by ``run``'s caller to stop it: a stopping worker starts no activity in place.
         self._stop: asyncio.Event | None = None
         # Held instances waiting for activities they run in place (see ``_waiting_bonus``).
-        self.held_waiting = 0
+        self.held_waiting: set[HeldActivities] = set()
         # One queue of in-place results per event loop the worker has run on.
         self._arrivals: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Arrivals] = (
             weakref.WeakKeyDictionary()
@@ -179,13 +179,17 @@ class Worker:
                     stop,
                 )
             )
-        keeper = asyncio.create_task(self.leases.run()) if self.options.orchestrations else None
+        helpers = (
+            [asyncio.create_task(self.leases.run()), asyncio.create_task(poll_held(self))]
+            if self.options.orchestrations
+            else []
+        )
         try:
             await asyncio.gather(*loops)
         finally:
-            if keeper is not None:
-                keeper.cancel()
-                await asyncio.gather(keeper, return_exceptions=True)
+            for helper in helpers:
+                helper.cancel()
+            await asyncio.gather(*helpers, return_exceptions=True)
             self._release_threads()
             log.info("worker %s stopped", self.worker_id)
 
@@ -314,12 +318,15 @@ class Worker:
         meanwhile. At most one per activity thread: more could not make progress anyway."""
         if kind != "orchestrations":
             return 0
-        return min(self.held_waiting, self.options.max_concurrent_activities)
+        return min(len(self.held_waiting), self.options.max_concurrent_activities)
 
-    def _held_wait_changed(self, delta: int) -> None:
-        self.held_waiting += delta
+    def held_wait_changed(self, held: HeldActivities, waiting: bool) -> None:
+        if not waiting:
+            self.held_waiting.discard(held)
+            return
+        self.held_waiting.add(held)
         freed = self._slot_freed.get("orchestrations")
-        if delta > 0 and freed is not None:
+        if freed is not None:
             freed.set()
 
     async def _idle_timeout(self, token: object) -> float:
