@@ -8,6 +8,7 @@ and is fenced by those task rows. The leases of held tasks go with the instance'
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime
 
 import pytest
 
@@ -312,6 +313,30 @@ def test_a_held_checkpoint_says_whether_messages_wait_in_the_inbox(store: Store)
     asyncio.run(body())
 
 
+async def _schedule_held(
+    store: Store,
+    item: OrchestrationWorkItem,
+    event_id: int,
+    now_s: float,
+    hold_until: datetime,
+    hold_activities: bool = True,
+) -> Checkpoint:
+    """Commit a held episode that schedules activity ``event_id`` (``act<id>``); the
+    checkpoint it committed."""
+    events = episode(task_scheduled(event_id), now=at(now_s))
+    cp = Checkpoint(
+        new_events=events,
+        consumed=[],
+        status=RuntimeStatus.RUNNING,
+        activities=[activity(event_id, f"act{event_id}")],
+        hold_until=hold_until,
+        hold_activities=hold_activities,
+    )
+    await store.checkpoint(item, cp, at(now_s))
+    item.history_length += len(events)
+    return cp
+
+
 def test_activities_not_held_are_free_while_the_instance_stays_held(store: Store) -> None:
     """A held episode may schedule activities that its worker does not run in place
     (``hold_activities=False``): any worker takes them at once, while the instance and the
@@ -319,18 +344,8 @@ def test_activities_not_held_are_free_while_the_instance_stays_held(store: Store
 
     async def body() -> None:
         item = await start_held(store, 0)
-        events = episode(task_scheduled(1), now=at(1))
-        cp = Checkpoint(
-            new_events=events,
-            consumed=[],
-            status=RuntimeStatus.RUNNING,
-            activities=[activity(1, "act1")],
-            hold_until=item.locked_until,
-            hold_activities=False,
-        )
+        cp = await _schedule_held(store, item, 1, 1, item.locked_until, hold_activities=False)
         assert cp.wakes
-        await store.checkpoint(item, cp, at(1))
-        item.history_length += len(events)
         taken = await store.lock_next_activities("w2", LEASE, at(1), 10)
         assert [t.event_id for t in taken] == [1]
         assert await store.lock_next_orchestration("w2", LEASE, at(2)) is None
@@ -355,15 +370,7 @@ def test_a_held_step_late_in_its_lease_renews_it_with_its_activities(store: Stor
         worker = Worker(App(), store, options=WorkerOptions(lease=LEASE))
         until = await worker._hold_until(item, at(25))
         assert until == at(25) + LEASE == item.locked_until
-        events = episode(task_scheduled(1), now=at(25))
-        cp = Checkpoint(
-            new_events=events,
-            consumed=[],
-            status=RuntimeStatus.RUNNING,
-            activities=[activity(1, "act1")],
-            hold_until=until,
-        )
-        await store.checkpoint(item, cp, at(25))
+        await _schedule_held(store, item, 1, 25, until)
         # Past the first lease: the instance and both activities are still this worker's.
         assert await store.lock_next_orchestration("w2", LEASE, at(40)) is None
         assert await store.lock_next_activities("w2", LEASE, at(40), 10) == []
