@@ -429,6 +429,23 @@ class Store(Protocol):
         """Release connections and threads."""
 
 
+@runtime_checkable
+class BlockingCheckpoints(Protocol):
+    """A store that can also commit a checkpoint for a thread that waits for it.
+
+    A worker then lets a chain of activities run in place go on from one step to the next on
+    the activity's thread (episode, commit, next activity) without a hand-off to its event
+    loop and back at each step.
+    """
+
+    def checkpoint_blocking(
+        self, item: OrchestrationWorkItem, checkpoint: Checkpoint, now: datetime
+    ) -> bool:
+        """:meth:`Store.checkpoint`, called from a thread that is not an event loop's and
+        waits for the commit; same outcome and errors. The checkpoint has no ``on_commit``
+        (its caller runs what follows the commit itself)."""
+
+
 # --------------------------------------------------------------------------- shared helpers
 
 TERMINAL_STATUSES = frozenset(s for s in RuntimeStatus if s.is_terminal)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
@@ -461,7 +461,22 @@ class SqliteStore(SqliteQueries):
         self, item: OrchestrationWorkItem, checkpoint: Checkpoint, now: datetime
     ) -> bool:
         check_checkpoint(checkpoint)
+        tx = self._checkpoint_tx(item, checkpoint, now)
+        return await self._db.write(tx, wakes=checkpoint.wakes, on_commit=checkpoint.on_commit)
 
+    def checkpoint_blocking(
+        self, item: OrchestrationWorkItem, checkpoint: Checkpoint, now: datetime
+    ) -> bool:
+        """:meth:`checkpoint` from a thread that waits for it (see ``BlockingCheckpoints``)."""
+        check_checkpoint(checkpoint)
+        if checkpoint.on_commit is not None:
+            raise ValueError("a blocking checkpoint's caller runs what follows its commit")
+        tx = self._checkpoint_tx(item, checkpoint, now)
+        return self._db.write_blocking(tx, wakes=checkpoint.wakes)
+
+    def _checkpoint_tx(
+        self, item: OrchestrationWorkItem, checkpoint: Checkpoint, now: datetime
+    ) -> Callable[[sqlite3.Connection], bool]:
         def tx(conn: sqlite3.Connection) -> bool:
             self._apply_checkpoint(conn, item, checkpoint, now)
             if checkpoint.hold_until is None:
@@ -476,7 +491,7 @@ class SqliteStore(SqliteQueries):
             ).fetchone()
             return waiting is not None
 
-        return await self._db.write(tx, wakes=checkpoint.wakes, on_commit=checkpoint.on_commit)
+        return tx
 
     def _apply_checkpoint(
         self, conn: sqlite3.Connection, item: OrchestrationWorkItem, cp: Checkpoint, now: datetime

@@ -34,14 +34,17 @@ log = logging.getLogger("durafn.store")
 
 @dataclass
 class _PendingWrite:
-    """A write transaction waiting for the writer thread, and the future of its caller."""
+    """A write transaction waiting for its commit, and how its caller hears of it: the future
+    of a caller on an event loop, or (``loop`` None) an outcome a blocked thread waits for."""
 
     fn: Callable[[sqlite3.Connection], Any]
     durable: bool
     wakes: bool
-    loop: asyncio.AbstractEventLoop
-    future: asyncio.Future[Any]
+    loop: asyncio.AbstractEventLoop | None
+    future: asyncio.Future[Any] | None
     on_commit: Callable[[], None] | None = None
+    outcome: tuple[bool, Any] | None = None
+    settled: threading.Event | None = None
 
     def settle(self, ok: bool, value: Any) -> None:
         _settle_all([(self, ok, value)])
@@ -49,7 +52,17 @@ class _PendingWrite:
 
 def _settle_all(outcomes: list[tuple[_PendingWrite, bool, Any]]) -> None:
     """Tell the callers of a batch how their writes went (one wake-up per event loop)."""
-    settle_all((p.loop, p.future, ok, value) for p, ok, value in outcomes)
+    on_loops = []
+    for pending, ok, value in outcomes:
+        if pending.loop is None:
+            pending.outcome = (ok, value)
+            if pending.settled is not None:
+                pending.settled.set()
+        else:
+            assert pending.future is not None
+            on_loops.append((pending.loop, pending.future, ok, value))
+    if on_loops:
+        settle_all(on_loops)
 
 
 def _is_busy(exc: sqlite3.OperationalError) -> bool:
@@ -72,6 +85,9 @@ class SqliteDatabase:
         self._pending: list[_PendingWrite] = []
         self._pending_lock = threading.Lock()
         self._flush_scheduled = False
+        # Held by whichever thread uses the write connection: the writer thread, or a thread
+        # that commits its own write (``write_blocking``) and the writes queued with it.
+        self._conn_lock = threading.Lock()
         # Lease-only writes need no fsync; never more than the configured level, though.
         self._relaxed_synchronous = "OFF" if self._synchronous == "OFF" else "NORMAL"
         self._current_synchronous = self._synchronous
@@ -134,7 +150,8 @@ class SqliteDatabase:
 
         def call() -> T:
             try:
-                return fn(self._connect())
+                with self._conn_lock:
+                    return fn(self._connect())
             except (sqlite3.Error, OSError) as exc:
                 raise StoreError(f"SQLite error on {self.path}: {exc}") from exc
 
@@ -194,7 +211,8 @@ class SqliteDatabase:
             raise StoreError("the store is closed")
         loop = asyncio.get_running_loop()
         wakes = durable if wakes is None else wakes
-        pending = _PendingWrite(fn, durable, wakes, loop, loop.create_future(), on_commit)
+        future: asyncio.Future[T] = loop.create_future()
+        pending = _PendingWrite(fn, durable, wakes, loop, future, on_commit)
         with self._pending_lock:
             self._pending.append(pending)
             start_flush = not self._flush_scheduled
@@ -204,11 +222,49 @@ class SqliteDatabase:
                 self._thread.submit(self._flush)
             except RuntimeError as exc:  # the store closed meanwhile, from another thread
                 self._fail_pending(StoreError(f"the store is closed ({exc})"))
-        result: T = await pending.future
+        return await future
+
+    def write_blocking(
+        self,
+        fn: Callable[[sqlite3.Connection], T],
+        *,
+        durable: bool = True,
+        wakes: bool | None = None,
+    ) -> T:
+        """:meth:`write` for a thread that is not an event loop's (an activity thread going on
+        with its instance's next step): it waits for the commit, and leads it itself when no
+        commit is under way, with the writes queued meanwhile, rather than hand it to the
+        writer thread and wait for that thread to wake. Under way, the commit in progress or
+        the one after it takes this write along (group commit as for :meth:`write`)."""
+        if self._closed:
+            raise StoreError("the store is closed")
+        wakes = durable if wakes is None else wakes
+        pending = _PendingWrite(fn, durable, wakes, None, None)
+        with self._pending_lock:
+            self._pending.append(pending)
+            lead = not self._flush_scheduled
+            self._flush_scheduled = True
+            if not lead:
+                pending.settled = threading.Event()
+        if lead:
+            self._flush()
+        elif pending.outcome is None:
+            assert pending.settled is not None
+            pending.settled.wait()
+        assert pending.outcome is not None
+        ok, value = pending.outcome
+        if not ok:
+            raise value
+        result: T = value
         return result
 
     def _flush(self) -> None:
-        """On the writer thread: commit every pending write in one transaction."""
+        """On the writer thread, or on a thread leading its own write: commit every pending
+        write in one transaction."""
+        with self._conn_lock:
+            self._flush_locked()
+
+    def _flush_locked(self) -> None:
         with self._pending_lock:
             batch, self._pending = self._pending, []
             self._flush_scheduled = False
@@ -309,11 +365,12 @@ class SqliteDatabase:
         def shut_down() -> None:
             # On the writer thread, after every flush already queued: writes accepted before
             # the close commit on the connection they were meant for, then it closes.
-            self._flush()
-            conn, self._conn = self._conn, None
-            self._shut = True
-            if conn is not None:
-                conn.close()
+            with self._conn_lock:
+                self._flush_locked()
+                conn, self._conn = self._conn, None
+                self._shut = True
+                if conn is not None:
+                    conn.close()
             with self._pending_lock:
                 readers, self._reader_connections = self._reader_connections, []
             for reader in readers:

@@ -18,6 +18,8 @@ from durafn.core.history import (
     HistoryEvent,
     SubOrchestrationInstanceCompleted,
     SubOrchestrationInstanceFailed,
+    TaskCompleted,
+    TaskFailed,
     TimerFired,
 )
 from durafn.core.status import FailureDetails, RuntimeStatus
@@ -43,6 +45,12 @@ from durafn.store.base import (
 
 IN_PLACE_SEQ = -1
 """The ``seq`` of a message that is the result of an activity the worker ran in place."""
+
+
+def task_id_of(event: HistoryEvent) -> int:
+    """The event id of the activity whose result ``event`` is."""
+    assert isinstance(event, TaskCompleted | TaskFailed)
+    return event.task_scheduled_id
 
 
 def build_checkpoint(

@@ -5,6 +5,15 @@ leased under the instance's lock token (``Checkpoint.hold_until``); the worker r
 once and feeds their results to the next episode (:meth:`Worker._run_episodes`). Sync ones are
 handed to their threads by the checkpoint's commit hook, and their results come back to the
 event loop through one queue per loop.
+
+A chain of single sync activities need not go back to the event loop at every step. When the
+loop waits for nothing but one sync activity, and its store can commit for a thread that waits
+(``BlockingCheckpoints``), the activity's thread goes on with the instance itself: it runs the
+next episode, commits it, and runs the next activity, until a step asks for something else (an
+end, a timer, a fan-out, a message in the inbox); it then hands the instance back to the loop
+(:class:`HandBack`). The loop and the thread never run the instance's code at the same time:
+the thread owns the instance from an activity's end until its next commit, and while it runs
+the next activity the loop may take the instance back (to apply a termination, say).
 """
 
 from __future__ import annotations
@@ -17,7 +26,9 @@ import logging
 import threading
 import time
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Literal
 
 from durafn.core.history import HistoryEvent, TaskCompleted, TaskFailed
 from durafn.core.threads import Job
@@ -25,16 +36,37 @@ from durafn.executor.orchestration import OrchestrationExecutor
 from durafn.store.base import (
     ActivityTask,
     ActivityWorkItem,
+    BlockingCheckpoints,
     Checkpoint,
     InboxMessage,
     OrchestrationWorkItem,
 )
 from durafn.worker.activities import finish_awaitable, run_activity, run_sync_activity
+from durafn.worker.checkpoint import IN_PLACE_SEQ, task_id_of
 
 if TYPE_CHECKING:
+    from durafn.worker.episodes import Episodes, Step
     from durafn.worker.worker import Worker
 
 log = logging.getLogger("durafn.worker")
+
+
+@dataclass
+class HandBack:
+    """What an activity's thread that went on with its instance hands back to the event loop:
+
+    - ``done``: ``step`` committed and let the instance go;
+    - ``failed``: ``step`` did not commit (``error``);
+    - ``committed``: ``step`` committed and keeps the instance; the loop starts its
+      activities (``waiting``: whether a message may wait in the inbox);
+    - ``commit``: ``step`` is for the loop to commit (its lease must be renewed first).
+    """
+
+    kind: Literal["done", "failed", "committed", "commit"]
+    step: Step
+    now: datetime
+    waiting: bool = False
+    error: BaseException | None = None
 
 
 class Arrivals:
@@ -44,14 +76,14 @@ class Arrivals:
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
         self._lock = threading.Lock()
-        self._queued: list[tuple[HeldActivities, ActivityWorkItem, Any]] = []
+        self._queued: list[tuple[HeldActivities, ActivityWorkItem | None, Any]] = []
         self._scheduled = False
 
     def deliver(
         self,
         held: HeldActivities,
-        work: ActivityWorkItem,
-        outcome: TaskCompleted | TaskFailed | Awaitable[Any],
+        work: ActivityWorkItem | None,
+        outcome: TaskCompleted | TaskFailed | HandBack | Awaitable[Any],
     ) -> None:
         """On an activity thread."""
         with self._lock:
@@ -74,10 +106,15 @@ class Arrivals:
             try:
                 if isinstance(outcome, TaskCompleted | TaskFailed):
                     held._arrive(outcome)
+                elif isinstance(outcome, HandBack):
+                    held._handed_back(outcome)
                 else:  # the function returned an awaitable: the loop awaits it
+                    assert work is not None
                     held._finish_on_loop(work, outcome)
             except Exception:
-                log.exception("could not take the result of activity %s", work.name)
+                log.exception(
+                    "could not take the result of activity %s", work.name if work else "(step)"
+                )
 
 
 class HeldActivities:
@@ -104,6 +141,14 @@ class HeldActivities:
         self._arrived = asyncio.Event()
         self._next_read = 0.0
         self._polled_at = 0.0
+        # Set by the worker: the instance's state across episodes.
+        self.episodes: Episodes | None = None
+        # The loop waits for news, and a thread may go on with the instance (see the module
+        # docstring); a thread does; what it handed back.
+        self._parked = False
+        self._thread_owns = False
+        self._handback: HandBack | None = None
+        self._go_on = worker.blocking_checkpoints
 
     def startable(
         self, executor: OrchestrationExecutor, checkpoint: Checkpoint
@@ -174,9 +219,98 @@ class HeldActivities:
         self._arrive(await run_activity(worker.app, work, worker._threads, worker.clock.now()))
 
     def _run_sync(self, work: ActivityWorkItem) -> None:
-        """On an activity thread: run a sync activity, and tell the event loop its result."""
-        outcome = run_sync_activity(self.worker.app, work, self.worker.clock.now())
+        """On an activity thread: run a sync activity, and tell the event loop its result, or
+        go on with the instance's next steps here (see the module docstring)."""
+        worker = self.worker
+        outcome = run_sync_activity(worker.app, work, worker.clock.now())
+        while isinstance(outcome, TaskCompleted | TaskFailed) and self._take_over(work):
+            following = self._next_step(outcome)
+            if following is None:
+                return
+            work = following
+            outcome = run_sync_activity(worker.app, work, worker.clock.now())
         self._arrivals.deliver(self, work, outcome)
+
+    def _take_over(self, work: ActivityWorkItem) -> bool:
+        """On an activity thread whose activity has just ended: whether it goes on with the
+        instance itself (it then owns it until it hands it back or runs the next activity)."""
+        worker = self.worker
+        if not self._go_on:
+            return False
+        if time.monotonic() >= self._next_read:
+            return False  # the inbox is due to be read (see ``_read_inbox``): the loop reads it
+        if self.item.locked_until - worker.clock.now() <= worker.options.lease / 3:
+            return False  # the lease is due for renewal: the loop renews it as it commits
+        with self._lock:
+            if (
+                not self._parked
+                or self._closed
+                or list(self.running) != [work.event_id]
+                or worker._stopping()
+            ):
+                return False
+            self._thread_owns = True
+            del self.running[work.event_id]
+        return True
+
+    def _next_step(self, outcome: TaskCompleted | TaskFailed) -> ActivityWorkItem | None:
+        """On the thread that owns the instance: apply ``outcome`` in the next episode and
+        commit it. Returns the next activity to run here, or None once the instance has been
+        handed back to the event loop."""
+        worker, item, episodes = self.worker, self.item, self.episodes
+        assert episodes is not None
+        now = worker.clock.now()
+        worker.count(activities=1, in_place=1)
+        item.messages = [InboxMessage(IN_PLACE_SEQ, dataclasses.replace(outcome, timestamp=now))]
+        step = episodes.run(now)
+        assert step is not None  # nothing else runs: no result waits for another
+        checkpoint = step.checkpoint
+        inline = self._inline(step)
+        if step.hold:
+            checkpoint.hold_until = item.locked_until
+            checkpoint.hold_activities = bool(step.start)
+        assert isinstance(worker.store, BlockingCheckpoints)
+        try:
+            waiting = worker.store.checkpoint_blocking(item, checkpoint, now) is not False
+        except BaseException as exc:
+            self._hand_back(HandBack("failed", step, now, error=exc))
+            return None
+        worker.committed_episode(item)
+        if not step.hold:
+            self._hand_back(HandBack("done", step, now))
+            return None
+        episodes.committed_step(step)
+        if inline is None or waiting:
+            self._hand_back(HandBack("committed", step, now, waiting=waiting))
+            return None
+        self.inbox_seen(False)
+        with self._lock:
+            if self._closed:
+                return None  # let go meanwhile (the worker stops): its lease says what is next
+            # Running here: the loop may take the instance back meanwhile (a termination).
+            self.running[inline.event_id] = Job(_nothing)
+            self._thread_owns = False
+        return self._work_item(inline)
+
+    def _inline(self, step: Step) -> ActivityTask | None:
+        """The activity of ``step`` that its thread runs itself: its only one, if sync."""
+        if not step.hold or len(step.start) != 1 or self.running:
+            return None
+        [task] = step.start
+        return None if self.worker.app.get_activity(task.name).is_async else task
+
+    def _hand_back(self, handback: HandBack) -> None:
+        """On the thread that owns the instance: give it back to the event loop."""
+        self._arrivals.deliver(self, None, handback)
+
+    def _handed_back(self, handback: HandBack) -> None:
+        """On the event loop: the thread that went on with the instance has given it back."""
+        with self._lock:
+            self._thread_owns = False
+        if self._closed:
+            return
+        self._handback = handback
+        self._arrived.set()
 
     def _finish_on_loop(self, work: ActivityWorkItem, outcome: Awaitable[Any]) -> None:
         if self._closed:
@@ -195,10 +329,11 @@ class HeldActivities:
         self._results.append(dataclasses.replace(result, timestamp=self.worker.clock.now()))
         self._arrived.set()
 
-    async def next_news(self) -> tuple[list[HistoryEvent], list[InboxMessage]]:
+    async def next_news(self) -> tuple[list[HistoryEvent], list[InboxMessage]] | HandBack:
         """What the next episode applies: the results that arrived since the last call, and
         the messages in the inbox (:meth:`_read_inbox`); waits until there is either, or
-        nothing runs any more.
+        nothing runs any more. Or, when an activity's thread went on with the instance, what
+        it handed back.
 
         While activities run, the inbox is read every ``_INBOX_POLL`` seconds too: a
         termination sent during a long activity takes effect within that time, not once the
@@ -206,28 +341,45 @@ class HeldActivities:
         lent = False
         try:
             while True:
-                if self.running and not self._arrived.is_set():
+                if (self.running or self._thread_owns) and not self._arrived.is_set():
                     if not lent:
                         # Waiting, the instance runs no code: it lends its slot, and
                         # ``poll_held`` has it read its inbox if the wait lasts.
                         self._polled_at = time.monotonic()
                         self.worker.held_wait_changed(self, True)
                         lent = True
+                    self._park()
                     await self._arrived.wait()
                 self._arrived.clear()
+                with self._lock:
+                    self._parked = False
+                    owned = self._thread_owns
+                if self._handback is not None:
+                    handback, self._handback = self._handback, None
+                    return handback
+                if owned:
+                    continue  # a thread runs its steps: it hears of messages as it commits
                 results, self._results = self._results, []
                 for result in results:
                     self.running.pop(task_id_of(result), None)
                 # Counted as they are taken: a result that comes once the instance has been
                 # let go (a termination while it ran) is dropped, and not counted.
-                self.worker.activities_run += len(results)
-                self.worker.activities_in_place += len(results)
+                self.worker.count(activities=len(results), in_place=len(results))
                 inbox = await self._read_inbox()
                 if results or inbox or not self.running:
                     return results, inbox
         finally:
             if lent:
                 self.worker.held_wait_changed(self, False)
+
+    def _park(self) -> None:
+        """About to wait: a thread may go on with the instance if the loop waits only for its
+        one sync activity (or a thread owns the instance already)."""
+        with self._lock:
+            only = list(self.running.values())
+            self._parked = self._go_on and (
+                self._thread_owns or (len(only) == 1 and isinstance(only[0], Job))
+            )
 
     def poll(self, now: float) -> None:
         """Called every so often while this waits in :meth:`next_news`: once it has waited
@@ -296,6 +448,5 @@ async def poll_held(worker: Worker) -> None:
             held.poll(now)
 
 
-def task_id_of(event: HistoryEvent) -> int:
-    assert isinstance(event, TaskCompleted | TaskFailed)
-    return event.task_scheduled_id
+def _nothing() -> None:
+    """The call of the placeholder job of an activity its thread runs itself."""

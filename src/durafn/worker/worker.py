@@ -15,6 +15,7 @@ import dataclasses
 import logging
 import os
 import socket
+import threading
 import uuid
 import weakref
 from collections.abc import Awaitable, Callable, Coroutine
@@ -25,13 +26,13 @@ from typing import Any, TypeVar
 from durafn.app import App
 from durafn.core.entities import is_entity_instance_id
 from durafn.core.errors import LeaseLost
-from durafn.core.history import ExecutionStarted, HistoryEvent, TaskFailed
+from durafn.core.history import HistoryEvent, TaskFailed
 from durafn.core.status import FailureDetails
 from durafn.core.threads import Threads
-from durafn.executor.locks import held_locks
 from durafn.executor.orchestration import OrchestrationExecutor
 from durafn.store.base import (
     ActivityWorkItem,
+    BlockingCheckpoints,
     Checkpoint,
     InboxMessage,
     OrchestrationWorkItem,
@@ -39,10 +40,11 @@ from durafn.store.base import (
 )
 from durafn.worker.activities import run_activity
 from durafn.worker.cache import ExecutorCache
-from durafn.worker.checkpoint import IN_PLACE_SEQ, build_checkpoint, failed_checkpoint
+from durafn.worker.checkpoint import IN_PLACE_SEQ
 from durafn.worker.clock import Clock, SystemClock
 from durafn.worker.entities import run_entity_batch
-from durafn.worker.held import Arrivals, HeldActivities, poll_held, task_id_of
+from durafn.worker.episodes import Episodes
+from durafn.worker.held import Arrivals, HandBack, HeldActivities, poll_held
 from durafn.worker.leases import LeaseKeeper
 
 log = logging.getLogger("durafn.worker")
@@ -119,6 +121,9 @@ class Worker:
         self.activities_run = 0
         # Of those, the ones run in place by the worker holding their instance.
         self.activities_in_place = 0
+        self._count_lock = threading.Lock()
+        # Whether an activity's thread may commit the next step of its instance itself.
+        self.blocking_checkpoints = isinstance(store, BlockingCheckpoints)
         self._store_failures: dict[str, int] = {}
         self._next_due: tuple[object, datetime | None] = (object(), None)
         self._slot_freed: dict[str, asyncio.Event] = {}
@@ -434,72 +439,49 @@ class Worker:
 
         An episode after which the code waits only on activities that this worker can run
         commits them leased to the worker and keeps the instance (see :class:`HeldActivities`):
-        their results then feed the next episode directly, committed with it.
+        their results then feed the next episode directly, committed with it. A chain of
+        single sync activities may go on from step to step on the activity's thread, which
+        hands the instance back when it is done with it (:class:`HandBack`).
         """
-        deferred: list[HistoryEvent] = []
-        done: list[int] = []
-        # The last checkpoint committed while holding the instance.
-        committed: Checkpoint | None = None
+        episodes = Episodes(self, item, executor, history, held)
+        held.episodes = episodes
+        step = episodes.run(now)
         while True:
-            fed = [m for m in item.messages if m.seq == IN_PLACE_SEQ]
-            try:
-                if executor is None:
-                    executor = OrchestrationExecutor(self.app, item.instance_id)
-                    executor.replay(history)
-                result = executor.run_episode([m.event for m in item.messages], now)
-                checkpoint = build_checkpoint(item, result, now)
-            except Exception as exc:
-                log.exception("the episode of %s could not run; failing it", item.instance_id)
-                started = next((e for e in history if isinstance(e, ExecutionStarted)), None)
-                if started is None and executor is not None:
-                    started = executor.started
-                # The history fetched for a replay is whole; a replay that raised holds only part.
-                locks = held_locks(history if history or executor is None else executor.history)
-                executor = None
-                checkpoint = failed_checkpoint(item, started, exc, now, locks)
-            done += [task_id_of(m.event) for m in fed]
-            finished = checkpoint.status.is_terminal or checkpoint.restart is not None
-            if held.running and not finished and _no_news(checkpoint, committed):
-                # Results that let the code go on to await another of the running activities:
-                # nothing to tell anyone yet; they are committed with the episode that has news.
-                deferred += checkpoint.new_events
-            else:
-                start = (
-                    []
-                    if finished or executor is None or self._stopping()
-                    else held.startable(executor, checkpoint)
-                )
-                if checkpoint.restart is None:
-                    # The results the code took meanwhile stay in the history, even as it ends.
-                    checkpoint.new_events = deferred + checkpoint.new_events
-                if not finished:
-                    checkpoint.completed_activities = done
-                hold = not finished and bool(start or held.running)
-                if hold:
+            if step is not None:
+                checkpoint = step.checkpoint
+                if step.hold:
                     checkpoint.hold_until = await self._hold_until(item, now)
                     # Held for others running in place: any worker may take these at once.
-                    checkpoint.hold_activities = bool(start)
-                    checkpoint.on_commit = held.starter(start)
+                    checkpoint.hold_activities = bool(step.start)
+                    checkpoint.on_commit = held.starter(step.start)
                 waiting = await self._commit(item, checkpoint, now)
                 if waiting is None:
                     return None
+                if not step.hold:
+                    return episodes.kept(step)
+                episodes.committed_step(step)
                 held.inbox_seen(waiting)
-                if not hold:
-                    return None if finished else executor
-                deferred, done = [], []
-                # The item stays what the instance's row says: the store may then leave
-                # alone what a step does not change.
-                committed = checkpoint
-                item.status = checkpoint.status
-                item.history_length += len(checkpoint.new_events)
-                assert checkpoint.hold_until is not None
-                item.locked_until = checkpoint.hold_until
-                held.start(start)
-            results, inbox = await held.next_news()
+                held.start(step.start)
+            news = await held.next_news()
+            if isinstance(news, HandBack):
+                now, step = news.now, news.step
+                if news.kind == "done":
+                    return episodes.kept(step)
+                if news.kind == "failed":
+                    assert news.error is not None
+                    await self._commit_failed(item, step.checkpoint, news.error)
+                    return None
+                if news.kind == "committed":
+                    held.inbox_seen(news.waiting)
+                    held.start(step.start)
+                    step = None
+                continue  # "commit": the loop commits the step the thread ran
+            results, inbox = news
             now = self.clock.now()
             # Messages first: a termination read now wins over a result that came meanwhile,
             # as it would through the queue, where it was sent before that result arrived.
             item.messages = inbox + [InboxMessage(IN_PLACE_SEQ, r) for r in results]
+            step = episodes.run(now)
 
     async def _hold_until(self, item: OrchestrationWorkItem, now: datetime) -> datetime:
         """The lease a held checkpoint keeps: the one it has, so that a step need not rewrite
@@ -545,25 +527,44 @@ class Worker:
         none do)."""
         try:
             waiting = await self.store.checkpoint(item, checkpoint, now) is not False
-        except LeaseLost as exc:
+        except BaseException as exc:
+            await self._commit_failed(item, checkpoint, exc)
+            return None
+        self.committed_episode(item)
+        return waiting
+
+    def committed_episode(self, item: OrchestrationWorkItem) -> None:
+        """Count an episode committed (on any thread)."""
+        self._store_failures.pop(item.instance_id, None)
+        self.count(episodes=1)
+
+    def count(self, *, episodes: int = 0, activities: int = 0, in_place: int = 0) -> None:
+        """Add to the counters, from the event loop or an activity's thread."""
+        with self._count_lock:
+            self.episodes += episodes
+            self.activities_run += activities
+            self.activities_in_place += in_place
+
+    async def _commit_failed(
+        self, item: OrchestrationWorkItem, checkpoint: Checkpoint, exc: BaseException
+    ) -> None:
+        """After an episode's checkpoint failed to commit with ``exc``: let the instance go,
+        to be retried from its last commit (re-raises what is not an ``Exception``)."""
+        if isinstance(exc, LeaseLost):
             self.cache.discard(item.instance_id)
             log.warning("dropped an episode of %s: %s", item.instance_id, exc)
             if checkpoint.completed_activities:
                 # Fenced by an activity whose lease lapsed (the instance's may still be ours).
                 with contextlib.suppress(Exception):
                     await self.store.abandon_orchestration(item)
-            return None
-        except Exception as exc:
+            return
+        if isinstance(exc, Exception):
             await self._retry_later(item, exc)
-            return None
-        except BaseException:
-            self.cache.discard(item.instance_id)
-            with contextlib.suppress(Exception):
-                await self.store.abandon_orchestration(item)
-            raise
-        self._store_failures.pop(item.instance_id, None)
-        self.episodes += 1
-        return waiting
+            return
+        self.cache.discard(item.instance_id)
+        with contextlib.suppress(Exception):
+            await self.store.abandon_orchestration(item)
+        raise exc
 
     async def _retry_later(self, item: OrchestrationWorkItem, error: Exception) -> None:
         """Release the instance for a later attempt, waiting longer after each failure."""
@@ -605,7 +606,7 @@ class Worker:
             # The result is lost with this attempt; the task runs again once its lease ends.
             log.exception("could not deliver the result of activity %s", item.name)
             return
-        self.activities_run += 1
+        self.count(activities=1)
         if not delivered:
             log.info(
                 "result of activity %s #%d for %s was a duplicate; dropped",
@@ -630,21 +631,6 @@ class Worker:
                 return
             except Exception:
                 log.exception("could not renew the lease on activity %s", item.name)
-
-
-def _no_news(checkpoint: Checkpoint, committed: Checkpoint | None) -> bool:
-    """Whether committing ``checkpoint`` now would only record results (see ``_run_episodes``):
-    nothing it does, and a status and custom status the same as the ``committed`` one's."""
-    return committed is not None and not (
-        checkpoint.consumed
-        or checkpoint.activities
-        or checkpoint.messages
-        or checkpoint.sub_orchestrations
-        or checkpoint.new_instances
-        or checkpoint.dropped_events
-        or checkpoint.status is not committed.status
-        or checkpoint.custom_status != committed.custom_status
-    )
 
 
 def _gave_up(item: ActivityWorkItem, now: datetime) -> TaskFailed:
