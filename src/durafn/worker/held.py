@@ -237,6 +237,10 @@ class HeldActivities:
         worker = self.worker
         if not self._go_on:
             return False
+        if len(worker.held_waiting) > 1:
+            # Others wait too: the loop's steps share their commits (group commit), and
+            # threads of many instances committing each their own would take turns at the GIL.
+            return False
         if time.monotonic() >= self._next_read:
             return False  # the inbox is due to be read (see ``_read_inbox``): the loop reads it
         if self.item.locked_until - worker.clock.now() <= worker.options.lease / 3:
