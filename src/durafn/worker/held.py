@@ -19,6 +19,7 @@ the next activity the loop may take the instance back (to apply a termination, s
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import functools
 import inspect
@@ -190,14 +191,31 @@ class HeldActivities:
 
     def start(self, tasks: list[ActivityTask]) -> None:
         """Once the checkpoint scheduling ``tasks`` has committed: run the async ones here
-        (the sync ones were handed to their threads by the commit hook)."""
+        (the sync ones were handed to their threads by the commit hook, unless the step
+        :meth:`goes_on`: its activity is handed to its thread now)."""
         if self._closed:
             return
         for task in tasks:
             started = self._in_threads.pop(task.event_id, None)
             if task.event_id in self.running:
                 continue  # its thread finished already and handed an awaitable to the loop
+            if started is None and self._go_on and not self._is_async(task):
+                with contextlib.suppress(RuntimeError):  # shut down: run_activity decides
+                    started = self.worker._threads.submit(
+                        functools.partial(self._run_sync, self._work_item(task))
+                    )
             self.running[task.event_id] = started or asyncio.create_task(self._run(task))
+
+    def goes_on(self, step: Step) -> bool:
+        """Whether the thread of ``step``'s activity may go on with the instance: its one sync
+        activity, while no other instance of the worker waits (see the module docstring). Its
+        activity is then started by :meth:`start`, just before the loop waits for it, rather
+        than by the commit hook: started earlier, a quick activity would end before the loop
+        waits, and its thread could not go on."""
+        return self._go_on and not self.worker.held_waiting and self._inline(step) is not None
+
+    def _is_async(self, task: ActivityTask) -> bool:
+        return self.worker.app.get_activity(task.name).is_async
 
     def _work_item(self, task: ActivityTask) -> ActivityWorkItem:
         item = self.item
@@ -301,7 +319,7 @@ class HeldActivities:
         if not step.hold or len(step.start) != 1 or self.running:
             return None
         [task] = step.start
-        return None if self.worker.app.get_activity(task.name).is_async else task
+        return None if self._is_async(task) else task
 
     def _hand_back(self, handback: HandBack) -> None:
         """On the thread that owns the instance: give it back to the event loop."""

@@ -453,7 +453,8 @@ class Worker:
                     checkpoint.hold_until = await self._hold_until(item, now)
                     # Held for others running in place: any worker may take these at once.
                     checkpoint.hold_activities = bool(step.start)
-                    checkpoint.on_commit = held.starter(step.start)
+                    if not held.goes_on(step):
+                        checkpoint.on_commit = held.starter(step.start)
                 waiting = await self._commit(item, checkpoint, now)
                 if waiting is None:
                     return None
