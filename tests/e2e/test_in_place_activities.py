@@ -124,6 +124,24 @@ def chain(ctx: df.OrchestrationContext):  # type: ignore[no-untyped-def]
     return value
 
 
+twenty = threading.Event()
+
+
+@app.activity
+def add_one_noting_twenty(value: int) -> int:
+    if value == 20:
+        twenty.set()
+    return value + 1
+
+
+@app.orchestrator
+def counting_chain(ctx: df.OrchestrationContext):  # type: ignore[no-untyped-def]
+    value = 0
+    for _ in range(ctx.get_input()):
+        value = yield ctx.call_activity("add_one_noting_twenty", value)
+    return value
+
+
 @app.orchestrator
 def only_blocked(ctx: df.OrchestrationContext):  # type: ignore[no-untyped-def]
     return (yield ctx.call_activity("blocked", "x"))
@@ -725,7 +743,8 @@ def test_an_activity_not_run_in_place_runs_at_once_while_the_instance_is_held(
 
 
 class _FailingCheckpoint(SqliteStore):
-    """The ``fail``-th checkpoint (1-based) fails, as a full disk would make it."""
+    """The ``fail``-th checkpoint (1-based) fails, as a full disk would make it, whether the
+    event loop commits it or an activity's thread going on with its instance."""
 
     def __init__(self, path: Path, fail: int) -> None:
         super().__init__(path)
@@ -733,22 +752,34 @@ class _FailingCheckpoint(SqliteStore):
         self.checkpoints = 0
 
     async def checkpoint(self, item: OrchestrationWorkItem, checkpoint: Any, now: datetime) -> Any:
+        self._count()
+        return await super().checkpoint(item, checkpoint, now)
+
+    def checkpoint_blocking(
+        self, item: OrchestrationWorkItem, checkpoint: Any, now: datetime
+    ) -> bool:
+        self._count()
+        return super().checkpoint_blocking(item, checkpoint, now)
+
+    def _count(self) -> None:
         self.checkpoints += 1
         if self.checkpoints == self.fail:
             raise StoreError("the disk is full")
-        return await super().checkpoint(item, checkpoint, now)
 
 
+@pytest.mark.parametrize("on_threads", [True, False])
 def test_a_held_step_whose_commit_fails_is_taken_again_from_the_last_commit(
-    tmp_path: Path,
+    tmp_path: Path, on_threads: bool
 ) -> None:
     """The third checkpoint, which records the second activity's result and schedules the
-    third, fails: the instance goes on from its second checkpoint, after a back-off."""
+    third, fails: the instance goes on from its second checkpoint, after a back-off. With
+    ``on_threads``, the activity's thread commits it (see ``held``), else the event loop."""
 
     async def scenario() -> None:
         ran.clear()
         store = _FailingCheckpoint(tmp_path / "hub.db", fail=3)
-        async with running(store) as (_, client):
+        async with running(store) as (worker, client):
+            worker.blocking_checkpoints = on_threads
             instance_id = await client.start_new("logged_chain", 4)
             status = await client.wait_for_completion(instance_id, timeout=30)
         assert status.runtime_status is RuntimeStatus.COMPLETED, status.failure_details
@@ -761,6 +792,91 @@ def test_a_held_step_whose_commit_fails_is_taken_again_from_the_last_commit(
         assert kinds.count("TaskScheduled") == 4
         assert kinds.count("TaskCompleted") == 4
         assert kinds.count("ExecutionCompleted") == 1
+        assert (worker.steps_on_threads > 0) is on_threads
+        await store.close()
+
+    asyncio.run(scenario())
+
+
+# ------------------------------------------------------- a chain going on on its activity's thread
+
+
+def test_a_chain_goes_on_from_step_to_step_on_its_activitys_thread(tmp_path: Path) -> None:
+    """After its first episode, each step of a chain of sync activities runs on the thread of
+    the activity before it: the history, the activities run, and the commits are the same as
+    when the event loop runs every step."""
+
+    async def scenario() -> None:
+        histories = []
+        for on_threads in (True, False):
+            ran.clear()
+            store = SqliteStore(tmp_path / f"{on_threads}.db")
+            async with running(store) as (worker, client):
+                worker.blocking_checkpoints = on_threads
+                before = store.commits
+                instance_id = await client.start_new("logged_chain", 30)
+                status = await client.wait_for_completion(instance_id, timeout=30)
+                commits = store.commits - before
+            assert status.runtime_status is RuntimeStatus.COMPLETED, status.failure_details
+            assert status.output == 30
+            assert ran == list(range(30)), "each activity ran once, in order"
+            assert worker.activities_in_place == worker.activities_run == 30
+            if on_threads:
+                # A step handed back to the loop now and then (a slow machine) is allowed.
+                assert worker.steps_on_threads >= 20
+            else:
+                assert worker.steps_on_threads == 0
+            assert commits <= 30 + 8  # one per step, as on the loop
+            histories.append([e.kind for e in await store.get_history(instance_id)])
+            assert await store.lock_next_activities("w", timedelta(seconds=30), FAR_FUTURE, 9) == []
+            await store.close()
+        assert histories[0] == histories[1]
+
+    asyncio.run(scenario())
+
+
+def test_a_termination_reaches_a_chain_going_on_on_threads(tmp_path: Path) -> None:
+    """The thread commits each step and hears of a message in the inbox as it does: it hands
+    the instance back to the event loop, which applies the termination."""
+
+    async def scenario() -> None:
+        store = SqliteStore(tmp_path / "hub.db")
+        async with running(store) as (worker, client):
+            twenty.clear()
+            instance_id = await client.start_new("counting_chain", 1_000_000)
+            assert await asyncio.to_thread(twenty.wait, 10)
+            assert worker.steps_on_threads >= 10
+            await client.terminate(instance_id, "enough")
+            status = await client.wait_for_completion(instance_id, timeout=10)
+            assert status.runtime_status is RuntimeStatus.TERMINATED
+            assert not worker.held_waiting
+        kinds = [e.kind for e in await store.get_history(instance_id)]
+        assert kinds.count("ExecutionTerminated") == 1
+        assert 20 <= kinds.count("TaskCompleted") < 1_000_000
+        assert await store.lock_next_activities("w", timedelta(seconds=30), FAR_FUTURE, 9) == []
+        await store.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_chain_started_while_others_wait_stays_on_the_event_loop(tmp_path: Path) -> None:
+    """Threads go on with an instance only while no other instance of the worker waits for
+    its activities: many instances at once share their commits on the event loop."""
+
+    async def scenario() -> None:
+        store = SqliteStore(tmp_path / "hub.db")
+        gate.clear()
+        entered.clear()
+        async with running(store) as (worker, client):
+            blocked_id = await client.start_new("only_blocked")
+            assert await asyncio.to_thread(entered.wait, 10)
+            instance_id = await client.start_new("chain", 20)
+            status = await client.wait_for_completion(instance_id, timeout=30)
+            assert status.output == 20
+            assert worker.steps_on_threads == 0
+            gate.set()
+            status = await client.wait_for_completion(blocked_id, timeout=30)
+            assert status.runtime_status is RuntimeStatus.COMPLETED
         await store.close()
 
     asyncio.run(scenario())

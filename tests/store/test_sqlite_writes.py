@@ -7,6 +7,7 @@ import os
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -265,3 +266,97 @@ def _late_write(loop: asyncio.AbstractEventLoop, future: asyncio.Future[None]) -
     return _PendingWrite(
         lambda conn: conn.execute("INSERT INTO t VALUES (2)"), True, True, loop, future
     )
+
+
+# ---------------------------------------------------------------------- writes from a thread
+
+
+def _count_rows(path: Path) -> int:
+    with sqlite3.connect(path) as conn:
+        return int(conn.execute("SELECT COUNT(*) FROM t").fetchone()[0])
+
+
+def _insert(value: int) -> Callable[[sqlite3.Connection], int]:
+    def fn(conn: sqlite3.Connection) -> int:
+        conn.execute("INSERT INTO t (v) VALUES (?)", (value,))
+        return value
+
+    return fn
+
+
+def test_a_blocking_write_commits_on_the_calling_thread(tmp_path: Path) -> None:
+    async def body() -> None:
+        db = SqliteDatabase(str(tmp_path / "hub.db"))
+        await db.write(lambda conn: conn.execute("CREATE TABLE t (v INTEGER)"))
+        before = db.commits
+        threads: list[str] = []
+
+        def fn(conn: sqlite3.Connection) -> int:
+            threads.append(threading.current_thread().name)
+            return _insert(7)(conn)
+
+        assert await asyncio.to_thread(db.write_blocking, fn) == 7
+        # No commit was under way: the calling thread led it, not the writer thread.
+        assert threads and not threads[0].startswith("durafn-sqlite")
+        assert db.commits == before + 1
+        assert _count_rows(tmp_path / "hub.db") == 1
+        await db.close()
+
+    asyncio.run(body())
+
+
+def test_a_blocking_write_joins_the_commit_after_one_under_way(tmp_path: Path) -> None:
+    """While the writer thread commits, a thread's write queues with the loop's writes; the
+    next commit takes them all, on whichever thread leads it, and each caller hears of it."""
+
+    async def body() -> None:
+        db = SqliteDatabase(str(tmp_path / "hub.db"))
+        await db.write(lambda conn: conn.execute("CREATE TABLE t (v INTEGER)"))
+        inside, release = threading.Event(), threading.Event()
+
+        def slow(conn: sqlite3.Connection) -> int:
+            inside.set()
+            assert release.wait(10)
+            return _insert(0)(conn)
+
+        first = asyncio.ensure_future(db.write(slow))
+        assert await asyncio.to_thread(inside.wait, 10)
+        before = db.commits
+        blocked = asyncio.ensure_future(asyncio.to_thread(db.write_blocking, _insert(1)))
+        await asyncio.sleep(0.05)
+        queued = [asyncio.ensure_future(db.write(_insert(n))) for n in range(2, 6)]
+        await asyncio.sleep(0.05)
+        assert not blocked.done()
+        release.set()
+        assert await first == 0
+        assert await blocked == 1
+        assert await asyncio.gather(*queued) == [2, 3, 4, 5]
+        # The slow write's commit, then one for the thread's write and the four queued.
+        assert db.commits == before + 2
+        assert _count_rows(tmp_path / "hub.db") == 6
+        await db.close()
+
+    asyncio.run(body())
+
+
+def test_a_blocking_write_that_fails_raises_and_commits_nothing(tmp_path: Path) -> None:
+    async def body() -> None:
+        db = SqliteDatabase(str(tmp_path / "hub.db"))
+        await db.write(lambda conn: conn.execute("CREATE TABLE t (v INTEGER)"))
+
+        def half(conn: sqlite3.Connection) -> None:
+            _insert(1)(conn)
+            raise LeaseLost("gone")
+
+        with pytest.raises(LeaseLost):
+            await asyncio.to_thread(db.write_blocking, half)
+        with pytest.raises(StoreError, match="no such table"):
+            await asyncio.to_thread(
+                db.write_blocking, lambda conn: conn.execute("INSERT INTO missing VALUES (1)")
+            )
+        assert _count_rows(tmp_path / "hub.db") == 0
+        await db.close()
+        with pytest.raises(StoreError, match="closed"):
+            db.write_blocking(_insert(2))
+
+    asyncio.run(body())

@@ -297,7 +297,7 @@ class HeldActivities:
         except BaseException as exc:
             self._hand_back(HandBack("failed", step, now, error=exc))
             return None
-        worker.committed_episode(item)
+        worker.committed_episode(item, on_thread=True)
         if not step.hold:
             self._hand_back(HandBack("done", step, now))
             return None

@@ -121,6 +121,8 @@ class Worker:
         self.activities_run = 0
         # Of those, the ones run in place by the worker holding their instance.
         self.activities_in_place = 0
+        # Episodes committed by an activity's thread going on with its instance.
+        self.steps_on_threads = 0
         self._count_lock = threading.Lock()
         # Whether an activity's thread may commit the next step of its instance itself.
         self.blocking_checkpoints = isinstance(store, BlockingCheckpoints)
@@ -534,17 +536,25 @@ class Worker:
         self.committed_episode(item)
         return waiting
 
-    def committed_episode(self, item: OrchestrationWorkItem) -> None:
-        """Count an episode committed (on any thread)."""
+    def committed_episode(self, item: OrchestrationWorkItem, *, on_thread: bool = False) -> None:
+        """Count an episode committed (by the event loop, or ``on_thread``)."""
         self._store_failures.pop(item.instance_id, None)
-        self.count(episodes=1)
+        self.count(episodes=1, steps_on_threads=int(on_thread))
 
-    def count(self, *, episodes: int = 0, activities: int = 0, in_place: int = 0) -> None:
+    def count(
+        self,
+        *,
+        episodes: int = 0,
+        activities: int = 0,
+        in_place: int = 0,
+        steps_on_threads: int = 0,
+    ) -> None:
         """Add to the counters, from the event loop or an activity's thread."""
         with self._count_lock:
             self.episodes += episodes
             self.activities_run += activities
             self.activities_in_place += in_place
+            self.steps_on_threads += steps_on_threads
 
     async def _commit_failed(
         self, item: OrchestrationWorkItem, checkpoint: Checkpoint, exc: BaseException
