@@ -880,3 +880,37 @@ def test_a_chain_started_while_others_wait_stays_on_the_event_loop(tmp_path: Pat
         await store.close()
 
     asyncio.run(scenario())
+
+
+def test_a_fault_of_a_step_on_its_thread_lets_the_instance_go_to_be_taken_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A fault of the runtime on the thread going on with an instance (not the code's, not the
+    commit's) hands it back failed: the worker lets it go, and it goes on from its last commit
+    instead of waiting for that thread forever."""
+    calls = Counter[str]()
+    next_step = HeldActivities._next_step
+
+    def faulty(self: HeldActivities, outcome: Any) -> Any:
+        calls["steps"] += 1
+        if calls["steps"] == 3:
+            raise RuntimeError("a bug")
+        return next_step(self, outcome)
+
+    monkeypatch.setattr(HeldActivities, "_next_step", faulty)
+
+    async def scenario() -> None:
+        ran.clear()
+        store = SqliteStore(tmp_path / "hub.db")
+        async with running(store) as (_, client):
+            instance_id = await client.start_new("logged_chain", 6)
+            status = await client.wait_for_completion(instance_id, timeout=30)
+        assert status.runtime_status is RuntimeStatus.COMPLETED, status.failure_details
+        assert status.output == 6
+        assert calls["steps"] >= 4
+        assert sorted(set(ran)) == list(range(6))
+        kinds = [e.kind for e in await store.get_history(instance_id)]
+        assert kinds.count("TaskCompleted") == 6
+        await store.close()
+
+    asyncio.run(scenario())

@@ -57,14 +57,14 @@ class HandBack:
     """What an activity's thread that went on with its instance hands back to the event loop:
 
     - ``done``: ``step`` committed and let the instance go;
-    - ``failed``: ``step`` did not commit (``error``);
+    - ``failed``: ``step`` did not commit (``error``), or (``step`` None) the thread failed;
     - ``committed``: ``step`` committed and keeps the instance; the loop starts its
       activities (``waiting``: whether a message may wait in the inbox);
     - ``commit``: ``step`` is for the loop to commit (its lease must be renewed first).
     """
 
     kind: Literal["done", "failed", "committed", "commit"]
-    step: Step
+    step: Step | None
     now: datetime
     waiting: bool = False
     error: BaseException | None = None
@@ -242,7 +242,15 @@ class HeldActivities:
         worker = self.worker
         outcome = run_sync_activity(worker.app, work, worker.clock.now())
         while isinstance(outcome, TaskCompleted | TaskFailed) and self._take_over(work):
-            following = self._next_step(outcome)
+            try:
+                following = self._next_step(outcome)
+            except BaseException as exc:
+                # Not the instance's code (its errors fail it) nor its commit (handed back as
+                # failed): a fault of the runtime. The loop lets the instance go, to be taken
+                # again from its last commit, rather than wait for this thread forever.
+                log.exception("a step of %s failed on its thread", self.item.instance_id)
+                self._hand_back(HandBack("failed", None, worker.clock.now(), error=exc))
+                return
             if following is None:
                 return
             work = following

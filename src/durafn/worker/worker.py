@@ -468,12 +468,14 @@ class Worker:
             news = await held.next_news()
             if isinstance(news, HandBack):
                 now, step = news.now, news.step
-                if news.kind == "done":
-                    return episodes.kept(step)
                 if news.kind == "failed":
                     assert news.error is not None
-                    await self._commit_failed(item, step.checkpoint, news.error)
+                    failed = step.checkpoint if step is not None else None
+                    await self._commit_failed(item, failed, news.error)
                     return None
+                assert step is not None
+                if news.kind == "done":
+                    return episodes.kept(step)
                 if news.kind == "committed":
                     held.inbox_seen(news.waiting)
                     held.start(step.start)
@@ -557,14 +559,15 @@ class Worker:
             self.steps_on_threads += steps_on_threads
 
     async def _commit_failed(
-        self, item: OrchestrationWorkItem, checkpoint: Checkpoint, exc: BaseException
+        self, item: OrchestrationWorkItem, checkpoint: Checkpoint | None, exc: BaseException
     ) -> None:
-        """After an episode's checkpoint failed to commit with ``exc``: let the instance go,
-        to be retried from its last commit (re-raises what is not an ``Exception``)."""
+        """After an episode's ``checkpoint`` failed to commit with ``exc`` (or, None, the step
+        failed before): let the instance go, to be retried from its last commit (re-raises
+        what is not an ``Exception``)."""
         if isinstance(exc, LeaseLost):
             self.cache.discard(item.instance_id)
             log.warning("dropped an episode of %s: %s", item.instance_id, exc)
-            if checkpoint.completed_activities:
+            if checkpoint is None or checkpoint.completed_activities:
                 # Fenced by an activity whose lease lapsed (the instance's may still be ours).
                 with contextlib.suppress(Exception):
                     await self.store.abandon_orchestration(item)
