@@ -22,7 +22,8 @@ import durafn as df
 from durafn.client.async_client import AsyncClient
 from durafn.core.errors import StoreError
 from durafn.core.status import RuntimeStatus
-from durafn.store.base import ActivityTask, InstanceQuery, OrchestrationWorkItem
+from durafn.store import open_store
+from durafn.store.base import ActivityTask, InstanceQuery, OrchestrationWorkItem, Store
 from durafn.store.sqlite import SqliteStore
 from durafn.worker import held as held_module
 from durafn.worker.held import HeldActivities
@@ -214,7 +215,7 @@ def races_a_timer_while_one_runs(ctx: df.OrchestrationContext):  # type: ignore[
 
 
 @asynccontextmanager
-async def running(store: SqliteStore, **options: Any) -> AsyncIterator[tuple[Worker, AsyncClient]]:
+async def running(store: Store, **options: Any) -> AsyncIterator[tuple[Worker, AsyncClient]]:
     worker = Worker(app, store, options=WorkerOptions(**options))
     stop = asyncio.Event()
     task = asyncio.create_task(worker.run(stop))
@@ -807,32 +808,49 @@ def test_a_chain_goes_on_from_step_to_step_on_its_activitys_thread(tmp_path: Pat
     when the event loop runs every step."""
 
     async def scenario() -> None:
-        histories = []
-        for on_threads in (True, False):
-            ran.clear()
-            store = SqliteStore(tmp_path / f"{on_threads}.db")
-            async with running(store) as (worker, client):
-                worker.blocking_checkpoints = on_threads
-                before = store.commits
-                instance_id = await client.start_new("logged_chain", 30)
-                status = await client.wait_for_completion(instance_id, timeout=30)
-                commits = store.commits - before
-            assert status.runtime_status is RuntimeStatus.COMPLETED, status.failure_details
-            assert status.output == 30
-            assert ran == list(range(30)), "each activity ran once, in order"
-            assert worker.activities_in_place == worker.activities_run == 30
-            if on_threads:
-                # A step handed back to the loop now and then (a slow machine) is allowed.
-                assert worker.steps_on_threads >= 20
-            else:
-                assert worker.steps_on_threads == 0
-            assert commits <= 30 + 8  # one per step, as on the loop
-            histories.append([e.kind for e in await store.get_history(instance_id)])
-            assert await store.lock_next_activities("w", timedelta(seconds=30), FAR_FUTURE, 9) == []
-            await store.close()
-        assert histories[0] == histories[1]
+        stores = [SqliteStore(tmp_path / f"{on_threads}.db") for on_threads in (True, False)]
+        commits = [store.commits for store in stores]
+        await _same_chain_on_threads_and_on_the_loop(*stores)
+        # One commit per step, as on the loop.
+        for store, before in zip(stores, commits, strict=True):
+            assert store.commits - before <= 30 + 8
 
     asyncio.run(scenario())
+
+
+def test_a_chain_goes_on_on_its_activitys_thread_on_postgresql(postgres_url: str) -> None:
+    async def scenario() -> None:
+        store = open_store(postgres_url)
+        await _same_chain_on_threads_and_on_the_loop(store, store)
+
+    asyncio.run(scenario())
+
+
+async def _same_chain_on_threads_and_on_the_loop(on_threads: Store, on_the_loop: Store) -> None:
+    """Run a chain of 30 steps on each store (they may be one), going on on threads the first
+    time only: each activity runs once, in order, and the histories are the same. Closes the
+    stores."""
+    histories = []
+    for threads, store in ((True, on_threads), (False, on_the_loop)):
+        ran.clear()
+        async with running(store) as (worker, client):
+            worker.blocking_checkpoints = threads
+            instance_id = await client.start_new("logged_chain", 30)
+            status = await client.wait_for_completion(instance_id, timeout=30)
+        assert status.runtime_status is RuntimeStatus.COMPLETED, status.failure_details
+        assert status.output == 30
+        assert ran == list(range(30)), "each activity ran once, in order"
+        assert worker.activities_in_place == worker.activities_run == 30
+        if threads:
+            # A step handed back to the loop now and then (a slow machine) is allowed.
+            assert worker.steps_on_threads >= 20
+        else:
+            assert worker.steps_on_threads == 0
+        histories.append([e.kind for e in await store.get_history(instance_id)])
+        assert await store.lock_next_activities("w", timedelta(seconds=30), FAR_FUTURE, 9) == []
+    for store in {id(s): s for s in (on_threads, on_the_loop)}.values():
+        await store.close()
+    assert histories[0] == histories[1]
 
 
 def test_a_termination_reaches_a_chain_going_on_on_threads(tmp_path: Path) -> None:

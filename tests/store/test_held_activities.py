@@ -16,7 +16,13 @@ from durafn.app import App
 from durafn.core.errors import LeaseLost
 from durafn.core.history import TaskCompleted
 from durafn.core.status import RuntimeStatus
-from durafn.store.base import Checkpoint, InboxMessage, OrchestrationWorkItem, Store
+from durafn.store.base import (
+    BlockingCheckpoints,
+    Checkpoint,
+    InboxMessage,
+    OrchestrationWorkItem,
+    Store,
+)
 from durafn.worker.worker import Worker, WorkerOptions
 
 from .factories import (
@@ -270,9 +276,11 @@ async def _held_step(
     done: int,
     consumed: list[InboxMessage] | None = None,
     hold: bool = True,
+    blocking: bool = False,
 ) -> bool:
     """Commit the result of held activity ``done`` (and ``consumed``), scheduling the next one
-    held unless ``hold`` is False; what the store says of the inbox."""
+    held unless ``hold`` is False; what the store says of the inbox. ``blocking`` commits it
+    from a thread that waits for it (``BlockingCheckpoints``)."""
     consumed = consumed or []
     now = at(now_s)
     scheduled = [task_scheduled(done + 1)] if hold else []
@@ -287,28 +295,68 @@ async def _held_step(
         completed_activities=[done],
         hold_until=T0 + LEASE if hold else None,
     )
-    waiting = await store.checkpoint(item, cp, now)
+    if blocking:
+        assert isinstance(store, BlockingCheckpoints)
+        waiting = await asyncio.to_thread(store.checkpoint_blocking, item, cp, now)
+    else:
+        waiting = await store.checkpoint(item, cp, now)
     item.history_length += len(events)
     return waiting
 
 
-def test_a_held_checkpoint_says_whether_messages_wait_in_the_inbox(store: Store) -> None:
+@pytest.mark.parametrize("blocking", [False, True], ids=["awaited", "blocking"])
+def test_a_held_checkpoint_says_whether_messages_wait_in_the_inbox(
+    store: Store, blocking: bool
+) -> None:
+    """Also committed from a thread that waits for it, by the stores that can."""
+    if blocking and not isinstance(store, BlockingCheckpoints):
+        pytest.skip("this store commits for event loops only")
+
     async def body() -> None:
         item = await _hold_with_a_timer(store, 10)
         # The timer is not visible yet: nothing waits.
-        assert await _held_step(store, item, 1, done=0) is False
+        assert await _held_step(store, item, 1, done=0, blocking=blocking) is False
         await store.send_message("a", raised("go"), at(1))
-        assert await _held_step(store, item, 2, done=1) is True
+        assert await _held_step(store, item, 2, done=1, blocking=blocking) is True
         inbox = await store.read_inbox(item, at(2))
         assert [m.event.kind for m in inbox] == ["EventRaised"]
         # What the checkpoint consumes does not count.
-        assert await _held_step(store, item, 3, done=2, consumed=inbox) is False
+        assert await _held_step(store, item, 3, done=2, consumed=inbox, blocking=blocking) is False
         # The timer has come due.
-        assert await _held_step(store, item, 11, done=3) is True
+        assert await _held_step(store, item, 11, done=3, blocking=blocking) is True
         # A checkpoint that lets the instance go says nothing of its inbox.
         timer = await store.read_inbox(item, at(12))
         assert [m.event.kind for m in timer] == ["TimerFired"]
-        assert await _held_step(store, item, 12, done=4, consumed=timer, hold=False) is True
+        last = _held_step(store, item, 12, done=4, consumed=timer, hold=False, blocking=blocking)
+        assert await last is True
+        kinds = [e.kind for e in await store.get_history("a")]
+        assert kinds.count("TaskCompleted") == 5
+        assert kinds.count("TimerFired") == 1
+
+    asyncio.run(body())
+
+
+def test_a_blocking_checkpoint_is_fenced_as_an_awaited_one(store: Store) -> None:
+    """A lease lost (the hold lapsed, another worker took the activity) fails the commit of a
+    thread as it fails the event loop's; nothing of it is committed. A checkpoint with a
+    commit hook is refused: its thread runs what follows the commit itself."""
+    if not isinstance(store, BlockingCheckpoints):
+        pytest.skip("this store commits for event loops only")
+
+    async def body() -> None:
+        assert isinstance(store, BlockingCheckpoints)
+        item = await start_held(store, 0)
+        length = item.history_length
+        hooked = Checkpoint(
+            new_events=[], consumed=[], status=RuntimeStatus.RUNNING, on_commit=lambda: None
+        )
+        with pytest.raises(ValueError, match="commit"):
+            store.checkpoint_blocking(item, hooked, at(1))
+        [task] = await store.lock_next_activities("w2", LEASE, at(31), 10)
+        assert task.event_id == 0
+        with pytest.raises(LeaseLost):
+            await _held_step(store, item, 32, done=0, blocking=True)
+        assert len(await store.get_history("a")) == length
 
     asyncio.run(body())
 

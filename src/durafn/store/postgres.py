@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -69,7 +69,7 @@ from durafn.store.base import (
     verb_for,
 )
 from durafn.store.postgres_changes import NOTIFY_PAYLOAD, channel_name
-from durafn.store.postgres_connections import Database, Session
+from durafn.store.postgres_connections import Database, Group, Session
 from durafn.store.postgres_queries import PostgresQueries
 from durafn.store.postgres_schema import DEFAULT_SCHEMA, quote_schema
 from durafn.store.postgres_steps import Step, group_parameters, is_step
@@ -441,7 +441,11 @@ class PostgresStore(PostgresQueries):
     ) -> bool:
         check_checkpoint(checkpoint)
         if is_step(checkpoint):
-            return await self._checkpoint_step(item, checkpoint, now)
+            write, together, step, on_commit = self._checkpoint_step(item, checkpoint, now)
+            fenced = await self._db.write_grouped(
+                write, together, item.instance_id, step, on_commit=on_commit
+            )
+            return self._stepped(item, step, fenced)
 
         def tx(s: Session) -> None:
             self._apply_checkpoint(s, item, checkpoint, now)
@@ -449,11 +453,38 @@ class PostgresStore(PostgresQueries):
         await self._db.write(tx, on_commit=checkpoint.on_commit)
         return True  # not looked at: the inbox is read
 
-    async def _checkpoint_step(
-        self, item: OrchestrationWorkItem, cp: Checkpoint, now: datetime
+    def checkpoint_blocking(
+        self, item: OrchestrationWorkItem, checkpoint: Checkpoint, now: datetime
     ) -> bool:
-        """A checkpoint of the common forms (see ``is_step``) in one statement; whether
-        messages may wait in the inbox (see ``Store.checkpoint``)."""
+        """:meth:`checkpoint` from a thread that waits for it (see ``BlockingCheckpoints``)."""
+        check_checkpoint(checkpoint)
+        if checkpoint.on_commit is not None:
+            raise ValueError("a blocking checkpoint's caller runs what follows its commit")
+        if is_step(checkpoint):
+            write, together, step, _ = self._checkpoint_step(item, checkpoint, now)
+            fenced = self._db.write_grouped_blocking(write, together, item.instance_id, step)
+            return self._stepped(item, step, fenced)
+
+        def tx(s: Session) -> None:
+            self._apply_checkpoint(s, item, checkpoint, now)
+
+        self._db.write_blocking(tx)
+        return True
+
+    def _stepped(self, item: OrchestrationWorkItem, step: Step, fenced: bool) -> bool:
+        if not fenced:
+            raise LeaseLost(
+                f"lease on instance {item.instance_id!r} (or on an activity it ran in place) "
+                "was lost before its checkpoint"
+            )
+        return step.waiting
+
+    def _checkpoint_step(
+        self, item: OrchestrationWorkItem, cp: Checkpoint, now: datetime
+    ) -> tuple[Callable[[Session], bool], Group, Step, Callable[[], None]]:
+        """A checkpoint of the common forms (see ``is_step``) as one statement: its write, the
+        group it may share a statement with, its ``Step`` (whether messages may wait in the
+        inbox, see ``Store.checkpoint``, once committed), and its commit hook."""
         n = to_micros(now)
         hold = to_micros(cp.hold_until) if cp.hold_until is not None else None
         done = sorted(set(cp.completed_activities))
@@ -518,15 +549,7 @@ class PostgresStore(PostgresQueries):
                 cp.on_commit()
 
         together = self._ends_together if finished else self._steps_together
-        fenced = await self._db.write_grouped(
-            tx, together, item.instance_id, step, on_commit=on_commit
-        )
-        if not fenced:
-            raise LeaseLost(
-                f"lease on instance {item.instance_id!r} (or on an activity it ran in place) "
-                "was lost before its checkpoint"
-            )
-        return step.waiting
+        return tx, together, step, on_commit
 
     def _steps_together(self, s: Session, steps: list[Step]) -> list[bool]:
         """The steps of several instances (``CHECKPOINT_STEP`` each) in one statement,

@@ -114,6 +114,8 @@ class _Operation:
         "loop",
         "member",
         "on_commit",
+        "outcome",
+        "settled",
         "transaction",
         "writes",
     )
@@ -128,6 +130,7 @@ class _Operation:
         group: Group | None = None,
         key: str = "",
         member: Any = None,
+        blocking: bool = False,
     ) -> None:
         self.body = body
         # Operations of one group with distinct keys may run together (see ``Group``).
@@ -140,8 +143,17 @@ class _Operation:
         self.writes = writes
         self.durable = durable
         self.on_commit = on_commit
-        self.loop = asyncio.get_running_loop()
-        self.future: asyncio.Future[Any] = self.loop.create_future()
+        # Its caller: an event loop's task awaiting ``future``, or (``blocking``) a thread
+        # waiting for ``settled``, which then reads ``outcome``.
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.future: asyncio.Future[Any] | None = None
+        self.settled: threading.Event | None = None
+        self.outcome: tuple[bool, Any] | None = None
+        if blocking:
+            self.settled = threading.Event()
+        else:
+            self.loop = asyncio.get_running_loop()
+            self.future = self.loop.create_future()
         # The caller stopped waiting: an operation not yet started is skipped.
         self.cancelled = False
 
@@ -155,7 +167,13 @@ class _Operation:
                 log.exception("a commit hook failed")
 
     def settle(self, ok: bool, value: Any) -> None:
-        """On the connection thread: hand the outcome to the caller's loop."""
+        """On the connection thread: hand the outcome to the caller (its loop, or its thread)."""
+        if self.loop is None:
+            assert self.settled is not None
+            self.outcome = (ok, value)
+            self.settled.set()
+            return
+        assert self.future is not None
         with contextlib.suppress(RuntimeError):  # the caller's loop has closed
             self.loop.call_soon_threadsafe(resolve, self.future, ok, value)
 
@@ -236,18 +254,46 @@ class Database:
         result: T = await self._submit(operation)
         return result
 
+    def write_grouped_blocking(self, body: Body[T], group: Group, key: str, member: Any) -> T:
+        """:meth:`write_grouped` for a thread that is not an event loop's (an activity thread
+        going on with its instance's next step): it waits for the outcome."""
+        operation = _Operation(
+            body, False, True, None, group=group, key=key, member=member, blocking=True
+        )
+        result: T = self._submit_blocking(operation)
+        return result
+
+    def write_blocking(self, body: Body[T]) -> T:
+        """:meth:`write` (one durable transaction) for a thread that waits for the outcome."""
+        result: T = self._submit_blocking(_Operation(body, True, True, None, blocking=True))
+        return result
+
+    def _submit_blocking(self, operation: _Operation) -> Any:
+        self._enqueue(operation)
+        assert operation.settled is not None
+        operation.settled.wait()
+        assert operation.outcome is not None
+        ok, value = operation.outcome
+        if not ok:
+            raise value
+        return value
+
     async def _submit(self, operation: _Operation) -> Any:
+        self._enqueue(operation)
+        assert operation.future is not None
+        try:
+            return await operation.future
+        except asyncio.CancelledError:
+            operation.cancelled = True
+            raise
+
+    def _enqueue(self, operation: _Operation) -> None:
         with self._cond:
             if self._closed:
                 raise StoreError("the store is closed")
             self._queue.append(operation)
             self._maybe_grow()
             self._cond.notify()
-        try:
-            return await operation.future
-        except asyncio.CancelledError:
-            operation.cancelled = True
-            raise
 
     async def change_token(self) -> object:
         if self.changes.ready:
