@@ -932,3 +932,39 @@ def test_a_fault_of_a_step_on_its_thread_lets_the_instance_go_to_be_taken_again(
         await store.close()
 
     asyncio.run(scenario())
+
+
+@app.orchestrator
+def activity_or_timer(ctx: df.OrchestrationContext):  # type: ignore[no-untyped-def]
+    """Waits on a timer too: its activity goes through the queue to any worker."""
+    timer = ctx.create_timer(ctx.current_utc_datetime + timedelta(minutes=10))
+    winner = yield ctx.task_any([ctx.call_activity("noted_add_one", 1), timer])
+    return winner.result
+
+
+def test_a_chain_going_on_on_a_thread_lets_queued_activities_have_it(tmp_path: Path) -> None:
+    """With one activity thread, a long chain going on on it hands its instance back to the
+    event loop as soon as another activity waits for the thread: that activity runs long
+    before the chain would end, and the chain goes on afterwards."""
+
+    async def scenario() -> None:
+        store = SqliteStore(tmp_path / "hub.db")
+        twenty.clear()
+        noted.clear()
+        async with running(store, max_concurrent_activities=1) as (worker, client):
+            chain_id = await client.start_new("counting_chain", 1_000_000)
+            assert await asyncio.to_thread(twenty.wait, 10)
+            assert worker.steps_on_threads >= 10
+            other_id = await client.start_new("activity_or_timer")
+            # Without the hand-back this waits for the whole chain (minutes).
+            assert await asyncio.to_thread(noted.wait, 10)
+            status = await client.wait_for_completion(other_id, timeout=10)
+            assert status.output == 2
+            chain = await client.get_status(chain_id)
+            assert chain is not None and chain.runtime_status is RuntimeStatus.RUNNING
+            await client.terminate(chain_id, "enough")
+            status = await client.wait_for_completion(chain_id, timeout=10)
+            assert status.runtime_status is RuntimeStatus.TERMINATED
+        await store.close()
+
+    asyncio.run(scenario())

@@ -217,3 +217,24 @@ def test_a_thread_that_cannot_start_fails_the_submit_and_its_call_never_runs(
 def test_a_set_of_threads_needs_one() -> None:
     with pytest.raises(ValueError, match="at least one thread"):
         Threads(0, "none")
+
+
+def test_has_waiting_tells_whether_calls_wait_for_a_free_thread() -> None:
+    threads = Threads(1, "unit-waiting")
+    gate, started = threading.Event(), threading.Event()
+
+    def busy() -> None:
+        started.set()
+        assert gate.wait(5)
+
+    assert not threads.has_waiting()
+    threads.submit(busy)
+    assert started.wait(5)
+    assert not threads.has_waiting()  # the one call runs: nothing waits
+    ran = threading.Event()
+    threads.submit(ran.set)
+    assert threads.has_waiting()
+    gate.set()
+    assert ran.wait(5)
+    assert not threads.has_waiting()
+    threads.shutdown(wait=True)

@@ -94,6 +94,11 @@ class Threads:
                 self._threads.append(thread)
         return job
 
+    def has_waiting(self) -> bool:
+        """Whether calls wait in the queue for a free thread (an estimate: a thread may be
+        taking one at this moment)."""
+        return not self._queue.empty()
+
     def run(self, call: Callable[[], T]) -> asyncio.Future[T]:
         """``call()`` on one of the threads; its value or exception on the running event loop,
         in one hop back (``loop.run_in_executor`` chains a second future). Raises RuntimeError

@@ -59,11 +59,10 @@ class HandBack:
     - ``done``: ``step`` committed and let the instance go;
     - ``failed``: ``step`` did not commit (``error``), or (``step`` None) the thread failed;
     - ``committed``: ``step`` committed and keeps the instance; the loop starts its
-      activities (``waiting``: whether a message may wait in the inbox);
-    - ``commit``: ``step`` is for the loop to commit (its lease must be renewed first).
+      activities (``waiting``: whether a message may wait in the inbox).
     """
 
-    kind: Literal["done", "failed", "committed", "commit"]
+    kind: Literal["done", "failed", "committed"]
     step: Step | None
     now: datetime
     waiting: bool = False
@@ -266,6 +265,10 @@ class HeldActivities:
         if len(worker.held_waiting) > 1:
             # Others wait too: the loop's steps share their commits (group commit), and
             # threads of many instances committing each their own would take turns at the GIL.
+            return False
+        if worker._threads.has_waiting():
+            # Other activities wait for a thread: a chain going on here would keep this one
+            # from them for as long as it lasts. Its next activity queues behind them instead.
             return False
         if time.monotonic() >= self._next_read:
             return False  # the inbox is due to be read (see ``_read_inbox``): the loop reads it

@@ -476,11 +476,11 @@ class Worker:
                 assert step is not None
                 if news.kind == "done":
                     return episodes.kept(step)
-                if news.kind == "committed":
-                    held.inbox_seen(news.waiting)
-                    held.start(step.start)
-                    step = None
-                continue  # "commit": the loop commits the step the thread ran
+                # "committed": the loop starts what the thread did not run itself.
+                held.inbox_seen(news.waiting)
+                held.start(step.start)
+                step = None
+                continue
             results, inbox = news
             now = self.clock.now()
             # Messages first: a termination read now wins over a result that came meanwhile,
