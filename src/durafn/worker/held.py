@@ -29,7 +29,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 from durafn.core.history import HistoryEvent, TaskCompleted, TaskFailed
 from durafn.core.threads import Job
@@ -302,9 +302,10 @@ class HeldActivities:
         if step.hold:
             checkpoint.hold_until = item.locked_until
             checkpoint.hold_activities = bool(step.start)
-        assert isinstance(worker.store, BlockingCheckpoints)
+        # Known to be one (``worker.blocking_checkpoints``); isinstance of a protocol is slow.
+        store = cast(BlockingCheckpoints, worker.store)
         try:
-            waiting = worker.store.checkpoint_blocking(item, checkpoint, now) is not False
+            waiting = store.checkpoint_blocking(item, checkpoint, now) is not False
         except BaseException as exc:
             self._hand_back(HandBack("failed", step, now, error=exc))
             return None
