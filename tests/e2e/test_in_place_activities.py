@@ -136,10 +136,12 @@ def add_one_noting_twenty(value: int) -> int:
 
 
 @app.orchestrator
-def counting_chain(ctx: df.OrchestrationContext):  # type: ignore[no-untyped-def]
+def chain_of(ctx: df.OrchestrationContext):  # type: ignore[no-untyped-def]
+    """A chain of ``steps`` calls of the activity ``name`` (its input: ``[name, steps]``)."""
+    name, steps = ctx.get_input()
     value = 0
-    for _ in range(ctx.get_input()):
-        value = yield ctx.call_activity("add_one_noting_twenty", value)
+    for _ in range(steps):
+        value = yield ctx.call_activity(name, value)
     return value
 
 
@@ -743,6 +745,19 @@ def test_an_activity_not_run_in_place_runs_at_once_while_the_instance_is_held(
     asyncio.run(scenario())
 
 
+async def _logged_chain(store: Store, steps: int, on_threads: bool) -> tuple[Worker, str]:
+    """Run ``logged_chain`` of ``steps`` to completion (``ran`` cleared first), its steps going
+    on on activity threads or not; the worker and the instance's id."""
+    ran.clear()
+    async with running(store) as (worker, client):
+        worker.blocking_checkpoints = on_threads
+        instance_id = await client.start_new("logged_chain", steps)
+        status = await client.wait_for_completion(instance_id, timeout=30)
+    assert status.runtime_status is RuntimeStatus.COMPLETED, status.failure_details
+    assert status.output == steps
+    return worker, instance_id
+
+
 class _FailingCheckpoint(SqliteStore):
     """The ``fail``-th checkpoint (1-based) fails, as a full disk would make it, whether the
     event loop commits it or an activity's thread going on with its instance."""
@@ -777,14 +792,8 @@ def test_a_held_step_whose_commit_fails_is_taken_again_from_the_last_commit(
     ``on_threads``, the activity's thread commits it (see ``held``), else the event loop."""
 
     async def scenario() -> None:
-        ran.clear()
         store = _FailingCheckpoint(tmp_path / "hub.db", fail=3)
-        async with running(store) as (worker, client):
-            worker.blocking_checkpoints = on_threads
-            instance_id = await client.start_new("logged_chain", 4)
-            status = await client.wait_for_completion(instance_id, timeout=30)
-        assert status.runtime_status is RuntimeStatus.COMPLETED, status.failure_details
-        assert status.output == 4
+        worker, instance_id = await _logged_chain(store, 4, on_threads)
         # At least once: the result the failed step recorded is lost, and its activity runs
         # again; the one it scheduled runs only once a step that schedules it has committed.
         assert ran == [0, 1, 1, 2, 3]
@@ -832,13 +841,7 @@ async def _same_chain_on_threads_and_on_the_loop(on_threads: Store, on_the_loop:
     stores."""
     histories = []
     for threads, store in ((True, on_threads), (False, on_the_loop)):
-        ran.clear()
-        async with running(store) as (worker, client):
-            worker.blocking_checkpoints = threads
-            instance_id = await client.start_new("logged_chain", 30)
-            status = await client.wait_for_completion(instance_id, timeout=30)
-        assert status.runtime_status is RuntimeStatus.COMPLETED, status.failure_details
-        assert status.output == 30
+        worker, instance_id = await _logged_chain(store, 30, threads)
         assert ran == list(range(30)), "each activity ran once, in order"
         assert worker.activities_in_place == worker.activities_run == 30
         if threads:
@@ -861,7 +864,7 @@ def test_a_termination_reaches_a_chain_going_on_on_threads(tmp_path: Path) -> No
         store = SqliteStore(tmp_path / "hub.db")
         async with running(store) as (worker, client):
             twenty.clear()
-            instance_id = await client.start_new("counting_chain", 1_000_000)
+            instance_id = await client.start_new("chain_of", ["add_one_noting_twenty", 1_000_000])
             assert await asyncio.to_thread(twenty.wait, 10)
             assert worker.steps_on_threads >= 10
             await client.terminate(instance_id, "enough")
@@ -952,7 +955,7 @@ def test_a_chain_going_on_on_a_thread_lets_queued_activities_have_it(tmp_path: P
         twenty.clear()
         noted.clear()
         async with running(store, max_concurrent_activities=1) as (worker, client):
-            chain_id = await client.start_new("counting_chain", 1_000_000)
+            chain_id = await client.start_new("chain_of", ["add_one_noting_twenty", 1_000_000])
             assert await asyncio.to_thread(twenty.wait, 10)
             assert worker.steps_on_threads >= 10
             other_id = await client.start_new("activity_or_timer")

@@ -544,6 +544,13 @@ def check_starts_now(new: NewInstance, now: datetime) -> None:
         raise ValueError("an instance that starts later cannot be leased as it is created")
 
 
+def check_blocking_checkpoint(cp: Checkpoint) -> None:
+    """:func:`check_checkpoint`, for ``BlockingCheckpoints.checkpoint_blocking``."""
+    check_checkpoint(cp)
+    if cp.on_commit is not None:
+        raise ValueError("a blocking checkpoint's caller runs what follows its commit")
+
+
 def check_checkpoint(cp: Checkpoint) -> None:
     """Reject a checkpoint no store can apply (a programming error of its maker)."""
     for sub in cp.sub_orchestrations:

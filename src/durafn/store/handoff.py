@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 from collections.abc import Iterable
 from typing import Any
 
@@ -34,3 +35,28 @@ def _resolve_all(settled: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
             resolve(future, ok, value)
         except Exception:  # one caller's trouble must not strand the others
             log.exception("could not settle a store operation")
+
+
+class Waiter:
+    """The outcome of an operation for a caller that is a thread waiting for it (not an event
+    loop): set once by the store's thread, or by the caller's own thread when it ran the
+    operation itself."""
+
+    __slots__ = ("_outcome", "_settled")
+
+    def __init__(self) -> None:
+        self._settled = threading.Event()
+        self._outcome: tuple[bool, Any] | None = None
+
+    def settle(self, ok: bool, value: Any) -> None:
+        self._outcome = (ok, value)
+        self._settled.set()
+
+    def wait(self) -> Any:
+        """The operation's result, once settled; raises its exception."""
+        self._settled.wait()
+        assert self._outcome is not None
+        ok, value = self._outcome
+        if not ok:
+            raise value
+        return value

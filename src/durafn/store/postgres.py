@@ -61,6 +61,7 @@ from durafn.store.base import (
     NewInstance,
     OrchestrationWorkItem,
     OutgoingMessage,
+    check_blocking_checkpoint,
     check_checkpoint,
     check_starts_now,
     dump_failure,
@@ -457,9 +458,7 @@ class PostgresStore(PostgresQueries):
         self, item: OrchestrationWorkItem, checkpoint: Checkpoint, now: datetime
     ) -> bool:
         """:meth:`checkpoint` from a thread that waits for it (see ``BlockingCheckpoints``)."""
-        check_checkpoint(checkpoint)
-        if checkpoint.on_commit is not None:
-            raise ValueError("a blocking checkpoint's caller runs what follows its commit")
+        check_blocking_checkpoint(checkpoint)
         if is_step(checkpoint):
             write, together, step, _ = self._checkpoint_step(item, checkpoint, now)
             fenced = self._db.write_grouped_blocking(write, together, item.instance_id, step)

@@ -34,6 +34,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from durafn.core.errors import StoreError
 from durafn.core.threads import resolve
 from durafn.loops import new_event_loop
+from durafn.store.handoff import Waiter
 from durafn.store.postgres_changes import NOTIFY_PAYLOAD, ChangeFeed
 from durafn.store.postgres_schema import migrate, quote_schema
 
@@ -114,9 +115,8 @@ class _Operation:
         "loop",
         "member",
         "on_commit",
-        "outcome",
-        "settled",
         "transaction",
+        "waiter",
         "writes",
     )
 
@@ -144,13 +144,12 @@ class _Operation:
         self.durable = durable
         self.on_commit = on_commit
         # Its caller: an event loop's task awaiting ``future``, or (``blocking``) a thread
-        # waiting for ``settled``, which then reads ``outcome``.
+        # waiting on ``waiter``.
         self.loop: asyncio.AbstractEventLoop | None = None
         self.future: asyncio.Future[Any] | None = None
-        self.settled: threading.Event | None = None
-        self.outcome: tuple[bool, Any] | None = None
+        self.waiter: Waiter | None = None
         if blocking:
-            self.settled = threading.Event()
+            self.waiter = Waiter()
         else:
             self.loop = asyncio.get_running_loop()
             self.future = self.loop.create_future()
@@ -168,12 +167,10 @@ class _Operation:
 
     def settle(self, ok: bool, value: Any) -> None:
         """On the connection thread: hand the outcome to the caller (its loop, or its thread)."""
-        if self.loop is None:
-            assert self.settled is not None
-            self.outcome = (ok, value)
-            self.settled.set()
+        if self.waiter is not None:
+            self.waiter.settle(ok, value)
             return
-        assert self.future is not None
+        assert self.loop is not None and self.future is not None
         with contextlib.suppress(RuntimeError):  # the caller's loop has closed
             self.loop.call_soon_threadsafe(resolve, self.future, ok, value)
 
@@ -270,13 +267,8 @@ class Database:
 
     def _submit_blocking(self, operation: _Operation) -> Any:
         self._enqueue(operation)
-        assert operation.settled is not None
-        operation.settled.wait()
-        assert operation.outcome is not None
-        ok, value = operation.outcome
-        if not ok:
-            raise value
-        return value
+        assert operation.waiter is not None
+        return operation.waiter.wait()
 
     async def _submit(self, operation: _Operation) -> Any:
         self._enqueue(operation)

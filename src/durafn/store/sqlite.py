@@ -40,6 +40,7 @@ from durafn.store.base import (
     NewInstance,
     OrchestrationWorkItem,
     OutgoingMessage,
+    check_blocking_checkpoint,
     check_checkpoint,
     check_starts_now,
     dump_failure,
@@ -468,9 +469,7 @@ class SqliteStore(SqliteQueries):
         self, item: OrchestrationWorkItem, checkpoint: Checkpoint, now: datetime
     ) -> bool:
         """:meth:`checkpoint` from a thread that waits for it (see ``BlockingCheckpoints``)."""
-        check_checkpoint(checkpoint)
-        if checkpoint.on_commit is not None:
-            raise ValueError("a blocking checkpoint's caller runs what follows its commit")
+        check_blocking_checkpoint(checkpoint)
         tx = self._checkpoint_tx(item, checkpoint, now)
         return self._db.write_blocking(tx, wakes=checkpoint.wakes)
 

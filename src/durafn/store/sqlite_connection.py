@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 
 from durafn.core.errors import StoreError
 from durafn.core.threads import Threads
-from durafn.store.handoff import settle_all
+from durafn.store.handoff import Waiter, settle_all
 from durafn.store.signals import signal_for
 from durafn.store.sqlite_schema import migrate
 from durafn.store.sqlite_turns import WriteTurns
@@ -43,8 +43,7 @@ class _PendingWrite:
     loop: asyncio.AbstractEventLoop | None
     future: asyncio.Future[Any] | None
     on_commit: Callable[[], None] | None = None
-    outcome: tuple[bool, Any] | None = None
-    settled: threading.Event | None = None
+    waiter: Waiter | None = None
 
     def settle(self, ok: bool, value: Any) -> None:
         _settle_all([(self, ok, value)])
@@ -54,12 +53,10 @@ def _settle_all(outcomes: list[tuple[_PendingWrite, bool, Any]]) -> None:
     """Tell the callers of a batch how their writes went (one wake-up per event loop)."""
     on_loops = []
     for pending, ok, value in outcomes:
-        if pending.loop is None:
-            pending.outcome = (ok, value)
-            if pending.settled is not None:
-                pending.settled.set()
+        if pending.waiter is not None:
+            pending.waiter.settle(ok, value)
         else:
-            assert pending.future is not None
+            assert pending.loop is not None and pending.future is not None
             on_loops.append((pending.loop, pending.future, ok, value))
     if on_loops:
         settle_all(on_loops)
@@ -239,23 +236,15 @@ class SqliteDatabase:
         if self._closed:
             raise StoreError("the store is closed")
         wakes = durable if wakes is None else wakes
-        pending = _PendingWrite(fn, durable, wakes, None, None)
+        waiter = Waiter()
+        pending = _PendingWrite(fn, durable, wakes, None, None, waiter=waiter)
         with self._pending_lock:
             self._pending.append(pending)
             lead = not self._flush_scheduled
             self._flush_scheduled = True
-            if not lead:
-                pending.settled = threading.Event()
         if lead:
             self._flush()
-        elif pending.outcome is None:
-            assert pending.settled is not None
-            pending.settled.wait()
-        assert pending.outcome is not None
-        ok, value = pending.outcome
-        if not ok:
-            raise value
-        result: T = value
+        result: T = waiter.wait()
         return result
 
     def _flush(self) -> None:
