@@ -81,6 +81,7 @@ def test_metrics_report_the_backlog_and_the_worker_counters() -> None:
     assert (labels, episodes) == ({"task_hub": "default", "worker": "w-test"}, 3.0)
     assert after["durafn_worker_activities_total"][1] == 0.0
     assert after["durafn_worker_activities_in_place_total"][1] == 0.0
+    assert after["durafn_worker_steps_on_threads_total"][1] == 0.0
 
 
 def test_metrics_need_the_management_key_when_keys_are_required() -> None:

@@ -82,6 +82,11 @@ async def metrics(request: Request) -> Response:
                 worker.activities_in_place,
             ),
             (
+                "durafn_worker_steps_on_threads",
+                "Episodes committed by an activity's thread going on with its instance.",
+                worker.steps_on_threads,
+            ),
+            (
                 "durafn_worker_lease_renewals",
                 "Orchestration leases renewed during slow episodes.",
                 worker.leases.renewals,
