@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -53,7 +53,6 @@ from durafn.store import DEFAULT_POOL_MAX
 from durafn.store import postgres_sql as q
 from durafn.store.base import (
     ENTITY_EXECUTION_ID,
-    TERMINAL_STATUSES,
     ActivityWorkItem,
     Checkpoint,
     ClaimedRow,
@@ -69,16 +68,11 @@ from durafn.store.base import (
     to_micros,
     verb_for,
 )
-from durafn.store.postgres_changes import NOTIFY_PAYLOAD, channel_name
-from durafn.store.postgres_connections import Database, Group, Session
-from durafn.store.postgres_queries import PostgresQueries
+from durafn.store.postgres_changes import channel_name
+from durafn.store.postgres_connections import Database, Session
+from durafn.store.postgres_queries import RAISED_PREFIX, TERMINAL
 from durafn.store.postgres_schema import DEFAULT_SCHEMA, quote_schema
-from durafn.store.postgres_steps import Step, group_parameters, is_step
-
-_TERMINAL = sorted(s.value for s in TERMINAL_STATUSES)
-# How raised events begin in their stored form (``dump_event``): the SQLite store counts
-# dropped events the same way.
-_RAISED_PREFIX = '{"kind":"EventRaised"'
+from durafn.store.postgres_steps import PostgresSteps, is_step
 
 # How many visible messages, in order, a batch claim reads to find its instances (the
 # messages of leased instances among them are passed over).
@@ -88,7 +82,7 @@ _CLAIM_SCAN = 5_000
 _Queued = tuple[str | None, int, str]
 
 
-class PostgresStore(PostgresQueries):
+class PostgresStore(PostgresSteps):
     """A task hub in a PostgreSQL database.
 
     ``conninfo`` is a libpq connection string or ``postgresql://`` URL; the tables live in the
@@ -396,7 +390,7 @@ class PostgresStore(PostgresQueries):
         return OrchestrationWorkItem.from_claimed_row(row, token, until, messages)
 
     def _drop_inbox(self, s: Session, instance_id: str) -> None:
-        s.execute(self._sql(q.DROP_INBOX), self._key(instance_id, raised=_RAISED_PREFIX))
+        s.execute(self._sql(q.DROP_INBOX), self._key(instance_id, raised=RAISED_PREFIX))
         s.changed = True
 
     async def renew_orchestration_lease(
@@ -469,114 +463,6 @@ class PostgresStore(PostgresQueries):
 
         self._db.write_blocking(tx)
         return True
-
-    def _stepped(self, item: OrchestrationWorkItem, step: Step, fenced: bool) -> bool:
-        if not fenced:
-            raise LeaseLost(
-                f"lease on instance {item.instance_id!r} (or on an activity it ran in place) "
-                "was lost before its checkpoint"
-            )
-        return step.waiting
-
-    def _checkpoint_step(
-        self, item: OrchestrationWorkItem, cp: Checkpoint, now: datetime
-    ) -> tuple[Callable[[Session], bool], Group, Step, Callable[[], None]]:
-        """A checkpoint of the common forms (see ``is_step``) as one statement: its write, the
-        group it may share a statement with, its ``Step`` (whether messages may wait in the
-        inbox, see ``Store.checkpoint``, once committed), and its commit hook."""
-        n = to_micros(now)
-        hold = to_micros(cp.hold_until) if cp.hold_until is not None else None
-        done = sorted(set(cp.completed_activities))
-        finished = cp.status.is_terminal
-        statement = q.CHECKPOINT_END if finished else q.CHECKPOINT_STEP
-        parent = cp.parent_message if finished else None
-        # An ending episode's activities would be deleted with the rest of its tasks.
-        activities = [] if finished else cp.activities
-        values = self._key(
-            item.instance_id,
-            eid=item.execution_id,
-            token=item.lock_token,
-            done=done,
-            status=cp.status.value,
-            output=cp.output,
-            custom=cp.custom_status,
-            failure=dump_failure(cp.failure),
-            now=n,
-            length=item.history_length + len(cp.new_events),
-            dropped=cp.dropped_events,
-            hold=hold,
-            seqs=cp.consumed,
-            first=item.history_length,
-            events=[dump_event(e) for e in cp.new_events],
-            held_by=item.lock_token if hold is not None else None,
-            event_ids=[a.event_id for a in activities],
-            names=[a.name for a in activities],
-            inputs=[a.input for a in activities],
-            raised=_RAISED_PREFIX,
-            parent=parent.instance_id if parent else None,
-            parent_eid=parent.execution_id if parent else None,
-            parent_at=to_micros(parent.visible_at or now) if parent else None,
-            parent_event=dump_event(parent.event) if parent else None,
-            terminal=_TERMINAL,
-            notify=cp.wakes,
-            channel=self._db.changes.channel,
-            sender=NOTIFY_PAYLOAD,
-            watch=hold is not None,
-        )
-
-        step = Step(cp, values)
-
-        def tx(s: Session) -> bool:
-            try:
-                row = s.fetchone(self._sql(statement), values)
-            except psycopg.errors.UniqueViolation as exc:
-                if exc.diag.table_name == "history":
-                    raise LeaseLost(
-                        f"history of {item.instance_id!r} was extended by another worker"
-                    ) from exc
-                raise StoreError(
-                    f"an activity of {item.instance_id!r} is already scheduled: {exc}"
-                ) from exc
-            s.changed = cp.wakes
-            step.fenced = bool(row and row[0])
-            step.waiting = not (step.fenced and row is not None and row[2] is False)
-            return step.fenced
-
-        def on_commit() -> None:
-            # The statement commits whether or not the fence held; only a held fence did work.
-            if step.fenced and cp.on_commit is not None:
-                cp.on_commit()
-
-        together = self._ends_together if finished else self._steps_together
-        return tx, together, step, on_commit
-
-    def _steps_together(self, s: Session, steps: list[Step]) -> list[bool]:
-        """The steps of several instances (``CHECKPOINT_STEP`` each) in one statement,
-        ``CHECKPOINT_STEPS``; whether each one's fence held (see ``Database.write_grouped``)."""
-        return self._together(s, q.CHECKPOINT_STEPS, steps)
-
-    def _ends_together(self, s: Session, steps: list[Step]) -> list[bool]:
-        """The ends of several instances (``CHECKPOINT_END`` each) in one statement,
-        ``CHECKPOINT_ENDS``; whether each one's fence held."""
-        return self._together(s, q.CHECKPOINT_ENDS, steps)
-
-    def _together(self, s: Session, statement: str, steps: list[Step]) -> list[bool]:
-        rows = s.fetchall(
-            self._sql(statement),
-            {
-                **group_parameters(steps),
-                "hub": self.task_hub,
-                "raised": _RAISED_PREFIX,
-                "terminal": _TERMINAL,
-                "channel": self._db.changes.channel,
-                "sender": NOTIFY_PAYLOAD,
-            },
-        )
-        for step, (fenced, watched, _) in zip(steps, rows, strict=True):
-            step.fenced = bool(fenced)
-            step.waiting = not (step.fenced and watched is False)
-            s.changed = s.changed or (step.fenced and step.checkpoint.wakes)
-        return [step.fenced for step in steps]
 
     def _apply_checkpoint(
         self, s: Session, item: OrchestrationWorkItem, cp: Checkpoint, now: datetime
@@ -731,7 +617,7 @@ class PostgresStore(PostgresQueries):
             "times": [to_micros(m.visible_at) if m.visible_at else n for m in messages],
             "events": [dump_event(m.event) for m in messages],
             "raised": [isinstance(m.event, EventRaised) for m in messages],
-            "terminal": _TERMINAL,
+            "terminal": TERMINAL,
         }
         s.changed = True
         if s.execute(self._sql(q.DELIVER), values):

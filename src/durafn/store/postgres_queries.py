@@ -12,6 +12,7 @@ from durafn.core.history import HistoryEvent, load_event
 from durafn.core.status import RuntimeStatus
 from durafn.store import postgres_sql as q
 from durafn.store.base import (
+    TERMINAL_STATUSES,
     Backlog,
     InstancePage,
     InstanceQuery,
@@ -24,6 +25,11 @@ from durafn.store.base import (
     to_micros,
 )
 from durafn.store.postgres_connections import Database, Session
+
+TERMINAL = sorted(s.value for s in TERMINAL_STATUSES)
+# How raised events begin in their stored form (``dump_event``): the SQLite store counts
+# dropped events the same way.
+RAISED_PREFIX = '{"kind":"EventRaised"'
 
 
 class PostgresQueries:

@@ -4,9 +4,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
-from durafn.store.base import Checkpoint
+import psycopg
+
+from durafn.core.errors import LeaseLost, StoreError
+from durafn.core.history import dump_event
+from durafn.store import postgres_sql as q
+from durafn.store.base import Checkpoint, OrchestrationWorkItem, dump_failure, to_micros
+from durafn.store.postgres_changes import NOTIFY_PAYLOAD
+from durafn.store.postgres_connections import Group, Session
+from durafn.store.postgres_queries import RAISED_PREFIX, TERMINAL, PostgresQueries
 
 
 class Step:
@@ -90,3 +100,116 @@ def group_parameters(steps: list[Step]) -> dict[str, list[Any]]:
         arrays["ndone"].append(len(values["done"]))
         arrays["sequences"] += range(values["first"], values["first"] + len(values["events"]))
     return arrays
+
+
+class PostgresSteps(PostgresQueries):
+    """The steps of :class:`~durafn.store.postgres.PostgresStore`, which inherits them: a
+    checkpoint of the common forms as one statement, alone or with others'."""
+
+    def _stepped(self, item: OrchestrationWorkItem, step: Step, fenced: bool) -> bool:
+        if not fenced:
+            raise LeaseLost(
+                f"lease on instance {item.instance_id!r} (or on an activity it ran in place) "
+                "was lost before its checkpoint"
+            )
+        return step.waiting
+
+    def _checkpoint_step(
+        self, item: OrchestrationWorkItem, cp: Checkpoint, now: datetime
+    ) -> tuple[Callable[[Session], bool], Group, Step, Callable[[], None]]:
+        """A checkpoint of the common forms (see ``is_step``) as one statement: its write, the
+        group it may share a statement with, its ``Step`` (whether messages may wait in the
+        inbox, see ``Store.checkpoint``, once committed), and its commit hook."""
+        n = to_micros(now)
+        hold = to_micros(cp.hold_until) if cp.hold_until is not None else None
+        done = sorted(set(cp.completed_activities))
+        finished = cp.status.is_terminal
+        statement = q.CHECKPOINT_END if finished else q.CHECKPOINT_STEP
+        parent = cp.parent_message if finished else None
+        # An ending episode's activities would be deleted with the rest of its tasks.
+        activities = [] if finished else cp.activities
+        values = self._key(
+            item.instance_id,
+            eid=item.execution_id,
+            token=item.lock_token,
+            done=done,
+            status=cp.status.value,
+            output=cp.output,
+            custom=cp.custom_status,
+            failure=dump_failure(cp.failure),
+            now=n,
+            length=item.history_length + len(cp.new_events),
+            dropped=cp.dropped_events,
+            hold=hold,
+            seqs=cp.consumed,
+            first=item.history_length,
+            events=[dump_event(e) for e in cp.new_events],
+            held_by=item.lock_token if hold is not None else None,
+            event_ids=[a.event_id for a in activities],
+            names=[a.name for a in activities],
+            inputs=[a.input for a in activities],
+            raised=RAISED_PREFIX,
+            parent=parent.instance_id if parent else None,
+            parent_eid=parent.execution_id if parent else None,
+            parent_at=to_micros(parent.visible_at or now) if parent else None,
+            parent_event=dump_event(parent.event) if parent else None,
+            terminal=TERMINAL,
+            notify=cp.wakes,
+            channel=self._db.changes.channel,
+            sender=NOTIFY_PAYLOAD,
+            watch=hold is not None,
+        )
+
+        step = Step(cp, values)
+
+        def tx(s: Session) -> bool:
+            try:
+                row = s.fetchone(self._sql(statement), values)
+            except psycopg.errors.UniqueViolation as exc:
+                if exc.diag.table_name == "history":
+                    raise LeaseLost(
+                        f"history of {item.instance_id!r} was extended by another worker"
+                    ) from exc
+                raise StoreError(
+                    f"an activity of {item.instance_id!r} is already scheduled: {exc}"
+                ) from exc
+            s.changed = cp.wakes
+            step.fenced = bool(row and row[0])
+            step.waiting = not (step.fenced and row is not None and row[2] is False)
+            return step.fenced
+
+        def on_commit() -> None:
+            # The statement commits whether or not the fence held; only a held fence did work.
+            if step.fenced and cp.on_commit is not None:
+                cp.on_commit()
+
+        together = self._ends_together if finished else self._steps_together
+        return tx, together, step, on_commit
+
+    def _steps_together(self, s: Session, steps: list[Step]) -> list[bool]:
+        """The steps of several instances (``CHECKPOINT_STEP`` each) in one statement,
+        ``CHECKPOINT_STEPS``; whether each one's fence held (see ``Database.write_grouped``)."""
+        return self._together(s, q.CHECKPOINT_STEPS, steps)
+
+    def _ends_together(self, s: Session, steps: list[Step]) -> list[bool]:
+        """The ends of several instances (``CHECKPOINT_END`` each) in one statement,
+        ``CHECKPOINT_ENDS``; whether each one's fence held."""
+        return self._together(s, q.CHECKPOINT_ENDS, steps)
+
+    def _together(self, s: Session, statement: str, steps: list[Step]) -> list[bool]:
+        rows = s.fetchall(
+            self._sql(statement),
+            {
+                **group_parameters(steps),
+                "hub": self.task_hub,
+                "raised": RAISED_PREFIX,
+                "terminal": TERMINAL,
+                "channel": self._db.changes.channel,
+                "sender": NOTIFY_PAYLOAD,
+            },
+        )
+        for step, (fenced, watched, _) in zip(steps, rows, strict=True):
+            step.fenced = bool(fenced)
+            step.waiting = not (step.fenced and watched is False)
+            s.changed = s.changed or (step.fenced and step.checkpoint.wakes)
+        return [step.fenced for step in steps]
