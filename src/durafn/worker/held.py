@@ -266,7 +266,8 @@ class HeldActivities:
             # Others wait too: the loop's steps share their commits (group commit), and
             # threads of many instances committing each their own would take turns at the GIL.
             return False
-        if worker._threads.has_waiting():
+        pool = worker._pool  # not ``_threads``, which would make one after the worker stopped
+        if pool is not None and pool.has_waiting():
             # Other activities wait for a thread: a chain going on here would keep this one
             # from them for as long as it lasts. Its next activity queues behind them instead.
             return False
