@@ -172,7 +172,6 @@ class HeldActivities:
         sync = [t for t in tasks if not worker.app.get_activity(t.name).is_async]
         if not sync:
             return None
-        threads = worker._threads
         work = [self._work_item(t) for t in sync]
 
         def on_commit() -> None:
@@ -181,7 +180,7 @@ class HeldActivities:
                     return  # the episode was given up meanwhile: nothing is to run
                 for item in work:
                     try:
-                        job = threads.submit(functools.partial(self._run_sync, item))
+                        job = self._submit_sync(item)
                     except RuntimeError:
                         return  # the pool has shut down (the worker stops): ``start`` decides
                     self._in_threads[item.event_id] = job
@@ -200,9 +199,7 @@ class HeldActivities:
                 continue  # its thread finished already and handed an awaitable to the loop
             if started is None and self._go_on and not self._is_async(task):
                 with contextlib.suppress(RuntimeError):  # shut down: run_activity decides
-                    started = self.worker._threads.submit(
-                        functools.partial(self._run_sync, self._work_item(task))
-                    )
+                    started = self._submit_sync(self._work_item(task))
             self.running[task.event_id] = started or asyncio.create_task(self._run(task))
 
     def goes_on(self, step: Step) -> bool:
@@ -212,6 +209,11 @@ class HeldActivities:
         than by the commit hook: started earlier, a quick activity would end before the loop
         waits, and its thread could not go on."""
         return self._go_on and not self.worker.held_waiting and self._inline(step) is not None
+
+    def _submit_sync(self, work: ActivityWorkItem) -> Job:
+        """Hand the sync activity of ``work`` to the worker's activity threads (RuntimeError
+        once they have shut down)."""
+        return self.worker._threads.submit(functools.partial(self._run_sync, work))
 
     def _is_async(self, task: ActivityTask) -> bool:
         return self.worker.app.get_activity(task.name).is_async
