@@ -8,7 +8,9 @@ commit per sequential step, and the same history as the queued path.
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import threading
+import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -133,6 +135,13 @@ def add_one_noting_twenty(value: int) -> int:
     if value == 20:
         twenty.set()
     return value + 1
+
+
+@app.activity
+def slow_add_one_noting_twenty(value: int) -> int:
+    """Longer than a commit: the commit that started it ends first."""
+    time.sleep(0.01)
+    return add_one_noting_twenty(value)
 
 
 @app.orchestrator
@@ -772,10 +781,10 @@ class _FailingCheckpoint(SqliteStore):
         return await super().checkpoint(item, checkpoint, now)
 
     def checkpoint_blocking(
-        self, item: OrchestrationWorkItem, checkpoint: Any, now: datetime
+        self, item: OrchestrationWorkItem, checkpoint: Any, now: datetime, **hooks: Any
     ) -> bool:
         self._count()
-        return super().checkpoint_blocking(item, checkpoint, now)
+        return super().checkpoint_blocking(item, checkpoint, now, **hooks)
 
     def _count(self) -> None:
         self.checkpoints += 1
@@ -803,6 +812,73 @@ def test_a_held_step_whose_commit_fails_is_taken_again_from_the_last_commit(
         assert kinds.count("TaskCompleted") == 4
         assert kinds.count("ExecutionCompleted") == 1
         assert (worker.steps_on_threads > 0) is on_threads
+        await store.close()
+
+    asyncio.run(scenario())
+
+
+class _FailingCommit(SqliteStore):
+    """The ``fail``-th checkpoint committed by a thread (1-based) fails at its very end: its
+    statements run, its ``before_commit`` hook starts the next activity, and the COMMIT
+    fails, as a disk that fails the write of the WAL would make it."""
+
+    def __init__(self, path: Path, fail: int) -> None:
+        super().__init__(path)
+        self.fail = fail
+        self.checkpoints = 0
+        self.hooked_and_failed = False
+
+    def checkpoint_blocking(
+        self, item: OrchestrationWorkItem, checkpoint: Any, now: datetime, **hooks: Any
+    ) -> bool:
+        self.checkpoints += 1
+        hook = hooks.get("before_commit")
+        if self.checkpoints != self.fail or hook is None:
+            return super().checkpoint_blocking(item, checkpoint, now, **hooks)
+        real = self._db._connect()
+        store = self
+
+        class FailingCommit:
+            def __getattr__(self, name: str) -> object:
+                return getattr(real, name)
+
+            def execute(self, sql: str, *args: object) -> sqlite3.Cursor:
+                if sql != "COMMIT":
+                    return real.execute(sql, *args)
+                store._db._conn = real
+                raise sqlite3.OperationalError("disk I/O error")
+
+        def before_commit(waiting: bool | None) -> None:
+            hook(waiting)
+            self.hooked_and_failed = True
+
+        self._db._conn = FailingCommit()  # type: ignore[assignment]
+        return super().checkpoint_blocking(item, checkpoint, now, before_commit=before_commit)
+
+
+def test_a_commit_that_fails_after_its_next_activity_started_drops_that_activitys_result(
+    tmp_path: Path,
+) -> None:
+    """A chain's next activity starts as soon as only the commit scheduling it is left; if
+    that commit then fails, the activity's result is dropped (it may have run: at least
+    once), and the instance goes on from its last commit, each step recorded once."""
+
+    async def scenario() -> None:
+        store = _FailingCommit(tmp_path / "hub.db", fail=3)
+        _, instance_id = await _logged_chain(store, 5, True)
+        assert store.hooked_and_failed
+        # The activities ran in order up to the failed step's, and the one it started ahead
+        # perhaps; then again from the failed step's, whose result was lost.
+        [back] = [i for i in range(1, len(ran)) if ran[i] <= ran[i - 1]]
+        first, again = ran[:back], ran[back:]
+        assert first == list(range(len(first)))
+        assert again == list(range(again[0], 5))
+        assert len(first) - again[0] in (1, 2)
+        kinds = [e.kind for e in await store.get_history(instance_id)]
+        assert kinds.count("TaskScheduled") == 5
+        assert kinds.count("TaskCompleted") == 5
+        assert kinds.count("ExecutionCompleted") == 1
+        assert await store.lock_next_activities("w", timedelta(seconds=30), FAR_FUTURE, 9) == []
         await store.close()
 
     asyncio.run(scenario())
@@ -859,25 +935,37 @@ async def _same_chain_on_threads_and_on_the_loop(on_threads: Store, on_the_loop:
 def test_a_termination_reaches_a_chain_going_on_on_threads(tmp_path: Path) -> None:
     """The thread commits each step and hears of a message in the inbox as it does: it hands
     the instance back to the event loop, which applies the termination."""
+    asyncio.run(_terminate_a_chain_on_threads(SqliteStore(tmp_path / "hub.db")))
 
-    async def scenario() -> None:
-        store = SqliteStore(tmp_path / "hub.db")
-        async with running(store) as (worker, client):
-            twenty.clear()
-            instance_id = await client.start_new("chain_of", ["add_one_noting_twenty", 1_000_000])
-            assert await asyncio.to_thread(twenty.wait, 10)
-            assert worker.steps_on_threads >= 10
-            await client.terminate(instance_id, "enough")
-            status = await client.wait_for_completion(instance_id, timeout=10)
-            assert status.runtime_status is RuntimeStatus.TERMINATED
-            assert not worker.held_waiting
-        kinds = [e.kind for e in await store.get_history(instance_id)]
-        assert kinds.count("ExecutionTerminated") == 1
-        assert 20 <= kinds.count("TaskCompleted") < 1_000_000
-        assert await store.lock_next_activities("w", timedelta(seconds=30), FAR_FUTURE, 9) == []
-        await store.close()
 
-    asyncio.run(scenario())
+@pytest.mark.parametrize("activity", ["add_one_noting_twenty", "slow_add_one_noting_twenty"])
+def test_a_termination_reaches_a_chain_going_on_on_threads_on_postgresql(
+    postgres_url: str, activity: str
+) -> None:
+    """PostgreSQL tells whether a message waits only once the commit that started the next
+    activity has ended. If that activity has ended first, the step its thread ran meanwhile
+    is committed by the event loop, which reads the inbox; if not, the event loop reads the
+    inbox while the activity runs."""
+    asyncio.run(_terminate_a_chain_on_threads(open_store(postgres_url), activity))
+
+
+async def _terminate_a_chain_on_threads(
+    store: Store, activity: str = "add_one_noting_twenty"
+) -> None:
+    async with running(store) as (worker, client):
+        twenty.clear()
+        instance_id = await client.start_new("chain_of", [activity, 1_000_000])
+        assert await asyncio.to_thread(twenty.wait, 10)
+        assert worker.steps_on_threads >= 10
+        await client.terminate(instance_id, "enough")
+        status = await client.wait_for_completion(instance_id, timeout=10)
+        assert status.runtime_status is RuntimeStatus.TERMINATED
+        assert not worker.held_waiting
+    kinds = [e.kind for e in await store.get_history(instance_id)]
+    assert kinds.count("ExecutionTerminated") == 1
+    assert 20 <= kinds.count("TaskCompleted") < 1_000_000
+    assert await store.lock_next_activities("w", timedelta(seconds=30), FAR_FUTURE, 9) == []
+    await store.close()
 
 
 def test_a_chain_started_while_others_wait_stays_on_the_event_loop(tmp_path: Path) -> None:
@@ -912,11 +1000,11 @@ def test_a_fault_of_a_step_on_its_thread_lets_the_instance_go_to_be_taken_again(
     calls = Counter[str]()
     next_step = HeldActivities._next_step
 
-    def faulty(self: HeldActivities, outcome: Any) -> Any:
+    def faulty(self: HeldActivities, outcome: Any, ahead: Any) -> Any:
         calls["steps"] += 1
         if calls["steps"] == 3:
             raise RuntimeError("a bug")
-        return next_step(self, outcome)
+        return next_step(self, outcome, ahead)
 
     monkeypatch.setattr(HeldActivities, "_next_step", faulty)
 

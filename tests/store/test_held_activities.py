@@ -297,7 +297,25 @@ async def _held_step(
     )
     if blocking:
         assert isinstance(store, BlockingCheckpoints)
-        waiting = await asyncio.to_thread(store.checkpoint_blocking, item, cp, now)
+        told: list[bool | None] = []
+
+        def before_commit(waiting: bool | None) -> None:
+            # The store has read the item and the checkpoint: changing them now changes
+            # nothing of what it commits (the worker's next episode may run meanwhile).
+            item.history_length += 1000
+            cp.new_events = []
+            told.append(waiting)
+
+        length = item.history_length
+        try:
+            waiting = await asyncio.to_thread(
+                store.checkpoint_blocking, item, cp, now, before_commit=before_commit
+            )
+        finally:
+            item.history_length = length
+        # Told once, before the commit ended; and never that no message waits when one does.
+        assert len(told) == 1
+        assert told[0] is not False or waiting is False
     else:
         waiting = await store.checkpoint(item, cp, now)
     item.history_length += len(events)

@@ -360,3 +360,94 @@ def test_a_blocking_write_that_fails_raises_and_commits_nothing(tmp_path: Path) 
             db.write_blocking(_insert(2))
 
     asyncio.run(body())
+
+
+def test_a_blocking_writes_hook_runs_once_its_statements_have_and_before_its_commit(
+    tmp_path: Path,
+) -> None:
+    """``before_commit`` gets the write's value while only its commit is left: another
+    connection does not see the row yet, and the write has not returned. A write that raises
+    never calls it; a commit that fails after it raises as any failed commit."""
+
+    async def body() -> None:
+        path = tmp_path / "hub.db"
+        db = SqliteDatabase(str(path))
+        await db.write(lambda conn: conn.execute("CREATE TABLE t (v INTEGER)"))
+        seen: list[tuple[int, int]] = []
+
+        def hook(value: int) -> None:
+            seen.append((value, _count_rows(path)))
+
+        assert await asyncio.to_thread(db.write_blocking, _insert(3), before_commit=hook) == 3
+        assert seen == [(3, 0)]
+        assert _count_rows(path) == 1
+
+        def half(conn: sqlite3.Connection) -> int:
+            _insert(4)(conn)
+            raise LeaseLost("gone")
+
+        with pytest.raises(LeaseLost):
+            await asyncio.to_thread(db.write_blocking, half, before_commit=hook)
+        assert seen == [(3, 0)]
+
+        # The commit fails once the hook has run: the caller hears of it, nothing is kept.
+        real = db._connect()
+
+        class FailingCommit:
+            def __getattr__(self, name: str) -> object:
+                return getattr(real, name)
+
+            def execute(self, sql: str, *args: object) -> sqlite3.Cursor:
+                if sql == "COMMIT":
+                    raise sqlite3.OperationalError("disk I/O error")
+                return real.execute(sql, *args)
+
+        db._conn = FailingCommit()  # type: ignore[assignment]
+        with pytest.raises(StoreError, match="disk I/O error"):
+            await asyncio.to_thread(db.write_blocking, _insert(5), before_commit=hook)
+        assert seen == [(3, 0), (5, 1)]
+        db._conn = real
+        assert _count_rows(path) == 1
+        await db.close()
+
+    asyncio.run(body())
+
+
+def test_a_blocking_writes_hook_runs_on_the_thread_that_leads_its_commit(tmp_path: Path) -> None:
+    """Queued behind a commit under way, the write's hook runs in the next commit, led by the
+    writer thread or by the blocked thread, once the write's statements have run; a hook
+    that raises is logged and the commit stands."""
+
+    async def body() -> None:
+        db = SqliteDatabase(str(tmp_path / "hub.db"))
+        await db.write(lambda conn: conn.execute("CREATE TABLE t (v INTEGER)"))
+        inside, release = threading.Event(), threading.Event()
+
+        def slow(conn: sqlite3.Connection) -> int:
+            inside.set()
+            assert release.wait(10)
+            return _insert(0)(conn)
+
+        calls: list[int] = []
+
+        def hook(value: int) -> None:
+            calls.append(value)
+            raise RuntimeError("a bug in a hook")
+
+        first = asyncio.ensure_future(db.write(slow))
+        assert await asyncio.to_thread(inside.wait, 10)
+        blocked = asyncio.ensure_future(
+            asyncio.to_thread(db.write_blocking, _insert(1), before_commit=hook)
+        )
+        queued = asyncio.ensure_future(db.write(_insert(2)))
+        await asyncio.sleep(0.05)
+        assert calls == []
+        release.set()
+        assert await first == 0
+        assert await blocked == 1
+        assert await queued == 2
+        assert calls == [1]
+        assert _count_rows(tmp_path / "hub.db") == 3
+        await db.close()
+
+    asyncio.run(body())

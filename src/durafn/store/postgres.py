@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -449,13 +449,23 @@ class PostgresStore(PostgresSteps):
         return True  # not looked at: the inbox is read
 
     def checkpoint_blocking(
-        self, item: OrchestrationWorkItem, checkpoint: Checkpoint, now: datetime
+        self,
+        item: OrchestrationWorkItem,
+        checkpoint: Checkpoint,
+        now: datetime,
+        *,
+        before_commit: Callable[[bool | None], None] | None = None,
     ) -> bool:
-        """:meth:`checkpoint` from a thread that waits for it (see ``BlockingCheckpoints``)."""
+        """:meth:`checkpoint` from a thread that waits for it (see ``BlockingCheckpoints``).
+        A checkpoint of the common forms is one statement, made before it is queued:
+        ``before_commit`` is called once it is queued, not knowing about the inbox yet (None).
+        Other checkpoints do not call it."""
         check_blocking_checkpoint(checkpoint)
         if is_step(checkpoint):
             write, together, step, _ = self._checkpoint_step(item, checkpoint, now)
-            fenced = self._db.write_grouped_blocking(write, together, item.instance_id, step)
+            fenced = self._db.write_grouped_blocking(
+                write, together, item.instance_id, step, queued=before_commit
+            )
             return self._stepped(item, step, fenced)
 
         def tx(s: Session) -> None:

@@ -466,12 +466,19 @@ class SqliteStore(SqliteQueries):
         return await self._db.write(tx, wakes=checkpoint.wakes, on_commit=checkpoint.on_commit)
 
     def checkpoint_blocking(
-        self, item: OrchestrationWorkItem, checkpoint: Checkpoint, now: datetime
+        self,
+        item: OrchestrationWorkItem,
+        checkpoint: Checkpoint,
+        now: datetime,
+        *,
+        before_commit: Callable[[bool | None], None] | None = None,
     ) -> bool:
-        """:meth:`checkpoint` from a thread that waits for it (see ``BlockingCheckpoints``)."""
+        """:meth:`checkpoint` from a thread that waits for it (see ``BlockingCheckpoints``).
+        ``before_commit`` learns whether a message waits in the inbox: the statements that
+        ask have run in the transaction."""
         check_blocking_checkpoint(checkpoint)
         tx = self._checkpoint_tx(item, checkpoint, now)
-        return self._db.write_blocking(tx, wakes=checkpoint.wakes)
+        return self._db.write_blocking(tx, wakes=checkpoint.wakes, before_commit=before_commit)
 
     def _checkpoint_tx(
         self, item: OrchestrationWorkItem, checkpoint: Checkpoint, now: datetime

@@ -44,6 +44,8 @@ class _PendingWrite:
     future: asyncio.Future[Any] | None
     on_commit: Callable[[], None] | None = None
     waiter: Waiter | None = None
+    # Called with ``fn``'s value once it has run and only the commit is left (``write_blocking``).
+    before_commit: Callable[[Any], None] | None = None
 
     def settle(self, ok: bool, value: Any) -> None:
         _settle_all([(self, ok, value)])
@@ -60,6 +62,16 @@ def _settle_all(outcomes: list[tuple[_PendingWrite, bool, Any]]) -> None:
             on_loops.append((pending.loop, pending.future, ok, value))
     if on_loops:
         settle_all(on_loops)
+
+
+def _before_commit(batch: list[_PendingWrite], outcomes: list[tuple[bool, Any]]) -> None:
+    """Call the ``before_commit`` hooks of the writes of a batch that ran."""
+    for pending, (ok, value) in zip(batch, outcomes, strict=True):
+        if ok and pending.before_commit is not None:
+            try:
+                pending.before_commit(value)
+            except Exception:
+                log.exception("a hook before a commit failed")
 
 
 def _is_busy(exc: sqlite3.OperationalError) -> bool:
@@ -227,17 +239,25 @@ class SqliteDatabase:
         *,
         durable: bool = True,
         wakes: bool | None = None,
+        before_commit: Callable[[T], None] | None = None,
     ) -> T:
         """:meth:`write` for a thread that is not an event loop's (an activity thread going on
         with its instance's next step): it waits for the commit, and leads it itself when no
         commit is under way, with the writes queued meanwhile, rather than hand it to the
         writer thread and wait for that thread to wake. Under way, the commit in progress or
-        the one after it takes this write along (group commit as for :meth:`write`)."""
+        the one after it takes this write along (group commit as for :meth:`write`).
+
+        ``before_commit`` is called with ``fn``'s value once ``fn`` has run and only the
+        commit (its fsync) is left, on whichever thread leads it: what the caller starts
+        from it overlaps the wait for the disk. It is not called if ``fn`` raises; the commit
+        may still fail after it (this call then raises)."""
         if self._closed:
             raise StoreError("the store is closed")
         wakes = durable if wakes is None else wakes
         waiter = Waiter()
-        pending = _PendingWrite(fn, durable, wakes, None, None, waiter=waiter)
+        pending = _PendingWrite(
+            fn, durable, wakes, None, None, waiter=waiter, before_commit=before_commit
+        )
         with self._pending_lock:
             self._pending.append(pending)
             lead = not self._flush_scheduled
@@ -295,6 +315,7 @@ class SqliteDatabase:
                 else:
                     for pending in batch:
                         outcomes.append(self._apply(conn, pending))
+                _before_commit(batch, outcomes)
                 conn.execute("COMMIT")
                 self.commits += 1
                 self.writes += len(batch)

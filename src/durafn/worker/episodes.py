@@ -109,8 +109,11 @@ class Episodes:
         return Step(checkpoint, start, hold, finished)
 
     def committed_step(self, step: Step) -> None:
-        """Once a held step has committed: what the instance's row now says."""
+        """Once a held step has committed (or, its next activity started ahead, only its
+        commit is left): what the instance's row now says. Again for the same step, nothing."""
         checkpoint, item = step.checkpoint, self.item
+        if checkpoint is self.committed:
+            return
         self.deferred, self.done = [], []
         # The item stays what the instance's row says: the store may then leave alone what a
         # step does not change.

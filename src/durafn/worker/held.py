@@ -14,6 +14,14 @@ end, a timer, a fan-out, a message in the inbox); it then hands the instance bac
 (:class:`HandBack`). The loop and the thread never run the instance's code at the same time:
 the thread owns the instance from an activity's end until its next commit, and while it runs
 the next activity the loop may take the instance back (to apply a termination, say).
+
+The next activity of such a chain starts before the commit that schedules it has reached the
+disk: as soon as the commit's statements have run (the store's ``before_commit`` hook), on
+another activity thread (:class:`Ahead`). It may then end, and its thread run the next
+episode, while the commit waits for the disk: a step costs its commit or its code, whichever
+is longer, rather than both. That thread commits nothing and hands nothing back before it
+knows that the commit went through; if it did not, the activity's result is dropped (an
+activity runs at least once) and the instance is taken again from its last commit.
 """
 
 from __future__ import annotations
@@ -59,14 +67,49 @@ class HandBack:
     - ``done``: ``step`` committed and let the instance go;
     - ``failed``: ``step`` did not commit (``error``), or (``step`` None) the thread failed;
     - ``committed``: ``step`` committed and keeps the instance; the loop starts its
-      activities (``waiting``: whether a message may wait in the inbox).
+      activities (``waiting``: whether a message may wait in the inbox);
+    - ``step``: ``step`` has not committed, and a message may wait in the inbox: the loop
+      commits it, then reads the inbox.
     """
 
-    kind: Literal["done", "failed", "committed"]
+    kind: Literal["done", "failed", "committed", "step"]
     step: Step | None
     now: datetime
     waiting: bool = False
     error: BaseException | None = None
+
+
+class Ahead:
+    """The commit of a held step whose next activity started before it ended (see the module
+    docstring), and how it went.
+
+    Two threads care: the one committing, and the one that runs the next activity. If the
+    activity ends first, its thread goes on with the instance (it is then the *heir*) and
+    runs the next episode; whichever of the two threads is done last commits that episode's
+    step (or hands the instance back if the commit failed): the heir if the commit had ended,
+    else the committing thread, which the heir leaves the step to (``next``). Neither waits
+    for the other. If the commit ends first, its thread settles it for the event loop: the
+    instance is held with its next activity running, as after any commit, or handed back.
+    ``HeldActivities._lock`` guards ``heir``, ``next`` and ``settled``.
+    """
+
+    __slots__ = ("_done", "error", "heir", "next", "settled", "started", "step", "waiting")
+
+    def __init__(self, step: Step) -> None:
+        self.step = step
+        # The next step, run by the heir and left for the committing thread to commit.
+        self.next: tuple[Step, datetime] | None = None
+        self.started = False
+        self.heir = False
+        self.settled = False
+        self.error: BaseException | None = None
+        self.waiting = False
+        self._done = threading.Event()
+
+    def wait(self) -> bool:
+        """Once the commit has ended: whether it committed."""
+        self._done.wait()
+        return self.error is None
 
 
 class Arrivals:
@@ -210,10 +253,10 @@ class HeldActivities:
         waits, and its thread could not go on."""
         return self._go_on and not self.worker.held_waiting and self._inline(step) is not None
 
-    def _submit_sync(self, work: ActivityWorkItem) -> Job:
+    def _submit_sync(self, work: ActivityWorkItem, ahead: Ahead | None = None) -> Job:
         """Hand the sync activity of ``work`` to the worker's activity threads (RuntimeError
-        once they have shut down)."""
-        return self.worker._threads.submit(functools.partial(self._run_sync, work))
+        once they have shut down); ``ahead``: the commit that schedules it, still under way."""
+        return self.worker._threads.submit(functools.partial(self._run_sync, work, ahead))
 
     def _is_async(self, task: ActivityTask) -> bool:
         return self.worker.app.get_activity(task.name).is_async
@@ -237,30 +280,37 @@ class HeldActivities:
         work = self._work_item(task)
         self._arrive(await run_activity(worker.app, work, worker._threads, worker.clock.now()))
 
-    def _run_sync(self, work: ActivityWorkItem) -> None:
+    def _run_sync(self, work: ActivityWorkItem, ahead: Ahead | None = None) -> None:
         """On an activity thread: run a sync activity, and tell the event loop its result, or
-        go on with the instance's next steps here (see the module docstring)."""
+        go on with the instance's next steps here (see the module docstring). ``ahead``: the
+        commit that schedules the activity, if it started before that commit ended."""
         worker = self.worker
         outcome = run_sync_activity(worker.app, work, worker.clock.now())
-        while isinstance(outcome, TaskCompleted | TaskFailed) and self._take_over(work):
+        while isinstance(outcome, TaskCompleted | TaskFailed) and self._take_over(work, ahead):
             try:
-                following = self._next_step(outcome)
+                following = self._next_step(outcome, ahead)
             except BaseException as exc:
                 # Not the instance's code (its errors fail it) nor its commit (handed back as
                 # failed): a fault of the runtime. The loop lets the instance go, to be taken
                 # again from its last commit, rather than wait for this thread forever.
                 log.exception("a step of %s failed on its thread", self.item.instance_id)
+                if ahead is not None:
+                    ahead.wait()  # the commit under way ends before the instance is let go
                 self._hand_back(HandBack("failed", None, worker.clock.now(), error=exc))
                 return
             if following is None:
                 return
-            work = following
+            work, ahead = following, None
             outcome = run_sync_activity(worker.app, work, worker.clock.now())
+        if ahead is not None and not ahead.wait():
+            return  # its commit failed, and its thread handed the instance back: dropped
         self._arrivals.deliver(self, work, outcome)
 
-    def _take_over(self, work: ActivityWorkItem) -> bool:
+    def _take_over(self, work: ActivityWorkItem, ahead: Ahead | None) -> bool:
         """On an activity thread whose activity has just ended: whether it goes on with the
-        instance itself (it then owns it until it hands it back or runs the next activity)."""
+        instance itself (it then owns it until it hands it back or runs the next activity).
+        ``ahead``: the commit that scheduled the activity, if it started before that commit
+        ended; this thread takes over its outcome if it is still under way."""
         worker = self.worker
         if not self._go_on:
             return False
@@ -285,14 +335,24 @@ class HeldActivities:
                 or worker._stopping()
             ):
                 return False
+            if ahead is not None:
+                if ahead.settled:
+                    if ahead.error is not None or ahead.waiting:
+                        return False  # handed back, or to be: the loop has the instance
+                else:
+                    ahead.heir = True
             self._thread_owns = True
             del self.running[work.event_id]
         return True
 
-    def _next_step(self, outcome: TaskCompleted | TaskFailed) -> ActivityWorkItem | None:
-        """On the thread that owns the instance: apply ``outcome`` in the next episode and
-        commit it. Returns the next activity to run here, or None once the instance has been
-        handed back to the event loop."""
+    def _next_step(
+        self, outcome: TaskCompleted | TaskFailed, ahead: Ahead | None
+    ) -> ActivityWorkItem | None:
+        """On the thread that owns the instance: apply ``outcome`` in the next episode, and
+        commit it once ``ahead``, the commit before, has gone through (or leave it to the
+        thread of that commit, if it is still under way). Returns the next activity to run
+        here, or None once the instance has been handed back to the event loop or passed to
+        another thread."""
         worker, item, episodes = self.worker, self.item, self.episodes
         assert episodes is not None
         now = worker.clock.now()
@@ -300,34 +360,127 @@ class HeldActivities:
         item.messages = [InboxMessage(IN_PLACE_SEQ, dataclasses.replace(outcome, timestamp=now))]
         step = episodes.run(now)
         assert step is not None  # nothing else runs: no result waits for another
-        checkpoint = step.checkpoint
-        inline = self._inline(step)
-        if step.hold:
-            checkpoint.hold_until = item.locked_until
-            checkpoint.hold_activities = bool(step.start)
+        if ahead is not None:
+            with self._lock:
+                if not ahead.settled:
+                    ahead.next = (step, now)
+                    return None  # the thread committing ``ahead`` commits it next
+            if self._after(ahead, step, now) is None:
+                return None
+        return self._commit(step, now)
+
+    def _commit(self, step: Step, now: datetime) -> ActivityWorkItem | None:
+        """On the thread that owns the instance: commit ``step``, then the steps its next
+        activity's thread leaves to this one (see ``Ahead``). Returns the next activity to run
+        here, or None once the instance has been handed back or passed to another thread."""
+        worker, item, episodes = self.worker, self.item, self.episodes
+        assert episodes is not None
         # Known to be one (``worker.blocking_checkpoints``); isinstance of a protocol is slow.
         store = cast(BlockingCheckpoints, worker.store)
-        try:
-            waiting = store.checkpoint_blocking(item, checkpoint, now) is not False
-        except BaseException as exc:
-            self._hand_back(HandBack("failed", step, now, error=exc))
-            return None
-        worker.committed_episode(item, on_thread=True)
-        if not step.hold:
-            self._hand_back(HandBack("done", step, now))
-            return None
-        episodes.committed_step(step)
-        if inline is None or waiting:
-            self._hand_back(HandBack("committed", step, now, waiting=waiting))
-            return None
-        self.inbox_seen(False)
+        while True:
+            checkpoint = step.checkpoint
+            inline = self._inline(step)
+            if step.hold:
+                checkpoint.hold_until = item.locked_until
+                checkpoint.hold_activities = bool(step.start)
+            # The next activity may start before this commit ends (see ``Ahead``).
+            following: Ahead | None = None
+            hook: Callable[[bool | None], None] | None = None
+            if inline is not None:
+                following = Ahead(step)
+                hook = functools.partial(self._start, following, inline)
+            try:
+                waiting = (
+                    store.checkpoint_blocking(item, checkpoint, now, before_commit=hook)
+                    is not False
+                )
+            except BaseException as exc:
+                if following is not None and following.started:
+                    self._settle(following, now, exc)
+                else:
+                    self._hand_back(HandBack("failed", step, now, error=exc))
+                return None
+            worker.committed_episode(item, on_thread=True)
+            if following is not None and following.started:
+                left = self._settle(following, now, None, waiting)
+                if left is None:
+                    return None
+                step, now = left
+                continue
+            if not step.hold:
+                self._hand_back(HandBack("done", step, now))
+                return None
+            episodes.committed_step(step)
+            if inline is None or waiting:
+                self._hand_back(HandBack("committed", step, now, waiting=waiting))
+                return None
+            self.inbox_seen(False)
+            with self._lock:
+                if self._closed:
+                    return None  # let go meanwhile (the worker stops): its lease says what next
+                # Running here: the loop may take the instance back meanwhile (a termination).
+                self.running[inline.event_id] = Job(_nothing)
+                self._thread_owns = False
+            return self._work_item(inline)
+
+    def _start(self, ahead: Ahead, task: ActivityTask, waiting: bool | None) -> None:
+        """The ``before_commit`` hook of ``ahead``'s step, on the thread that commits it: start
+        its activity ``task`` at once, unless a message waits in the inbox (the loop reads it
+        first). The instance's state becomes what the commit leaves it: the next episode may
+        run before the commit ends."""
+        episodes = self.episodes
+        assert episodes is not None
+        if waiting:
+            return
         with self._lock:
             if self._closed:
-                return None  # let go meanwhile (the worker stops): its lease says what is next
-            # Running here: the loop may take the instance back meanwhile (a termination).
-            self.running[inline.event_id] = Job(_nothing)
-            self._thread_owns = False
-        return self._work_item(inline)
+                return
+            episodes.committed_step(ahead.step)
+            self.inbox_seen(False)
+            try:
+                job = self._submit_sync(self._work_item(task), ahead)
+            except RuntimeError:
+                return  # the worker stops: the step hands the instance back as it commits
+            self.running[task.event_id] = job
+            ahead.started = True
+
+    def _settle(
+        self, ahead: Ahead, now: datetime, error: BaseException | None, waiting: bool = False
+    ) -> tuple[Step, datetime] | None:
+        """On the thread that committed ``ahead``'s step (``error``: it failed): the next step,
+        if the thread of the step's activity left it to this one to commit. Else, if that
+        thread went on with the instance, it learns how the commit went when it needs to;
+        if it did not, the instance stays held with the activity running, or is handed back
+        to the event loop."""
+        with self._lock:
+            ahead.error, ahead.waiting, ahead.settled = error, waiting, True
+            heir, left = ahead.heir, ahead.next
+            if not heir and error is None:
+                self._thread_owns = False  # held with its activity running, as on the loop
+                if waiting:
+                    self.inbox_seen(True)
+        ahead._done.set()
+        if left is not None:
+            step, then = left
+            return self._after(ahead, step, then)
+        if not heir:
+            if error is not None:
+                self._hand_back(HandBack("failed", ahead.step, now, error=error))
+            elif waiting:
+                self._hand_back(HandBack("committed", ahead.step, now, waiting=True))
+        return None
+
+    def _after(self, ahead: Ahead, step: Step, now: datetime) -> tuple[Step, datetime] | None:
+        """``step``, run while ``ahead`` was committing, once that commit has ended: to be
+        committed, or (None) handed back to the event loop if that commit failed or a
+        message waits in the inbox."""
+        if ahead.error is not None:
+            self._hand_back(HandBack("failed", ahead.step, now, error=ahead.error))
+            return None
+        if ahead.waiting:
+            self._hand_back(HandBack("step", step, now))
+            return None
+        return step, now
 
     def _inline(self, step: Step) -> ActivityTask | None:
         """The activity of ``step`` that its thread runs itself: its only one, if sync."""
