@@ -10,6 +10,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 import durafn as df
 
 EXAMPLES = Path(__file__).parents[2] / "examples"
@@ -77,10 +79,13 @@ def _terminate(process: subprocess.Popen[str], timeout: float) -> tuple[str, flo
     return stderr, time.monotonic() - asked
 
 
-def test_worker_process_runs_instances_and_stops_on_sigterm(tmp_path: Path) -> None:
+@pytest.mark.parametrize("options", [[], ["--no-start-ahead"]])
+def test_worker_process_runs_instances_and_stops_on_sigterm(
+    tmp_path: Path, options: list[str]
+) -> None:
     store = f"sqlite:///{tmp_path}/hub.db"
     worker = subprocess.Popen(
-        _worker_command(store),
+        _worker_command(store, *options),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

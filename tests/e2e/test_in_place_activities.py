@@ -754,11 +754,13 @@ def test_an_activity_not_run_in_place_runs_at_once_while_the_instance_is_held(
     asyncio.run(scenario())
 
 
-async def _logged_chain(store: Store, steps: int, on_threads: bool) -> tuple[Worker, str]:
+async def _logged_chain(
+    store: Store, steps: int, on_threads: bool, **options: Any
+) -> tuple[Worker, str]:
     """Run ``logged_chain`` of ``steps`` to completion (``ran`` cleared first), its steps going
     on on activity threads or not; the worker and the instance's id."""
     ran.clear()
-    async with running(store) as (worker, client):
+    async with running(store, **options) as (worker, client):
         worker.blocking_checkpoints = on_threads
         instance_id = await client.start_new("logged_chain", steps)
         status = await client.wait_for_completion(instance_id, timeout=30)
@@ -879,6 +881,42 @@ def test_a_commit_that_fails_after_its_next_activity_started_drops_that_activity
         assert kinds.count("TaskCompleted") == 5
         assert kinds.count("ExecutionCompleted") == 1
         assert await store.lock_next_activities("w", timedelta(seconds=30), FAR_FUTURE, 9) == []
+        await store.close()
+
+    asyncio.run(scenario())
+
+
+class _HookedCommits(SqliteStore):
+    """Counts the checkpoints committed by threads, and those with a ``before_commit``."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.blocking = 0
+        self.hooked = 0
+
+    def checkpoint_blocking(
+        self, item: OrchestrationWorkItem, checkpoint: Any, now: datetime, **hooks: Any
+    ) -> bool:
+        self.blocking += 1
+        self.hooked += hooks.get("before_commit") is not None
+        return super().checkpoint_blocking(item, checkpoint, now, **hooks)
+
+
+@pytest.mark.parametrize("start_ahead", [True, False])
+def test_a_chains_next_activity_starts_ahead_of_its_commit_unless_told_not_to(
+    tmp_path: Path, start_ahead: bool
+) -> None:
+    """``WorkerOptions.start_ahead`` False: a chain going on on threads starts no activity
+    before the commit that schedules it has ended (no commit of it has a hook to start one)."""
+
+    async def scenario() -> None:
+        store = _HookedCommits(tmp_path / "hub.db")
+        worker, _ = await _logged_chain(store, 20, True, start_ahead=start_ahead)
+        assert ran == list(range(20))
+        assert worker.steps_on_threads >= 10
+        assert store.blocking >= 10
+        # Every step that schedules a next activity (all but the last) hooks its commit.
+        assert store.hooked == (store.blocking - 1 if start_ahead else 0)
         await store.close()
 
     asyncio.run(scenario())

@@ -74,6 +74,14 @@ _WITHOUT_EVENT_LOOP = frozenset({"new", "keys"})
     "instance (0: every activity goes through the store's queue).",
 )
 @click.option(
+    "--start-ahead/--no-start-ahead",
+    default=WorkerOptions.start_ahead,
+    show_default=True,
+    help="Start a chain's next activity run in place while the commit scheduling it waits "
+    "for the disk (--no-start-ahead: only once that commit has ended; the activity then "
+    "never runs ahead of a commit that fails).",
+)
+@click.option(
     "--lease",
     "lease_seconds",
     default=30.0,
@@ -97,6 +105,7 @@ def worker(
     max_activities: int,
     max_orchestrations: int,
     in_place_activities: int,
+    start_ahead: bool,
     lease_seconds: float,
     processes: int,
     log_level: str,
@@ -118,6 +127,7 @@ def worker(
         max_concurrent_activities=max_activities,
         max_concurrent_orchestrations=max_orchestrations,
         in_place_activities=in_place_activities,
+        start_ahead=start_ahead,
         lease=timedelta(seconds=lease_seconds),
     )
     # The other processes get the same options (not --processes: they start no more).
@@ -129,6 +139,7 @@ def worker(
         *("--max-activities", str(max_activities)),
         *("--max-orchestrations", str(max_orchestrations)),
         *("--in-place-activities", str(in_place_activities)),
+        "--start-ahead" if start_ahead else "--no-start-ahead",
         *("--lease", str(lease_seconds)),
         *("--log-level", log_level),
     ]

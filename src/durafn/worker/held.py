@@ -192,6 +192,7 @@ class HeldActivities:
         self._thread_owns = False
         self._handback: HandBack | None = None
         self._go_on = worker.blocking_checkpoints
+        self._ahead = worker.options.start_ahead
 
     def startable(
         self, executor: OrchestrationExecutor, checkpoint: Checkpoint
@@ -386,7 +387,7 @@ class HeldActivities:
             # The next activity may start before this commit ends (see ``Ahead``).
             following: Ahead | None = None
             hook: Callable[[bool | None], None] | None = None
-            if inline is not None:
+            if inline is not None and self._ahead:
                 following = Ahead(step)
                 hook = functools.partial(self._start, following, inline)
             try:

@@ -77,6 +77,10 @@ class WorkerOptions:
     # How many activities of one instance the worker may run in place, holding the instance
     # (0: never). Lower it when workers on several machines should share large fan-outs.
     in_place_activities: int = 1000
+    # A chain's next activity run in place may start while the commit that schedules it
+    # waits for the disk (False: only once that commit has ended). If the commit then fails,
+    # the activity's result is dropped and it runs again (see docs/concepts.md, guarantees).
+    start_ahead: bool = True
 
     def __post_init__(self) -> None:
         if not (self.orchestrations or self.activities):
