@@ -304,7 +304,10 @@ class HeldActivities:
             work, ahead = following, None
             outcome = run_sync_activity(worker.app, work, worker.clock.now())
         if ahead is not None and not ahead.wait():
-            return  # its commit failed, and its thread handed the instance back: dropped
+            # Its commit failed, and its thread handed the instance back: dropped.
+            if inspect.iscoroutine(outcome):
+                outcome.close()
+            return
         self._arrivals.deliver(self, work, outcome)
 
     def _take_over(self, work: ActivityWorkItem, ahead: Ahead | None) -> bool:
@@ -401,13 +404,15 @@ class HeldActivities:
                 else:
                     self._hand_back(HandBack("failed", step, now, error=exc))
                 return None
-            worker.committed_episode(item, on_thread=True)
             if following is not None and following.started:
+                # Settled first: the activity's thread may be waiting to hear of it.
                 left = self._settle(following, now, None, waiting)
+                worker.committed_episode(item, on_thread=True)
                 if left is None:
                     return None
                 step, now = left
                 continue
+            worker.committed_episode(item, on_thread=True)
             if not step.hold:
                 self._hand_back(HandBack("done", step, now))
                 return None
@@ -426,9 +431,10 @@ class HeldActivities:
 
     def _start(self, ahead: Ahead, task: ActivityTask, waiting: bool | None) -> None:
         """The ``before_commit`` hook of ``ahead``'s step, on the thread that commits it: start
-        its activity ``task`` at once, unless a message waits in the inbox (the loop reads it
-        first). The instance's state becomes what the commit leaves it: the next episode may
-        run before the commit ends."""
+        its activity ``task`` at once, unless a message waits in the inbox (the step then
+        hands the instance back to the event loop as it commits, which starts the activity
+        and reads the message). The instance's state becomes what the commit leaves it: the
+        next episode may run before the commit ends."""
         episodes = self.episodes
         assert episodes is not None
         if waiting:
@@ -456,20 +462,21 @@ class HeldActivities:
         with self._lock:
             ahead.error, ahead.waiting, ahead.settled = error, waiting, True
             heir, left = ahead.heir, ahead.next
-            if not heir and error is None:
+            if not heir and error is None and not waiting:
                 self._thread_owns = False  # held with its activity running, as on the loop
-                if waiting:
-                    self.inbox_seen(True)
-        ahead._done.set()
-        if left is not None:
-            step, then = left
-            return self._after(ahead, step, then)
         if not heir:
+            # Before the activity's thread, which waits for ``_done``, may hand its result to
+            # the loop: the loop hears of this first, and the instance is this thread's until
+            # then (no thread takes it over: the commit failed or a message waits).
             if error is not None:
                 self._hand_back(HandBack("failed", ahead.step, now, error=error))
             elif waiting:
                 self._hand_back(HandBack("committed", ahead.step, now, waiting=True))
-        return None
+        ahead._done.set()
+        if left is None:
+            return None
+        step, then = left
+        return self._after(ahead, step, then)
 
     def _after(self, ahead: Ahead, step: Step, now: datetime) -> tuple[Step, datetime] | None:
         """``step``, run while ``ahead`` was committing, once that commit has ended: to be
@@ -547,6 +554,8 @@ class HeldActivities:
                     owned = self._thread_owns
                 if self._handback is not None:
                     handback, self._handback = self._handback, None
+                    if self._results:
+                        self._arrived.set()  # came with it: taken at the next call
                     return handback
                 if owned:
                     continue  # a thread runs its steps: it hears of messages as it commits
