@@ -444,21 +444,21 @@ class BlockingCheckpoints(Protocol):
         checkpoint: Checkpoint,
         now: datetime,
         *,
-        before_commit: Callable[[bool | None], None] | None = None,
+        before_commit: Callable[[bool], None] | None = None,
     ) -> bool:
         """:meth:`Store.checkpoint`, called from a thread that is not an event loop's and
         waits for the commit; same outcome and errors. The checkpoint has no ``on_commit``
         (its caller runs what follows the commit itself).
 
-        ``before_commit``, if given, is called once (on whichever thread commits) when the
-        checkpoint's statements have run and its durable commit is under way or about to
-        be, with whether a message may wait in the inbox as far as the store knows by then
-        (False: none does; None: not known yet): its caller may start, while the commit
-        waits for the disk or the network, work that the commit only makes durable (an
-        activity, which runs at least once anyway). From then on the caller must not change
-        ``item`` for the commit's sake (the store has read it). It is not called when the
-        statements fail; the commit may still fail after it, and this call then raises. It
-        must be quick and must not raise."""
+        A store whose commit waits for the disk once its statements have run may call
+        ``before_commit`` then (once, on whichever thread commits), with what this call will
+        return if the commit goes through (whether a message may wait in the inbox): its
+        caller may start, while the commit waits, work that the commit only makes durable
+        (an activity, which runs at least once anyway). From then on the caller must not
+        change ``item`` for the commit's sake (the store has read it). It is not called when
+        the statements fail; the commit may still fail after it, and this call then raises.
+        A store that cannot tell before its commit (one statement that commits as it runs)
+        does not call it. It must be quick and must not raise."""
 
 
 # --------------------------------------------------------------------------- shared helpers

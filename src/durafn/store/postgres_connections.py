@@ -251,29 +251,13 @@ class Database:
         result: T = await self._submit(operation)
         return result
 
-    def write_grouped_blocking(
-        self,
-        body: Body[T],
-        group: Group,
-        key: str,
-        member: Any,
-        *,
-        queued: Callable[[None], None] | None = None,
-    ) -> T:
+    def write_grouped_blocking(self, body: Body[T], group: Group, key: str, member: Any) -> T:
         """:meth:`write_grouped` for a thread that is not an event loop's (an activity thread
-        going on with its instance's next step): it waits for the outcome. ``queued`` is
-        called (with None) once the write is queued, before the wait."""
+        going on with its instance's next step): it waits for the outcome."""
         operation = _Operation(
             body, False, True, None, group=group, key=key, member=member, blocking=True
         )
-        self._enqueue(operation)
-        if queued is not None:
-            try:
-                queued(None)
-            except Exception:
-                log.exception("a hook before a commit failed")
-        assert operation.waiter is not None
-        result: T = operation.waiter.wait()
+        result: T = self._submit_blocking(operation)
         return result
 
     def write_blocking(self, body: Body[T]) -> T:

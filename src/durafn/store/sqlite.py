@@ -471,11 +471,11 @@ class SqliteStore(SqliteQueries):
         checkpoint: Checkpoint,
         now: datetime,
         *,
-        before_commit: Callable[[bool | None], None] | None = None,
+        before_commit: Callable[[bool], None] | None = None,
     ) -> bool:
-        """:meth:`checkpoint` from a thread that waits for it (see ``BlockingCheckpoints``).
-        ``before_commit`` learns whether a message waits in the inbox: the statements that
-        ask have run in the transaction."""
+        """:meth:`checkpoint` from a thread that waits for it (see ``BlockingCheckpoints``):
+        ``before_commit`` is called before the ``COMMIT``, once the statements have run,
+        among them the one that says whether a message waits in the inbox."""
         check_blocking_checkpoint(checkpoint)
         tx = self._checkpoint_tx(item, checkpoint, now)
         return self._db.write_blocking(tx, wakes=checkpoint.wakes, before_commit=before_commit)

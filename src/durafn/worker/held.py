@@ -67,12 +67,10 @@ class HandBack:
     - ``done``: ``step`` committed and let the instance go;
     - ``failed``: ``step`` did not commit (``error``), or (``step`` None) the thread failed;
     - ``committed``: ``step`` committed and keeps the instance; the loop starts its
-      activities (``waiting``: whether a message may wait in the inbox);
-    - ``step``: ``step`` has not committed, and a message may wait in the inbox: the loop
-      commits it, then reads the inbox.
+      activities (``waiting``: whether a message may wait in the inbox).
     """
 
-    kind: Literal["done", "failed", "committed", "step"]
+    kind: Literal["done", "failed", "committed"]
     step: Step | None
     now: datetime
     waiting: bool = False
@@ -93,7 +91,7 @@ class Ahead:
     ``HeldActivities._lock`` guards ``heir``, ``next`` and ``settled``.
     """
 
-    __slots__ = ("_done", "error", "heir", "next", "settled", "started", "step", "waiting")
+    __slots__ = ("_done", "error", "heir", "next", "settled", "started", "step")
 
     def __init__(self, step: Step) -> None:
         self.step = step
@@ -103,7 +101,6 @@ class Ahead:
         self.heir = False
         self.settled = False
         self.error: BaseException | None = None
-        self.waiting = False
         self._done = threading.Event()
 
     def wait(self) -> bool:
@@ -341,7 +338,7 @@ class HeldActivities:
                 return False
             if ahead is not None:
                 if ahead.settled:
-                    if ahead.error is not None or ahead.waiting:
+                    if ahead.error is not None:
                         return False  # handed back, or to be: the loop has the instance
                 else:
                     ahead.heir = True
@@ -405,8 +402,9 @@ class HeldActivities:
                     self._hand_back(HandBack("failed", step, now, error=exc))
                 return None
             if following is not None and following.started:
-                # Settled first: the activity's thread may be waiting to hear of it.
-                left = self._settle(following, now, None, waiting)
+                # Settled first: the activity's thread may be waiting to hear of it. (Started,
+                # the activity was told no message waits: the same answer as ``waiting``.)
+                left = self._settle(following, now, None)
                 worker.committed_episode(item, on_thread=True)
                 if left is None:
                     return None
@@ -429,7 +427,7 @@ class HeldActivities:
                 self._thread_owns = False
             return self._work_item(inline)
 
-    def _start(self, ahead: Ahead, task: ActivityTask, waiting: bool | None) -> None:
+    def _start(self, ahead: Ahead, task: ActivityTask, waiting: bool) -> None:
         """The ``before_commit`` hook of ``ahead``'s step, on the thread that commits it: start
         its activity ``task`` at once, unless a message waits in the inbox (the step then
         hands the instance back to the event loop as it commits, which starts the activity
@@ -452,7 +450,7 @@ class HeldActivities:
             ahead.started = True
 
     def _settle(
-        self, ahead: Ahead, now: datetime, error: BaseException | None, waiting: bool = False
+        self, ahead: Ahead, now: datetime, error: BaseException | None
     ) -> tuple[Step, datetime] | None:
         """On the thread that committed ``ahead``'s step (``error``: it failed): the next step,
         if the thread of the step's activity left it to this one to commit. Else, if that
@@ -460,18 +458,14 @@ class HeldActivities:
         if it did not, the instance stays held with the activity running, or is handed back
         to the event loop."""
         with self._lock:
-            ahead.error, ahead.waiting, ahead.settled = error, waiting, True
+            ahead.error, ahead.settled = error, True
             heir, left = ahead.heir, ahead.next
-            if not heir and error is None and not waiting:
+            if not heir and error is None:
                 self._thread_owns = False  # held with its activity running, as on the loop
-        if not heir:
-            # Before the activity's thread, which waits for ``_done``, may hand its result to
-            # the loop: the loop hears of this first, and the instance is this thread's until
-            # then (no thread takes it over: the commit failed or a message waits).
-            if error is not None:
-                self._hand_back(HandBack("failed", ahead.step, now, error=error))
-            elif waiting:
-                self._hand_back(HandBack("committed", ahead.step, now, waiting=True))
+        if not heir and error is not None:
+            # Before the activity's thread, which waits for ``_done``, may go on: the instance
+            # is this thread's until the loop has heard (no thread takes it over meanwhile).
+            self._hand_back(HandBack("failed", ahead.step, now, error=error))
         ahead._done.set()
         if left is None:
             return None
@@ -480,13 +474,10 @@ class HeldActivities:
 
     def _after(self, ahead: Ahead, step: Step, now: datetime) -> tuple[Step, datetime] | None:
         """``step``, run while ``ahead`` was committing, once that commit has ended: to be
-        committed, or (None) handed back to the event loop if that commit failed or a
-        message waits in the inbox."""
+        committed, or (None) dropped, the instance handed back to the event loop, if that
+        commit failed."""
         if ahead.error is not None:
             self._hand_back(HandBack("failed", ahead.step, now, error=ahead.error))
-            return None
-        if ahead.waiting:
-            self._hand_back(HandBack("step", step, now))
             return None
         return step, now
 

@@ -480,8 +480,6 @@ class Worker:
                 assert step is not None
                 if news.kind == "done":
                     return episodes.kept(step)
-                if news.kind == "step":
-                    continue  # not committed yet: it is, here, then the inbox is read
                 # "committed": the loop starts what the thread did not run itself.
                 held.inbox_seen(news.waiting)
                 held.start(step.start)
