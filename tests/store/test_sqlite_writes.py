@@ -305,22 +305,29 @@ def test_a_blocking_write_commits_on_the_calling_thread(tmp_path: Path) -> None:
     asyncio.run(body())
 
 
+async def _commit_under_way(db: SqliteDatabase) -> tuple[asyncio.Future[int], threading.Event]:
+    """Make table ``t``, then start a write (of 0) that holds its commit until the event is
+    set; once it runs: its future, and the event."""
+    await db.write(lambda conn: conn.execute("CREATE TABLE t (v INTEGER)"))
+    inside, release = threading.Event(), threading.Event()
+
+    def slow(conn: sqlite3.Connection) -> int:
+        inside.set()
+        assert release.wait(10)
+        return _insert(0)(conn)
+
+    first = asyncio.ensure_future(db.write(slow))
+    assert await asyncio.to_thread(inside.wait, 10)
+    return first, release
+
+
 def test_a_blocking_write_joins_the_commit_after_one_under_way(tmp_path: Path) -> None:
     """While the writer thread commits, a thread's write queues with the loop's writes; the
     next commit takes them all, on whichever thread leads it, and each caller hears of it."""
 
     async def body() -> None:
         db = SqliteDatabase(str(tmp_path / "hub.db"))
-        await db.write(lambda conn: conn.execute("CREATE TABLE t (v INTEGER)"))
-        inside, release = threading.Event(), threading.Event()
-
-        def slow(conn: sqlite3.Connection) -> int:
-            inside.set()
-            assert release.wait(10)
-            return _insert(0)(conn)
-
-        first = asyncio.ensure_future(db.write(slow))
-        assert await asyncio.to_thread(inside.wait, 10)
+        first, release = await _commit_under_way(db)
         before = db.commits
         blocked = asyncio.ensure_future(asyncio.to_thread(db.write_blocking, _insert(1)))
         await asyncio.sleep(0.05)
@@ -420,22 +427,13 @@ def test_a_blocking_writes_hook_runs_on_the_thread_that_leads_its_commit(tmp_pat
 
     async def body() -> None:
         db = SqliteDatabase(str(tmp_path / "hub.db"))
-        await db.write(lambda conn: conn.execute("CREATE TABLE t (v INTEGER)"))
-        inside, release = threading.Event(), threading.Event()
-
-        def slow(conn: sqlite3.Connection) -> int:
-            inside.set()
-            assert release.wait(10)
-            return _insert(0)(conn)
-
         calls: list[int] = []
 
         def hook(value: int) -> None:
             calls.append(value)
             raise RuntimeError("a bug in a hook")
 
-        first = asyncio.ensure_future(db.write(slow))
-        assert await asyncio.to_thread(inside.wait, 10)
+        first, release = await _commit_under_way(db)
         blocked = asyncio.ensure_future(
             asyncio.to_thread(db.write_blocking, _insert(1), before_commit=hook)
         )
