@@ -15,13 +15,15 @@ end, a timer, a fan-out, a message in the inbox); it then hands the instance bac
 the thread owns the instance from an activity's end until its next commit, and while it runs
 the next activity the loop may take the instance back (to apply a termination, say).
 
-The next activity of such a chain starts before the commit that schedules it has reached the
-disk: as soon as the commit's statements have run (the store's ``before_commit`` hook), on
-another activity thread (:class:`Ahead`). It may then end, and its thread run the next
-episode, while the commit waits for the disk: a step costs its commit or its code, whichever
-is longer, rather than both. That thread commits nothing and hands nothing back before it
-knows that the commit went through; if it did not, the activity's result is dropped (an
-activity runs at least once) and the instance is taken again from its last commit.
+On a store that calls the ``before_commit`` hook (SQLite), the next activity of such a chain
+starts before the commit that schedules it has reached the disk: once that commit's
+statements have run, on another activity thread (:class:`Ahead`), unless a message waits in
+the inbox or ``WorkerOptions.start_ahead`` is off. It may then end, and its thread run the
+next episode, while the commit waits for the disk: a step costs its commit and statements,
+its activity and episode hidden behind the fsync. Nothing is committed and nothing handed
+back before the commit before it is known to have gone through; if it did not, the
+activity's result is dropped (an activity runs at least once) and the instance is taken
+again from its last commit.
 """
 
 from __future__ import annotations
