@@ -12,6 +12,7 @@ import pytest
 
 import durafn as df
 from durafn.client.async_client import AsyncClient
+from durafn.core.errors import StoreError
 from durafn.core.history import HistoryEvent
 from durafn.store.base import OrchestrationWorkItem
 from durafn.store.memory import MemoryStore
@@ -172,3 +173,44 @@ def test_a_slow_episode_keeps_its_instance_from_a_second_worker(
     assert status.output == [1, 2]
     assert "dropped an episode" not in caplog.text
     assert slow.leases.renewals >= 2
+
+
+class OneLostResultStore(MemoryStore):
+    """A memory store that fails the first activity result it is given, as a store that
+    cannot commit for a moment would."""
+
+    failed = 0
+
+    async def complete_activity(self, item: Any, result: HistoryEvent, now: datetime) -> bool:
+        if not self.failed:
+            self.failed += 1
+            raise StoreError("the store is busy")
+        return await super().complete_activity(item, result, now)
+
+
+def test_an_activity_whose_result_could_not_be_delivered_runs_again_at_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Its worker lets its task go at once: it does not wait for its lease (ten minutes
+    here) to expire before it runs again."""
+
+    async def scenario() -> Any:
+        store = OneLostResultStore(uuid.uuid4().hex)
+        options = WorkerOptions(lease=timedelta(minutes=10), max_idle=0.05, in_place_activities=0)
+        worker = Worker(app, store, options=options)
+        client = AsyncClient(store, app=app)
+        stop = asyncio.Event()
+        task = asyncio.create_task(worker.run(stop))
+        try:
+            instance_id = await client.start_new("two_steps")
+            return await client.wait_for_completion(instance_id, timeout=30)
+        finally:
+            stop.set()
+            await task
+            await client.close()
+
+    with caplog.at_level(logging.ERROR, logger="durafn.worker"):
+        status = asyncio.run(scenario())
+    assert status.runtime_status is df.RuntimeStatus.COMPLETED
+    assert status.output == [1, 2]
+    assert "could not deliver the result of activity echo" in caplog.text

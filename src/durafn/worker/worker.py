@@ -621,8 +621,11 @@ class Worker:
         try:
             delivered = await self.store.complete_activity(item, result, self.clock.now())
         except Exception:
-            # The result is lost with this attempt; the task runs again once its lease ends.
+            # The result is lost with this attempt: the task runs again, at once if the store
+            # lets it go now, else once its lease ends.
             log.exception("could not deliver the result of activity %s", item.name)
+            with contextlib.suppress(Exception):
+                await self.store.abandon_activity(item)
             return
         self.count(activities=1)
         if not delivered:
