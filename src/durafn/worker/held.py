@@ -191,7 +191,7 @@ class HeldActivities:
         self._thread_owns = False
         self._handback: HandBack | None = None
         self._go_on = worker.blocking_checkpoints
-        self._ahead = worker.options.start_ahead
+        self._start_ahead = worker.options.start_ahead
 
     def startable(
         self, executor: OrchestrationExecutor, checkpoint: Checkpoint
@@ -388,8 +388,8 @@ class HeldActivities:
                 checkpoint.hold_activities = bool(step.start)
             # The next activity may start before this commit ends (see ``Ahead``).
             following: Ahead | None = None
-            hook: Callable[[bool | None], None] | None = None
-            if inline is not None and self._ahead:
+            hook: Callable[[bool], None] | None = None
+            if inline is not None and self._start_ahead:
                 following = Ahead(step)
                 hook = functools.partial(self._start, following, inline)
             try:
@@ -548,7 +548,9 @@ class HeldActivities:
                 if self._handback is not None:
                     handback, self._handback = self._handback, None
                     if self._results:
-                        self._arrived.set()  # came with it: taken at the next call
+                        # Results that came with it (no path hands back while a result is
+                        # on its way now): taken at the next call, not at the next poll.
+                        self._arrived.set()
                     return handback
                 if owned:
                     continue  # a thread runs its steps: it hears of messages as it commits
