@@ -14,11 +14,22 @@ from pathlib import Path
 import pytest
 
 from durafn.core.errors import StoreError
-from durafn.core.history import TaskCompleted
+from durafn.core.history import (
+    ExecutionStarted,
+    HistoryEvent,
+    OrchestratorCompleted,
+    OrchestratorStarted,
+    TaskCompleted,
+    TaskScheduled,
+    dump_event,
+)
+from durafn.core.status import RuntimeStatus
 from durafn.store import open_store
-from durafn.store.base import ActivityWorkItem, from_micros
+from durafn.store.base import ActivityWorkItem, Checkpoint, from_micros
 from durafn.store.sqlite_connection import SqliteDatabase
 from durafn.store.sqlite_schema import MIGRATIONS, SCHEMA_VERSION, migrate
+
+T0 = datetime(2030, 1, 1, tzinfo=UTC)
 
 
 def schema_of(conn: sqlite3.Connection) -> list[tuple[str, str]]:
@@ -188,3 +199,69 @@ def test_activity_tasks_keep_their_state_and_leases_across_migration_4(tmp_path:
             await store.close()
 
     assert asyncio.run(finish_lease()) == (False, True)
+
+
+def test_a_history_stored_an_event_a_row_reads_on_with_rows_of_whole_checkpoints(
+    tmp_path: Path,
+) -> None:
+    """Before version 5 each history row held one event; since, a row holds what one
+    checkpoint appended. A file upgraded with an instance running reads its history whole,
+    in order, and the next checkpoint adds one row for its events."""
+    path = tmp_path / "hub.db"
+    old = sqlite3.connect(path, isolation_level=None)
+    for script in MIGRATIONS[:4]:
+        old.executescript(script)
+    old.execute("PRAGMA user_version=4")
+    first = [
+        OrchestratorStarted(timestamp=T0),
+        ExecutionStarted(timestamp=T0, name="wf", execution_id="e1", input=None),
+        TaskScheduled(timestamp=T0, event_id=0, name="act", input=None),
+        OrchestratorCompleted(timestamp=T0),
+    ]
+    old.execute(
+        "INSERT INTO instances (task_hub, instance_id, execution_id, name, status, created_at, "
+        "updated_at, history_length) VALUES ('default', 'a', 'e1', 'wf', 'Running', 0, 0, 4)"
+    )
+    old.executemany(
+        "INSERT INTO history VALUES ('default', 'a', 'e1', ?, ?)",
+        [(sequence, dump_event(event)) for sequence, event in enumerate(first)],
+    )
+    old.execute(
+        "INSERT INTO inbox (task_hub, instance_id, execution_id, visible_at, event) "
+        "VALUES ('default', 'a', 'e1', 0, ?)",
+        (dump_event(TaskCompleted(timestamp=T0, task_scheduled_id=0, result="1")),),
+    )
+    old.close()
+
+    store = open_store(f"sqlite:///{path}")
+
+    async def next_step() -> list[HistoryEvent]:
+        try:
+            item = await store.lock_next_orchestration("w1", timedelta(seconds=30), T0)
+            assert item is not None and item.history_length == 4
+            assert await store.get_history("a") == first
+            step = [
+                OrchestratorStarted(timestamp=T0),
+                item.messages[0].event,
+                TaskScheduled(timestamp=T0, event_id=1, name="act", input=None),
+                OrchestratorCompleted(timestamp=T0),
+            ]
+            cp = Checkpoint(
+                new_events=step,
+                consumed=[m.seq for m in item.messages],
+                status=RuntimeStatus.RUNNING,
+            )
+            await store.checkpoint(item, cp, T0)
+            history = await store.get_history("a")
+            assert history == first + step
+            return history
+        finally:
+            await store.close()
+
+    asyncio.run(next_step())
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    rows = conn.execute("SELECT sequence FROM history ORDER BY sequence").fetchall()
+    assert rows == [(0,), (1,), (2,), (3,), (4,)]  # the new step's four events: one row
+    assert conn.execute("SELECT history_length FROM instances").fetchone() == (8,)
+    conn.close()

@@ -45,9 +45,11 @@ from durafn.core.history import (
     TimerCreated,
     TimerFired,
     dump_event,
+    dump_events,
     event_from_dict,
     event_to_dict,
     load_event,
+    load_events,
 )
 from durafn.core.status import FailureDetails, RuntimeStatus
 
@@ -519,3 +521,22 @@ def _leaves(value: Any) -> list[Any]:
     if isinstance(value, list):
         return [leaf for item in value for leaf in _leaves(item)]
     return [value]
+
+
+def test_events_appended_together_are_stored_as_one_array_of_their_stored_forms() -> None:
+    text = dump_events(SAMPLES)
+    assert json.loads(text) == [json.loads(dump_event(event)) for event in SAMPLES]
+    assert text == codec.dumps([event_to_dict(event) for event in SAMPLES])
+    assert load_events(text) == SAMPLES
+
+
+def test_one_event_appended_alone_is_stored_as_dump_event_stores_it() -> None:
+    event = SAMPLES[0]
+    assert dump_events([event]) == dump_event(event)
+    assert load_events(dump_event(event)) == [event]
+
+
+def test_events_with_an_int_beyond_64_bits_are_stored_exactly_together() -> None:
+    events = [TaskScheduled(timestamp=AT, event_id=2**70, name="big", input=None), SAMPLES[0]]
+    assert dump_events(events) == codec.dumps([event_to_dict(event) for event in events])
+    assert load_events(dump_events(events)) == events

@@ -84,8 +84,8 @@ class _Instance:
     locked_by: str | None = None
     lock_expires_at: int | None = None
     dropped_events: int = 0
-    # execution id -> sequence -> event; keyed like the SQL history table, so a second append at
-    # a taken sequence is detected exactly as the primary key detects it there.
+    # execution id -> sequence -> event: a second append at a taken sequence is detected, as
+    # the SQL stores detect it by the history length on the instance row and the history's key.
     history: dict[str, dict[int, HistoryEvent]] = field(default_factory=dict)
     # seq -> message, in arrival order (seqs only grow).
     inbox: dict[int, _Message] = field(default_factory=dict)

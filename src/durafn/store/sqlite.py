@@ -29,6 +29,7 @@ from durafn.core.history import (
     HistoryEvent,
     SubOrchestrationInstanceFailed,
     dump_event,
+    dump_events,
     load_event,
 )
 from durafn.core.status import FailureDetails, RuntimeStatus
@@ -538,13 +539,19 @@ class SqliteStore(SqliteQueries):
         elif cp.hold_until != item.locked_until:
             sets.append("lock_expires_at=?")
             values.append(hold)
+        # The row's history length is the one the episode extends: a worker behind it (its
+        # history appended to by another meanwhile) changes nothing. The history's key alone
+        # would not tell, as a row holds the events of a whole checkpoint.
         cursor = conn.execute(
             f"UPDATE instances SET {', '.join(sets)} "
-            "WHERE task_hub=? AND instance_id=? AND locked_by=?",
-            (*values, hub, iid, item.lock_token),
+            "WHERE task_hub=? AND instance_id=? AND locked_by=? AND history_length=?",
+            (*values, hub, iid, item.lock_token, item.history_length),
         )
         if cursor.rowcount != 1:
-            raise LeaseLost(f"lease on instance {iid!r} was lost before its checkpoint")
+            raise LeaseLost(
+                f"lease on instance {iid!r} was lost before its checkpoint, "
+                "or its history was extended by another worker"
+            )
         done = set(cp.completed_activities)
         if done:
             cursor = conn.executemany(
@@ -567,17 +574,16 @@ class SqliteStore(SqliteQueries):
             for message in cp.messages:  # an ending execution's signals and lock releases
                 self._deliver(conn, message, now)
             return
-        try:
-            conn.executemany(
-                "INSERT INTO history (task_hub, instance_id, execution_id, sequence, event) "
-                "VALUES (?,?,?,?,?)",
-                [
-                    (hub, iid, item.execution_id, item.history_length + i, dump_event(e))
-                    for i, e in enumerate(cp.new_events)
-                ],
-            )
-        except sqlite3.IntegrityError as exc:
-            raise LeaseLost(f"history of {iid!r} was extended by another worker") from exc
+        if cp.new_events:
+            # One row for the step's events, keyed by the sequence number of its first.
+            try:
+                conn.execute(
+                    "INSERT INTO history (task_hub, instance_id, execution_id, sequence, event) "
+                    "VALUES (?,?,?,?,?)",
+                    (hub, iid, item.execution_id, item.history_length, dump_events(cp.new_events)),
+                )
+            except sqlite3.IntegrityError as exc:
+                raise LeaseLost(f"history of {iid!r} was extended by another worker") from exc
         # Held activities are leased under the instance's token: this worker runs them.
         # They are claimable elsewhere only once that lease expires.
         held = cp.activities_held_until

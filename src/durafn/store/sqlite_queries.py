@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from durafn.core.errors import InstanceStillRunning
-from durafn.core.history import HistoryEvent, load_event
+from durafn.core.history import HistoryEvent, load_events
 from durafn.core.status import RuntimeStatus
 from durafn.store.base import (
     Backlog,
@@ -55,7 +55,7 @@ class SqliteQueries:
                 "WHERE h.task_hub=? AND h.instance_id=? ORDER BY h.sequence",
                 (self.task_hub, instance_id),
             ).fetchall()
-            return [load_event(r[0]) for r in rows]
+            return [event for (text,) in rows for event in load_events(text)]
 
         return await self._db.run(read)
 
