@@ -46,6 +46,7 @@ from durafn.core.history import (
     HistoryEvent,
     SubOrchestrationInstanceFailed,
     dump_event,
+    dump_events,
     load_event,
 )
 from durafn.core.status import FailureDetails, RuntimeStatus
@@ -498,10 +499,14 @@ class PostgresStore(PostgresSteps):
                 entity_state=cp.entity_state,
                 hold=hold,
                 token=item.lock_token,
+                first=item.history_length,
             ),
         )
         if updated != 1:
-            raise LeaseLost(f"lease on instance {iid!r} was lost before its checkpoint")
+            raise LeaseLost(
+                f"lease on instance {iid!r} was lost before its checkpoint, "
+                "or its history was extended by another worker"
+            )
         if cp.completed_activities:
             wanted = set(cp.completed_activities)
             taken = s.execute(
@@ -548,7 +553,7 @@ class PostgresStore(PostgresSteps):
             item.instance_id,
             eid=item.execution_id,
             first=item.history_length,
-            events=[dump_event(e) for e in events],
+            events=[dump_events(events)],
         )
         try:
             s.execute(self._sql(q.APPEND_HISTORY), values)

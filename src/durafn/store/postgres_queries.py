@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from durafn.core.errors import InstanceStillRunning
-from durafn.core.history import HistoryEvent, load_event
+from durafn.core.history import HistoryEvent, load_events
 from durafn.core.status import RuntimeStatus
 from durafn.store import postgres_sql as q
 from durafn.store.base import (
@@ -61,7 +61,7 @@ class PostgresQueries:
     async def get_history(self, instance_id: str) -> list[HistoryEvent]:
         def read(s: Session) -> list[HistoryEvent]:
             rows = s.fetchall(self._sql(q.GET_HISTORY), self._key(instance_id))
-            return [load_event(r[0]) for r in rows]
+            return [event for (text,) in rows for event in load_events(text)]
 
         return await self._db.read(read)
 

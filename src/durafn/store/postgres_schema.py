@@ -166,6 +166,14 @@ MIGRATIONS: list[str] = [
         FROM {s}.backlog(hub) b
     $$;
     """,
+    # A history row holds the events one checkpoint appended, keyed by the sequence number of
+    # the first (``dump_events``); the rows already there hold one event each. A durafn before
+    # this version could not read the new rows: the version keeps it off the database.
+    """
+    COMMENT ON TABLE {s}.history IS
+        'The events each checkpoint appended: one row per checkpoint, keyed by the sequence '
+        'number of its first event; one event''s JSON object, or a JSON array of several.';
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

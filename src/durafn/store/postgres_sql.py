@@ -249,6 +249,7 @@ SET status = %(status)s, output = %(output)s, custom_status = %(custom)s,
     locked_by = CASE WHEN %(hold)s::bigint IS NULL THEN NULL ELSE locked_by END,
     lock_expires_at = %(hold)s::bigint
 WHERE task_hub = %(hub)s AND instance_id = %(iid)s AND locked_by = %(token)s
+    AND history_length = %(first)s
 """
 
 # The common forms of a checkpoint, one statement each: one round trip, committed on its own.
@@ -263,6 +264,7 @@ WITH held AS (
 )"""
 _FENCED = """
     WHERE task_hub = %(hub)s AND instance_id = %(iid)s AND locked_by = %(token)s
+        AND history_length = %(first)s
         AND (SELECT count(*) FROM held) = cardinality(%(done)b::integer[])
     RETURNING 1
 )"""
@@ -347,6 +349,7 @@ _GROUP_HELD = """, c AS MATERIALIZED (
 _GROUP_FENCE = """
     FROM s
     WHERE i.task_hub = %(hub)s AND i.instance_id = s.iid AND i.locked_by = s.token
+        AND i.history_length = s.first
         AND s.k IN (SELECT k FROM whole)
     RETURNING s.k
 )"""
@@ -369,10 +372,11 @@ CHECKPOINT_STEPS = (
 WITH s AS MATERIALIZED (
     SELECT * FROM unnest(%(iids)b::text[], %(eids)b::text[], %(tokens)b::text[],
         %(statuses)b::text[], %(outputs)b::text[], %(customs)b::text[], %(failures)b::text[],
-        %(lengths)b::integer[], %(dropped)b::bigint[], %(holds)b::bigint[],
-        %(ndone)b::bigint[], %(watch)b::boolean[], %(wakes)b::boolean[], %(nows)b::bigint[])
-        WITH ORDINALITY AS s(iid, eid, token, status, output, custom, failure, length, dropped,
-            hold, ndone, watch, wakes, now, k)
+        %(lengths)b::integer[], %(firsts)b::integer[], %(dropped)b::bigint[],
+        %(holds)b::bigint[], %(ndone)b::bigint[], %(watch)b::boolean[], %(wakes)b::boolean[],
+        %(nows)b::bigint[])
+        WITH ORDINALITY AS s(iid, eid, token, status, output, custom, failure, length, first,
+            dropped, hold, ndone, watch, wakes, now, k)
 )"""
     + _GROUP_HELD
     + """, fence AS (
@@ -423,11 +427,11 @@ CHECKPOINT_ENDS = (
 WITH s AS MATERIALIZED (
     SELECT * FROM unnest(%(iids)b::text[], %(eids)b::text[], %(tokens)b::text[],
         %(statuses)b::text[], %(outputs)b::text[], %(customs)b::text[], %(failures)b::text[],
-        %(lengths)b::integer[], %(dropped)b::bigint[], %(ndone)b::bigint[],
+        %(lengths)b::integer[], %(firsts)b::integer[], %(dropped)b::bigint[], %(ndone)b::bigint[],
         %(wakes)b::boolean[], %(nows)b::bigint[], %(parents)b::text[], %(parent_eids)b::text[],
         %(parent_ats)b::bigint[], %(parent_events)b::text[])
-        WITH ORDINALITY AS s(iid, eid, token, status, output, custom, failure, length, dropped,
-            ndone, wakes, now, parent, parent_eid, parent_at, parent_event, k)
+        WITH ORDINALITY AS s(iid, eid, token, status, output, custom, failure, length, first,
+            dropped, ndone, wakes, now, parent, parent_eid, parent_at, parent_event, k)
 )"""
     + _GROUP_HELD
     + """, doomed AS MATERIALIZED (

@@ -11,7 +11,7 @@ from typing import Any
 import psycopg
 
 from durafn.core.errors import LeaseLost, StoreError
-from durafn.core.history import dump_event
+from durafn.core.history import dump_event, dump_events
 from durafn.store import postgres_sql as q
 from durafn.store.base import Checkpoint, OrchestrationWorkItem, dump_failure, to_micros
 from durafn.store.postgres_changes import NOTIFY_PAYLOAD
@@ -60,6 +60,7 @@ _PER_STEP = (
     ("customs", "custom"),
     ("failures", "failure"),
     ("lengths", "length"),
+    ("firsts", "first"),
     ("dropped", "dropped"),
     ("holds", "hold"),
     ("watch", "watch"),
@@ -143,7 +144,8 @@ class PostgresSteps(PostgresQueries):
             hold=hold,
             seqs=cp.consumed,
             first=item.history_length,
-            events=[dump_event(e) for e in cp.new_events],
+            # One history row for the step's events (``dump_events``).
+            events=[dump_events(cp.new_events)] if cp.new_events else [],
             held_by=item.lock_token if hold is not None else None,
             event_ids=[a.event_id for a in activities],
             names=[a.name for a in activities],
