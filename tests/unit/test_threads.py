@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from durafn.core.threads import Threads
+from durafn.core.threads import Latch, Threads
 
 
 def _names() -> set[str]:
@@ -238,3 +238,30 @@ def test_has_waiting_tells_whether_calls_wait_for_a_free_thread() -> None:
     assert ran.wait(5)
     assert not threads.has_waiting()
     threads.shutdown(wait=True)
+
+
+def test_a_latch_releases_every_thread_waiting_for_it_once_set() -> None:
+    latch = Latch()
+    assert not latch.is_set()
+    released: list[int] = []
+    waiting = threading.Barrier(4)
+
+    def wait(n: int) -> None:
+        waiting.wait()
+        latch.wait()
+        released.append(n)
+
+    threads = [threading.Thread(target=wait, args=(n,)) for n in range(3)]
+    for thread in threads:
+        thread.start()
+    waiting.wait()
+    for thread in threads:
+        thread.join(timeout=0.05)
+    assert released == []  # still waiting
+    latch.set()
+    latch.set()  # a second set changes nothing
+    for thread in threads:
+        thread.join(timeout=10)
+    assert sorted(released) == [0, 1, 2]
+    assert latch.is_set()
+    latch.wait()  # set: returns at once

@@ -5,11 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import threading
 from collections.abc import Iterable
 from typing import Any
 
-from durafn.core.threads import resolve
+from durafn.core.threads import Latch, resolve
 
 log = logging.getLogger("durafn.store")
 
@@ -45,7 +44,7 @@ class Waiter:
     __slots__ = ("_outcome", "_settled")
 
     def __init__(self) -> None:
-        self._settled = threading.Event()
+        self._settled = Latch()
         self._outcome: tuple[bool, Any] | None = None
 
     def settle(self, ok: bool, value: Any) -> None:

@@ -42,7 +42,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal, cast
 
 from durafn.core.history import HistoryEvent, TaskCompleted, TaskFailed
-from durafn.core.threads import Job
+from durafn.core.threads import Job, Latch
 from durafn.executor.orchestration import OrchestrationExecutor
 from durafn.store.base import (
     ActivityTask,
@@ -103,7 +103,7 @@ class Ahead:
         self.heir = False
         self.settled = False
         self.error: BaseException | None = None
-        self._done = threading.Event()
+        self._done = Latch()
 
     def wait(self) -> bool:
         """Once the commit has ended: whether it committed."""
