@@ -8,6 +8,7 @@ and is fenced by those task rows. The leases of held tasks go with the instance'
 from __future__ import annotations
 
 import asyncio
+import functools
 from datetime import datetime
 
 import pytest
@@ -277,10 +278,12 @@ async def _held_step(
     consumed: list[InboxMessage] | None = None,
     hold: bool = True,
     blocking: bool = False,
+    prepared: bool = False,
 ) -> bool:
     """Commit the result of held activity ``done`` (and ``consumed``), scheduling the next one
     held unless ``hold`` is False; what the store says of the inbox. ``blocking`` commits it
-    from a thread that waits for it (``BlockingCheckpoints``)."""
+    from a thread that waits for it (``BlockingCheckpoints``), ``prepared`` with what the
+    store built for it ahead, on another thread."""
     consumed = consumed or []
     now = at(now_s)
     scheduled = [task_scheduled(done + 1)] if hold else []
@@ -307,9 +310,17 @@ async def _held_step(
             told.append(waiting)
 
         length = item.history_length
+        ahead = (
+            await asyncio.to_thread(store.prepare_checkpoint, item, cp, now) if prepared else None
+        )
         try:
             waiting = await asyncio.to_thread(
-                store.checkpoint_blocking, item, cp, now, before_commit=before_commit
+                functools.partial(
+                    store.checkpoint_blocking, before_commit=before_commit, prepared=ahead
+                ),
+                item,
+                cp,
+                now,
             )
         finally:
             item.history_length = length
@@ -322,30 +333,36 @@ async def _held_step(
     return waiting
 
 
-@pytest.mark.parametrize("blocking", [False, True], ids=["awaited", "blocking"])
+@pytest.mark.parametrize(
+    ("blocking", "prepared"),
+    [(False, False), (True, False), (True, True)],
+    ids=["awaited", "blocking", "prepared"],
+)
 def test_a_held_checkpoint_says_whether_messages_wait_in_the_inbox(
-    store: Store, blocking: bool
+    store: Store, blocking: bool, prepared: bool
 ) -> None:
-    """Also committed from a thread that waits for it, by the stores that can."""
+    """Also committed from a thread that waits for it, by the stores that can, and with what
+    the store built for it ahead on another thread (``prepare_checkpoint``)."""
     if blocking and not isinstance(store, BlockingCheckpoints):
         pytest.skip("this store commits for event loops only")
+    step = functools.partial(_held_step, blocking=blocking, prepared=prepared)
 
     async def body() -> None:
         item = await _hold_with_a_timer(store, 10)
         # The timer is not visible yet: nothing waits.
-        assert await _held_step(store, item, 1, done=0, blocking=blocking) is False
+        assert await step(store, item, 1, done=0) is False
         await store.send_message("a", raised("go"), at(1))
-        assert await _held_step(store, item, 2, done=1, blocking=blocking) is True
+        assert await step(store, item, 2, done=1) is True
         inbox = await store.read_inbox(item, at(2))
         assert [m.event.kind for m in inbox] == ["EventRaised"]
         # What the checkpoint consumes does not count.
-        assert await _held_step(store, item, 3, done=2, consumed=inbox, blocking=blocking) is False
+        assert await step(store, item, 3, done=2, consumed=inbox) is False
         # The timer has come due.
-        assert await _held_step(store, item, 11, done=3, blocking=blocking) is True
+        assert await step(store, item, 11, done=3) is True
         # A checkpoint that lets the instance go says nothing of its inbox.
         timer = await store.read_inbox(item, at(12))
         assert [m.event.kind for m in timer] == ["TimerFired"]
-        last = _held_step(store, item, 12, done=4, consumed=timer, hold=False, blocking=blocking)
+        last = step(store, item, 12, done=4, consumed=timer, hold=False)
         assert await last is True
         kinds = [e.kind for e in await store.get_history("a")]
         assert kinds.count("TaskCompleted") == 5

@@ -438,6 +438,14 @@ class BlockingCheckpoints(Protocol):
     loop and back at each step.
     """
 
+    def prepare_checkpoint(
+        self, item: OrchestrationWorkItem, checkpoint: Checkpoint, now: datetime
+    ) -> object | None:
+        """What :meth:`checkpoint_blocking` of the same arguments will write, built on the
+        calling thread ahead of the commit (a thread with time to spare while another
+        commits), to pass to it as ``prepared``; None if the store builds nothing ahead.
+        ``item`` and ``checkpoint`` must not change from then on."""
+
     def checkpoint_blocking(
         self,
         item: OrchestrationWorkItem,
@@ -445,10 +453,12 @@ class BlockingCheckpoints(Protocol):
         now: datetime,
         *,
         before_commit: Callable[[bool], None] | None = None,
+        prepared: object | None = None,
     ) -> bool:
         """:meth:`Store.checkpoint`, called from a thread that is not an event loop's and
         waits for the commit; same outcome and errors. The checkpoint has no ``on_commit``
-        (its caller runs what follows the commit itself).
+        (its caller runs what follows the commit itself). ``prepared``: what
+        :meth:`prepare_checkpoint` returned for the same arguments, if it was called.
 
         A store whose commit waits for the disk once its statements have run may call
         ``before_commit`` then (once, on whichever thread commits), with what this call will

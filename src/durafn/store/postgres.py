@@ -449,6 +449,14 @@ class PostgresStore(PostgresSteps):
         await self._db.write(tx, on_commit=checkpoint.on_commit)
         return True  # not looked at: the inbox is read
 
+    def prepare_checkpoint(
+        self, item: OrchestrationWorkItem, checkpoint: Checkpoint, now: datetime
+    ) -> None:
+        """Nothing (see ``BlockingCheckpoints``): no step of this store commits while the
+        thread of its next activity runs (``checkpoint_blocking``), so none has time to
+        spare for it."""
+        return None
+
     def checkpoint_blocking(
         self,
         item: OrchestrationWorkItem,
@@ -456,6 +464,7 @@ class PostgresStore(PostgresSteps):
         now: datetime,
         *,
         before_commit: Callable[[bool], None] | None = None,
+        prepared: object | None = None,
     ) -> bool:
         """:meth:`checkpoint` from a thread that waits for it (see ``BlockingCheckpoints``).
         ``before_commit`` is never called: a step is one statement that commits as it runs,

@@ -12,6 +12,7 @@ import contextlib
 import sqlite3
 import uuid
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
@@ -83,6 +84,21 @@ _THE_TASK = "task_hub=? AND instance_id=? AND execution_id=? AND event_id=? AND 
 _ANY_CLAIMABLE_ACTIVITY = (
     "SELECT 1 FROM activity_tasks WHERE task_hub=:hub AND visible_at<=:now LIMIT 1"
 )
+
+
+@dataclass(slots=True)
+class _Statements:
+    """The parameters of a checkpoint's common statements (``SqliteStore._prepare``)."""
+
+    now: int
+    # The SET clause of the instance row's update, and its parameters (with its WHERE's).
+    sets: str
+    values: list[Any]
+    # The task rows of the activities run in place whose results it records.
+    done: list[tuple[Any, ...]]
+    # Its history row (None: no event), and the task rows of the activities it schedules.
+    history: tuple[Any, ...] | None
+    activities: list[tuple[Any, ...]]
 
 
 class SqliteStore(SqliteQueries):
@@ -463,8 +479,16 @@ class SqliteStore(SqliteQueries):
         self, item: OrchestrationWorkItem, checkpoint: Checkpoint, now: datetime
     ) -> bool:
         check_checkpoint(checkpoint)
-        tx = self._checkpoint_tx(item, checkpoint, now)
+        # Built on the writer thread, in the transaction: the event loop has enough to do.
+        tx = self._checkpoint_tx(item, checkpoint, now, None)
         return await self._db.write(tx, wakes=checkpoint.wakes, on_commit=checkpoint.on_commit)
+
+    def prepare_checkpoint(
+        self, item: OrchestrationWorkItem, checkpoint: Checkpoint, now: datetime
+    ) -> _Statements:
+        """The parameters of the checkpoint's common statements (see ``BlockingCheckpoints``):
+        built on the thread that calls this, ahead of the transaction."""
+        return self._prepare(item, checkpoint, now)
 
     def checkpoint_blocking(
         self,
@@ -473,19 +497,30 @@ class SqliteStore(SqliteQueries):
         now: datetime,
         *,
         before_commit: Callable[[bool], None] | None = None,
+        prepared: object | None = None,
     ) -> bool:
         """:meth:`checkpoint` from a thread that waits for it (see ``BlockingCheckpoints``):
         ``before_commit`` is called before the ``COMMIT``, once the statements have run,
-        among them the one that says whether a message waits in the inbox."""
+        among them the one that says whether a message waits in the inbox. ``prepared``:
+        what :meth:`prepare_checkpoint` returned for the same arguments."""
         check_blocking_checkpoint(checkpoint)
-        tx = self._checkpoint_tx(item, checkpoint, now)
+        ahead = prepared if isinstance(prepared, _Statements) else None
+        tx = self._checkpoint_tx(item, checkpoint, now, ahead)
         return self._db.write_blocking(tx, wakes=checkpoint.wakes, before_commit=before_commit)
 
     def _checkpoint_tx(
-        self, item: OrchestrationWorkItem, checkpoint: Checkpoint, now: datetime
+        self,
+        item: OrchestrationWorkItem,
+        checkpoint: Checkpoint,
+        now: datetime,
+        prepared: _Statements | None,
     ) -> Callable[[sqlite3.Connection], bool]:
+        """The transaction of a checkpoint, with the parameters ``prepared`` ahead, or (None)
+        built as it runs."""
+
         def tx(conn: sqlite3.Connection) -> bool:
-            self._apply_checkpoint(conn, item, checkpoint, now)
+            statements = prepared or self._prepare(item, checkpoint, now)
+            self._apply_checkpoint(conn, item, checkpoint, now, statements)
             if checkpoint.hold_until is None:
                 return True
             # Inside the write transaction (a write queued behind it in the same batch, a
@@ -494,15 +529,16 @@ class SqliteStore(SqliteQueries):
                 "SELECT 1 FROM inbox INDEXED BY inbox_by_instance "
                 "WHERE task_hub=? AND instance_id=? AND visible_at<=? "
                 "AND (execution_id IS NULL OR execution_id=?) LIMIT 1",
-                (self.task_hub, item.instance_id, to_micros(now), item.execution_id),
+                (self.task_hub, item.instance_id, statements.now, item.execution_id),
             ).fetchone()
             return waiting is not None
 
         return tx
 
-    def _apply_checkpoint(
-        self, conn: sqlite3.Connection, item: OrchestrationWorkItem, cp: Checkpoint, now: datetime
-    ) -> None:
+    def _prepare(self, item: OrchestrationWorkItem, cp: Checkpoint, now: datetime) -> _Statements:
+        """The parameters of a checkpoint's common statements: the instance row's update, the
+        activities run in place that it records, its history row, the activities it
+        schedules. Reads ``item`` and ``cp`` only: they must not change until it commits."""
         hub, iid = self.task_hub, item.instance_id
         n = to_micros(now)
         finished = cp.status.is_terminal
@@ -542,22 +578,54 @@ class SqliteStore(SqliteQueries):
         # The row's history length is the one the episode extends: a worker behind it (its
         # history appended to by another meanwhile) changes nothing. The history's key alone
         # would not tell, as a row holds the events of a whole checkpoint.
+        values += (hub, iid, item.lock_token, item.history_length)
+        eid = item.execution_id
+        done = [(hub, iid, eid, e, item.lock_token) for e in sorted(set(cp.completed_activities))]
+        if restart is not None:
+            return _Statements(n, ", ".join(sets), values, done, None, [])
+        # One row for the step's events, keyed by the sequence number of its first.
+        history = (
+            (hub, iid, eid, item.history_length, dump_events(cp.new_events))
+            if cp.new_events
+            else None
+        )
+        # Held activities are leased under the instance's token: this worker runs them.
+        # They are claimable elsewhere only once that lease expires.
+        held = hold if cp.hold_activities else None
+        held_by = item.lock_token if held is not None else None
+        tries = 0 if held is None else 1
+        visible = n if held is None else held
+        activities = [
+            (hub, iid, eid, a.event_id, a.name, a.input, visible, held_by, tries)
+            for a in cp.activities
+        ]
+        return _Statements(n, ", ".join(sets), values, done, history, activities)
+
+    def _apply_checkpoint(
+        self,
+        conn: sqlite3.Connection,
+        item: OrchestrationWorkItem,
+        cp: Checkpoint,
+        now: datetime,
+        statements: _Statements,
+    ) -> None:
+        hub, iid = self.task_hub, item.instance_id
         cursor = conn.execute(
-            f"UPDATE instances SET {', '.join(sets)} "
+            f"UPDATE instances SET {statements.sets} "
             "WHERE task_hub=? AND instance_id=? AND locked_by=? AND history_length=?",
-            (*values, hub, iid, item.lock_token, item.history_length),
+            statements.values,
         )
         if cursor.rowcount != 1:
             raise LeaseLost(
                 f"lease on instance {iid!r} was lost before its checkpoint, "
                 "or its history was extended by another worker"
             )
-        done = set(cp.completed_activities)
+        done = statements.done
         if done:
             cursor = conn.executemany(
                 "DELETE FROM activity_tasks WHERE task_hub=? AND instance_id=? "
                 "AND execution_id=? AND event_id=? AND locked_by=?",
-                [(hub, iid, item.execution_id, e, item.lock_token) for e in sorted(done)],
+                done,
             )
             if cursor.rowcount != len(done):
                 raise LeaseLost(
@@ -569,37 +637,26 @@ class SqliteStore(SqliteQueries):
                 "DELETE FROM inbox WHERE task_hub=? AND instance_id=? AND seq=?",
                 [(hub, iid, seq) for seq in cp.consumed],
             )
-        if restart is not None:
-            self._restart(conn, item, restart, cp.carryover, now)
+        if cp.restart is not None:
+            self._restart(conn, item, cp.restart, cp.carryover, now)
             for message in cp.messages:  # an ending execution's signals and lock releases
                 self._deliver(conn, message, now)
             return
-        if cp.new_events:
-            # One row for the step's events, keyed by the sequence number of its first.
+        if statements.history is not None:
             try:
                 conn.execute(
                     "INSERT INTO history (task_hub, instance_id, execution_id, sequence, event) "
                     "VALUES (?,?,?,?,?)",
-                    (hub, iid, item.execution_id, item.history_length, dump_events(cp.new_events)),
+                    statements.history,
                 )
             except sqlite3.IntegrityError as exc:
                 raise LeaseLost(f"history of {iid!r} was extended by another worker") from exc
-        # Held activities are leased under the instance's token: this worker runs them.
-        # They are claimable elsewhere only once that lease expires.
-        held = cp.activities_held_until
-        held_by = item.lock_token if held is not None else None
-        tries = 0 if held is None else 1
-        visible = n if held is None else to_micros(held)
-        eid = item.execution_id
-        if cp.activities:
+        if statements.activities:
             conn.executemany(
                 "INSERT INTO activity_tasks (task_hub, instance_id, execution_id, event_id, "
                 "name, input, visible_at, locked_by, attempts, task_id) "
                 "VALUES (?,?,?,?,?,?,?,?,?,random())",
-                [
-                    (hub, iid, eid, a.event_id, a.name, a.input, visible, held_by, tries)
-                    for a in cp.activities
-                ],
+                statements.activities,
             )
         for sub in cp.sub_orchestrations:
             self._start_child(conn, item, sub, now)
@@ -608,7 +665,7 @@ class SqliteStore(SqliteQueries):
                 self._insert_instance(conn, new, now, replace_finished=True)
         for message in cp.messages:
             self._deliver(conn, message, now)
-        if finished:
+        if cp.status.is_terminal:
             # What is left in the inbox goes; the raised events among it count as dropped.
             left = conn.execute(
                 "DELETE FROM inbox WHERE task_hub=? AND instance_id=? "

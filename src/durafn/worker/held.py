@@ -79,6 +79,11 @@ class HandBack:
     error: BaseException | None = None
 
 
+# A step to commit on an activity's thread: the step, its time, and what its store built for
+# it ahead of the commit (``BlockingCheckpoints.prepare_checkpoint``).
+_Next = tuple["Step", datetime, object | None]
+
+
 class Ahead:
     """The commit of a held step whose next activity started before it ended (see the module
     docstring), and how it went.
@@ -98,7 +103,7 @@ class Ahead:
     def __init__(self, step: Step) -> None:
         self.step = step
         # The next step, run by the heir and left for the committing thread to commit.
-        self.next: tuple[Step, datetime] | None = None
+        self.next: _Next | None = None
         self.started = False
         self.heir = False
         self.settled = False
@@ -363,54 +368,68 @@ class HeldActivities:
         item.messages = [InboxMessage(IN_PLACE_SEQ, dataclasses.replace(outcome, timestamp=now))]
         step = episodes.run(now)
         assert step is not None  # nothing else runs: no result waits for another
+        # Built here, while the commit before may still wait for the disk: off its path.
+        following = (step, now, self._prepare(step, now))
         if ahead is not None:
             with self._lock:
                 if not ahead.settled:
-                    ahead.next = (step, now)
+                    ahead.next = following
                     return None  # the thread committing ``ahead`` commits it next
-            if self._after(ahead, step, now) is None:
+            if self._after(ahead, following) is None:
                 return None
-        return self._commit(step, now)
+        return self._commit(following)
 
-    def _commit(self, step: Step, now: datetime) -> ActivityWorkItem | None:
-        """On the thread that owns the instance: commit ``step``, then the steps its next
-        activity's thread leaves to this one (see ``Ahead``). Returns the next activity to run
-        here, or None once the instance has been handed back or passed to another thread."""
+    def _prepare(self, step: Step, now: datetime) -> object | None:
+        """On the thread that owns the instance, once ``step`` has run: what its store builds
+        ahead of its commit (``BlockingCheckpoints.prepare_checkpoint``), the step's checkpoint
+        holding the instance for as long as its lease."""
+        checkpoint = step.checkpoint
+        if step.hold:
+            checkpoint.hold_until = self.item.locked_until
+            checkpoint.hold_activities = bool(step.start)
+        store = cast(BlockingCheckpoints, self.worker.store)
+        return store.prepare_checkpoint(self.item, checkpoint, now)
+
+    def _commit(self, following: _Next) -> ActivityWorkItem | None:
+        """On the thread that owns the instance: commit the step of ``following``, then the
+        steps its next activity's thread leaves to this one (see ``Ahead``). Returns the next
+        activity to run here, or None once the instance has been handed back or passed to
+        another thread."""
         worker, item, episodes = self.worker, self.item, self.episodes
         assert episodes is not None
         # Known to be one (``worker.blocking_checkpoints``); isinstance of a protocol is slow.
         store = cast(BlockingCheckpoints, worker.store)
         while True:
+            step, now, prepared = following
             checkpoint = step.checkpoint
             inline = self._inline(step)
-            if step.hold:
-                checkpoint.hold_until = item.locked_until
-                checkpoint.hold_activities = bool(step.start)
             # The next activity may start before this commit ends (see ``Ahead``).
-            following: Ahead | None = None
+            ahead: Ahead | None = None
             hook: Callable[[bool], None] | None = None
             if inline is not None and self._start_ahead:
-                following = Ahead(step)
-                hook = functools.partial(self._start, following, inline)
+                ahead = Ahead(step)
+                hook = functools.partial(self._start, ahead, inline)
             try:
                 waiting = (
-                    store.checkpoint_blocking(item, checkpoint, now, before_commit=hook)
+                    store.checkpoint_blocking(
+                        item, checkpoint, now, before_commit=hook, prepared=prepared
+                    )
                     is not False
                 )
             except BaseException as exc:
-                if following is not None and following.started:
-                    self._settle(following, now, exc)
+                if ahead is not None and ahead.started:
+                    self._settle(ahead, now, exc)
                 else:
                     self._hand_back(HandBack("failed", step, now, error=exc))
                 return None
-            if following is not None and following.started:
+            if ahead is not None and ahead.started:
                 # Settled first: the activity's thread may be waiting to hear of it. (Started,
                 # the activity was told no message waits: the same answer as ``waiting``.)
-                left = self._settle(following, now, None)
+                left = self._settle(ahead, now, None)
                 worker.committed_episode(item, on_thread=True)
                 if left is None:
                     return None
-                step, now = left
+                following = left
                 continue
             worker.committed_episode(item, on_thread=True)
             if not step.hold:
@@ -451,9 +470,7 @@ class HeldActivities:
             self.running[task.event_id] = job
             ahead.started = True
 
-    def _settle(
-        self, ahead: Ahead, now: datetime, error: BaseException | None
-    ) -> tuple[Step, datetime] | None:
+    def _settle(self, ahead: Ahead, now: datetime, error: BaseException | None) -> _Next | None:
         """On the thread that committed ``ahead``'s step (``error``: it failed): the next step,
         if the thread of the step's activity left it to this one to commit. Else, if that
         thread went on with the instance, it learns how the commit went when it needs to;
@@ -471,17 +488,16 @@ class HeldActivities:
         ahead._done.set()
         if left is None:
             return None
-        step, then = left
-        return self._after(ahead, step, then)
+        return self._after(ahead, left)
 
-    def _after(self, ahead: Ahead, step: Step, now: datetime) -> tuple[Step, datetime] | None:
-        """``step``, run while ``ahead`` was committing, once that commit has ended: to be
-        committed, or (None) dropped, the instance handed back to the event loop, if that
-        commit failed."""
+    def _after(self, ahead: Ahead, following: _Next) -> _Next | None:
+        """The step of ``following``, run while ``ahead`` was committing, once that commit
+        has ended: to be committed, or (None) dropped, the instance handed back to the event
+        loop, if that commit failed."""
         if ahead.error is not None:
-            self._hand_back(HandBack("failed", ahead.step, now, error=ahead.error))
+            self._hand_back(HandBack("failed", ahead.step, following[1], error=ahead.error))
             return None
-        return step, now
+        return following
 
     def _inline(self, step: Step) -> ActivityTask | None:
         """The activity of ``step`` that its thread runs itself: its only one, if sync."""
