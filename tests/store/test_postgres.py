@@ -737,6 +737,57 @@ def test_close_runs_what_was_submitted_and_leaves_no_thread(pg: Backend) -> None
     asyncio.run(body())
 
 
+def test_a_thread_waiting_for_its_write_runs_it_itself_while_no_other_does(pg: Backend) -> None:
+    """``write_blocking`` runs on its caller's thread, on a connection kept for that; a second
+    caller meanwhile goes to a connection thread. A connection that breaks under it is
+    replaced (the transaction runs again); once closed, the store refuses such writes."""
+
+    def where(s: Session) -> str:
+        s.execute("SELECT 1")
+        return threading.current_thread().name
+
+    async def body() -> None:
+        db = _database(pg)
+        try:
+            caller, ran_on = await asyncio.to_thread(
+                lambda: (threading.current_thread().name, db.write_blocking(where))
+            )
+            assert ran_on == caller
+            started, release = threading.Event(), threading.Event()
+
+            def hold(s: Session) -> str:
+                started.set()
+                release.wait(10)
+                return where(s)
+
+            first = asyncio.ensure_future(asyncio.to_thread(db.write_blocking, hold))
+            assert await asyncio.to_thread(started.wait, 10)
+            second = await asyncio.to_thread(db.write_blocking, where)
+            release.set()
+            assert second.startswith("durafn-postgres-")
+            assert not (await first).startswith("durafn-postgres-")
+            runs: list[int] = []
+
+            def break_once(s: Session) -> int:
+                runs.append(1)
+                if len(runs) == 1:
+                    s.execute("SELECT pg_terminate_backend(pg_backend_pid())")
+                row = s.fetchone("SELECT pg_backend_pid()")
+                assert row is not None
+                return int(row[0])
+
+            pid = await asyncio.to_thread(db.write_blocking, break_once)
+            assert len(runs) == 2
+            assert db._lead is not None and db._lead.info.backend_pid == pid
+        finally:
+            await db.close()
+        assert db._lead is None
+        with pytest.raises(StoreError, match="closed"):
+            db.write_blocking(where)
+
+    asyncio.run(body())
+
+
 @pytest.mark.parametrize("transaction", [True, False], ids=["transaction", "autocommit"])
 def test_a_write_whose_connection_breaks_runs_again_only_if_nothing_committed(
     pg: Backend, transaction: bool

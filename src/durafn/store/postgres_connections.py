@@ -6,7 +6,9 @@ never blocks an event loop, and a store object serves any number of loops (the h
 blocking client's portal, a test's ``asyncio.run``). Blocking psycopg waits on its socket in C
 with the GIL released: an operation costs one hop to its thread and one back, where psycopg's
 asyncio API adds a reader registration and a wake-up of a loop per round trip. Connections
-open on demand, up to the store's ``max_size``, and stay open. The LISTEN connection of the
+open on demand, up to the store's ``max_size``, and stay open. A thread that waits for its
+write (an activity's thread committing its instance's next step) runs it itself, on one more
+connection kept for that, while no other thread does. The LISTEN connection of the
 change feed (:mod:`durafn.store.postgres_changes`) runs apart, on a small event loop thread.
 
 Every psycopg error becomes a ``StoreError`` here (the operations map the few that mean
@@ -203,6 +205,13 @@ class Database:
         self.grouped_writes = 0
         # Group statements that failed, their writes then run one by one.
         self.group_fallbacks = 0
+        # The connection of the threads that wait for their writes (``write_blocking``): one
+        # of them runs its write itself on it while no other does, rather than hand it to a
+        # connection thread and sleep until that thread wakes it (two wake-ups of a thread
+        # per write, a chain's every step). One connection beyond ``max_size``, opened on
+        # first use; a write that finds it taken goes to the connection threads.
+        self._lead: Connection | None = None
+        self._lead_lock = threading.Lock()
 
     # ------------------------------------------------------------------ caller's loop
 
@@ -266,8 +275,16 @@ class Database:
         return result
 
     def _submit_blocking(self, operation: _Operation) -> Any:
-        self._enqueue(operation)
         assert operation.waiter is not None
+        if self._lead_lock.acquire(blocking=False):
+            try:
+                if self._closed:
+                    raise StoreError("the store is closed")
+                self._lead = self._run(operation, self._lead)
+            finally:
+                self._lead_lock.release()
+        else:
+            self._enqueue(operation)
         return operation.waiter.wait()
 
     async def _submit(self, operation: _Operation) -> Any:
@@ -311,6 +328,7 @@ class Database:
         # (no thread starts once closed: the list is whole).
         for thread in threads:
             await asyncio.to_thread(thread.join)
+        await asyncio.to_thread(self._close_lead)
         if listener is not None:
             try:
                 await asyncio.wrap_future(
@@ -319,6 +337,14 @@ class Database:
             finally:
                 await asyncio.to_thread(listener.stop)
         self.changes.bump()  # wake anyone still waiting
+
+    def _close_lead(self) -> None:
+        """Once closed: close the blocking writers' connection, after the write on it."""
+        with self._lead_lock:
+            lead, self._lead = self._lead, None
+        if lead is not None:
+            with contextlib.suppress(Exception):
+                lead.close()
 
     # ------------------------------------------------------------------ the change feed
 
