@@ -19,8 +19,9 @@ On a store that calls the ``before_commit`` hook (SQLite), the next activity of 
 starts before the commit that schedules it has reached the disk: once that commit's
 statements have run, on another activity thread (:class:`Ahead`), unless a message waits in
 the inbox or ``WorkerOptions.start_ahead`` is off. It may then end, and its thread run the
-next episode, while the commit waits for the disk: a step costs its commit and statements,
-its activity and episode hidden behind the fsync. Nothing is committed and nothing handed
+next episode, and have the store build the next commit's statement parameters
+(``prepare_checkpoint``), while the commit waits for the disk: a step costs its commit and
+statements, its activity and episode hidden behind the fsync. Nothing is committed and nothing handed
 back before the commit before it is known to have gone through; if it did not, the
 activity's result is dropped (an activity runs at least once) and the instance is taken
 again from its last commit.
