@@ -12,10 +12,9 @@ import contextlib
 import sqlite3
 import uuid
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from durafn.core.errors import (
     InstanceAlreadyExists,
@@ -30,7 +29,6 @@ from durafn.core.history import (
     HistoryEvent,
     SubOrchestrationInstanceFailed,
     dump_event,
-    dump_events,
     load_event,
 )
 from durafn.core.status import FailureDetails, RuntimeStatus
@@ -45,12 +43,12 @@ from durafn.store.base import (
     check_blocking_checkpoint,
     check_checkpoint,
     check_starts_now,
-    dump_failure,
     entity_record_values,
     from_micros,
     to_micros,
     verb_for,
 )
+from durafn.store.sqlite_checkpoint import CheckpointStatements, checkpoint_statements
 from durafn.store.sqlite_connection import SqliteDatabase
 from durafn.store.sqlite_queries import SqliteQueries
 
@@ -84,21 +82,6 @@ _THE_TASK = "task_hub=? AND instance_id=? AND execution_id=? AND event_id=? AND 
 _ANY_CLAIMABLE_ACTIVITY = (
     "SELECT 1 FROM activity_tasks WHERE task_hub=:hub AND visible_at<=:now LIMIT 1"
 )
-
-
-@dataclass(slots=True)
-class _Statements:
-    """The parameters of a checkpoint's common statements (``SqliteStore._prepare``)."""
-
-    now: int
-    # The SET clause of the instance row's update, and its parameters (with its WHERE's).
-    sets: str
-    values: list[Any]
-    # The task rows of the activities run in place whose results it records.
-    done: list[tuple[Any, ...]]
-    # Its history row (None: no event), and the task rows of the activities it schedules.
-    history: tuple[Any, ...] | None
-    activities: list[tuple[Any, ...]]
 
 
 class SqliteStore(SqliteQueries):
@@ -485,10 +468,10 @@ class SqliteStore(SqliteQueries):
 
     def prepare_checkpoint(
         self, item: OrchestrationWorkItem, checkpoint: Checkpoint, now: datetime
-    ) -> _Statements:
+    ) -> CheckpointStatements:
         """The parameters of the checkpoint's common statements (see ``BlockingCheckpoints``):
         built on the thread that calls this, ahead of the transaction."""
-        return self._prepare(item, checkpoint, now)
+        return checkpoint_statements(self.task_hub, item, checkpoint, now)
 
     def checkpoint_blocking(
         self,
@@ -504,7 +487,7 @@ class SqliteStore(SqliteQueries):
         among them the one that says whether a message waits in the inbox. ``prepared``:
         what :meth:`prepare_checkpoint` returned for the same arguments."""
         check_blocking_checkpoint(checkpoint)
-        ahead = prepared if isinstance(prepared, _Statements) else None
+        ahead = prepared if isinstance(prepared, CheckpointStatements) else None
         tx = self._checkpoint_tx(item, checkpoint, now, ahead)
         return self._db.write_blocking(tx, wakes=checkpoint.wakes, before_commit=before_commit)
 
@@ -513,13 +496,13 @@ class SqliteStore(SqliteQueries):
         item: OrchestrationWorkItem,
         checkpoint: Checkpoint,
         now: datetime,
-        prepared: _Statements | None,
+        prepared: CheckpointStatements | None,
     ) -> Callable[[sqlite3.Connection], bool]:
         """The transaction of a checkpoint, with the parameters ``prepared`` ahead, or (None)
         built as it runs."""
 
         def tx(conn: sqlite3.Connection) -> bool:
-            statements = prepared or self._prepare(item, checkpoint, now)
+            statements = prepared or checkpoint_statements(self.task_hub, item, checkpoint, now)
             self._apply_checkpoint(conn, item, checkpoint, now, statements)
             if checkpoint.hold_until is None:
                 return True
@@ -535,79 +518,13 @@ class SqliteStore(SqliteQueries):
 
         return tx
 
-    def _prepare(self, item: OrchestrationWorkItem, cp: Checkpoint, now: datetime) -> _Statements:
-        """The parameters of a checkpoint's common statements: the instance row's update, the
-        activities run in place that it records, its history row, the activities it
-        schedules. Reads ``item`` and ``cp`` only: they must not change until it commits."""
-        hub, iid = self.task_hub, item.instance_id
-        n = to_micros(now)
-        finished = cp.status.is_terminal
-        restart = cp.restart
-        execution_id = restart.execution_id if restart else item.execution_id
-        hold = to_micros(cp.hold_until) if cp.hold_until is not None else None
-        # Only what changes is SET: SQLite rewrites the index entries of every column SET, even
-        # to the value it had, and a step of a held chain changes neither its status nor its
-        # lease (the worker keeps ``hold_until`` while the lease has time left).
-        sets = [
-            "output=?, custom_status=?, failure=?, updated_at=?, completed_at=?, "
-            "execution_id=?, history_length=?"
-        ]
-        values: list[Any] = [
-            cp.output,
-            cp.custom_status,
-            dump_failure(cp.failure),
-            n,
-            n if finished else None,
-            execution_id,
-            0 if restart else item.history_length + len(cp.new_events),
-        ]
-        if restart is not None or cp.status is not item.status:
-            sets.append("status=?")
-            values.append(cp.status.value)
-        if restart is not None:
-            sets.append("input=?")
-            values.append(restart.input)
-        if cp.entity_state is not None:
-            sets.append("entity_state=?")
-            values.append(cp.entity_state)
-        if hold is None:
-            sets.append("locked_by=NULL, lock_expires_at=NULL")
-        elif cp.hold_until != item.locked_until:
-            sets.append("lock_expires_at=?")
-            values.append(hold)
-        # The row's history length is the one the episode extends: a worker behind it (its
-        # history appended to by another meanwhile) changes nothing. The history's key alone
-        # would not tell, as a row holds the events of a whole checkpoint.
-        values += (hub, iid, item.lock_token, item.history_length)
-        eid = item.execution_id
-        done = [(hub, iid, eid, e, item.lock_token) for e in sorted(set(cp.completed_activities))]
-        if restart is not None:
-            return _Statements(n, ", ".join(sets), values, done, None, [])
-        # One row for the step's events, keyed by the sequence number of its first.
-        history = (
-            (hub, iid, eid, item.history_length, dump_events(cp.new_events))
-            if cp.new_events
-            else None
-        )
-        # Held activities are leased under the instance's token: this worker runs them.
-        # They are claimable elsewhere only once that lease expires.
-        held = hold if cp.hold_activities else None
-        held_by = item.lock_token if held is not None else None
-        tries = 0 if held is None else 1
-        visible = n if held is None else held
-        activities = [
-            (hub, iid, eid, a.event_id, a.name, a.input, visible, held_by, tries)
-            for a in cp.activities
-        ]
-        return _Statements(n, ", ".join(sets), values, done, history, activities)
-
     def _apply_checkpoint(
         self,
         conn: sqlite3.Connection,
         item: OrchestrationWorkItem,
         cp: Checkpoint,
         now: datetime,
-        statements: _Statements,
+        statements: CheckpointStatements,
     ) -> None:
         hub, iid = self.task_hub, item.instance_id
         cursor = conn.execute(

@@ -21,10 +21,10 @@ statements have run, on another activity thread (:class:`Ahead`), unless a messa
 the inbox or ``WorkerOptions.start_ahead`` is off. It may then end, and its thread run the
 next episode, and have the store build the next commit's statement parameters
 (``prepare_checkpoint``), while the commit waits for the disk: a step costs its commit and
-statements, its activity and episode hidden behind the fsync. Nothing is committed and nothing handed
-back before the commit before it is known to have gone through; if it did not, the
-activity's result is dropped (an activity runs at least once) and the instance is taken
-again from its last commit.
+statements, its activity and episode hidden behind the fsync. Nothing is committed and
+nothing handed back before the commit before it is known to have gone through; if it did
+not, the activity's result is dropped (an activity runs at least once) and the instance is
+taken again from its last commit.
 """
 
 from __future__ import annotations
