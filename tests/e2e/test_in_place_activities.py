@@ -861,7 +861,8 @@ class _FailingCommit(SqliteStore):
             hook(waiting)
             self.armed = True  # on the committing thread, just before this COMMIT
 
-        return super().checkpoint_blocking(item, checkpoint, now, before_commit=before_commit)
+        hooks["before_commit"] = before_commit
+        return super().checkpoint_blocking(item, checkpoint, now, **hooks)
 
 
 def test_a_commit_that_fails_after_its_next_activity_started_drops_that_activitys_result(

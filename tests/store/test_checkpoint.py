@@ -12,6 +12,7 @@ from durafn.core.history import (
     EventRaised,
     SubOrchestrationInstanceCompleted,
     SubOrchestrationInstanceFailed,
+    TaskScheduled,
 )
 from durafn.core.status import RuntimeStatus
 from durafn.store.base import Checkpoint, NewInstance, OutgoingMessage, Store
@@ -463,6 +464,57 @@ def test_appending_at_a_taken_history_sequence_raises_and_changes_nothing(
         assert len(await store.get_history("a")) == 6
         record = await store.get_instance("a")
         assert record is not None and record.custom_status == '"moved"'
+
+    asyncio.run(body())
+
+
+@pytest.mark.parametrize("general", [True, False], ids=["general", "step"])
+def test_a_worker_behind_between_the_keys_of_history_rows_is_fenced(
+    store: Store, general: bool
+) -> None:
+    """A history row holds a whole checkpoint's events: a worker behind by less than a
+    checkpoint appends at a sequence number that keys no row. The instance row's history
+    length fences it all the same, on the stores' common path for a step and on the general
+    one (a checkpoint that also sends a message)."""
+
+    async def body() -> None:
+        await start_running(store, "a")  # one checkpoint of three events
+        await start_running(store, "other")
+        await store.send_message("a", raised(), at(1))
+        item = await lock_instance(store, "a", at(1))
+        before = await _snapshot(store, ["a"])
+        behind = replace(item, history_length=1)
+        cp = Checkpoint(
+            episode(task_scheduled(0), now=at(2)),
+            consumed=[m.seq for m in item.messages],
+            status=RuntimeStatus.RUNNING,
+            activities=[activity(0)],
+            messages=[OutgoingMessage("other", raised("x"))] if general else [],
+        )
+        with pytest.raises(LeaseLost):
+            await store.checkpoint(behind, cp, at(2))
+        assert await _snapshot(store, ["a"]) == before
+
+    asyncio.run(body())
+
+
+def test_a_checkpoint_of_many_large_events_reads_back_whole_and_in_order(store: Store) -> None:
+    """Many events of large payloads are stored in several history rows (none near a
+    database's limit on one value), read back as they were appended."""
+
+    async def body() -> None:
+        await start_running(store, "a")
+        await store.send_message("a", raised(), at(1))
+        item = await lock_instance(store, "a", at(1))
+        payload = '"' + "x" * 300_000 + '"'
+        scheduled = [
+            TaskScheduled(timestamp=at(2), event_id=n, name="act", input=payload) for n in range(20)
+        ]
+        events = episode(item.messages[0].event, *scheduled, now=at(2))
+        await commit(store, item, at(2), events=events)
+        history = await store.get_history("a")
+        assert history[-len(events) :] == events
+        assert len(history) == 3 + len(events)
 
     asyncio.run(body())
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -281,5 +281,22 @@ def test_ends_queued_together_commit_in_one_statement(pg1: OneConnection) -> Non
         assert [(p.instance_id, [m.event for m in p.messages]) for p in parent] == [
             ("p", [told.event])
         ]
+
+    asyncio.run(body())
+
+
+def test_a_step_behind_its_history_in_a_group_fails_alone(pg1: OneConnection) -> None:
+    """The group statement fences each step by its instance row's history length: a step whose
+    worker is behind (its sequence number keys no history row) fails alone, and the others
+    commit in the one statement."""
+
+    async def body() -> None:
+        items = [await start_held(pg1.store, 0, instance_id=i) for i in IDS]
+        items[2] = replace(items[2], history_length=items[2].history_length - 1)
+        outcomes = await _steps_queued_together(pg1.store, items)
+        assert isinstance(outcomes[2], LeaseLost)
+        assert [o for k, o in enumerate(outcomes) if k != 2] == [False] * 4
+        assert pg1.store._db.group_statements == 1
+        assert [_stepped(pg1, i) for i in IDS] == [True, True, False, True, True]
 
     asyncio.run(body())

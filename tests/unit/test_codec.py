@@ -18,6 +18,7 @@ from durafn.core import codec
 from durafn.core.errors import PayloadTooLarge
 from durafn.core.history import (
     EVENT_TYPES,
+    HISTORY_ROW_BYTES,
     ContinueAsNew,
     EntityLockGranted,
     EntityLockRequested,
@@ -48,6 +49,7 @@ from durafn.core.history import (
     dump_events,
     event_from_dict,
     event_to_dict,
+    history_rows,
     load_event,
     load_events,
 )
@@ -540,3 +542,25 @@ def test_events_with_an_int_beyond_64_bits_are_stored_exactly_together() -> None
     events = [TaskScheduled(timestamp=AT, event_id=2**70, name="big", input=None), SAMPLES[0]]
     assert dump_events(events) == codec.dumps([event_to_dict(event) for event in events])
     assert load_events(dump_events(events)) == events
+
+
+def test_a_few_events_appended_together_make_one_history_row() -> None:
+    assert history_rows(7, SAMPLES[:3]) == [(7, dump_events(SAMPLES[:3]))]
+    assert history_rows(7, []) == []
+
+
+def test_many_small_events_make_one_row_as_dump_events_writes_it() -> None:
+    events = [TaskScheduled(timestamp=AT, event_id=n, name="act", input=str(n)) for n in range(100)]
+    assert history_rows(0, events) == [(0, dump_events(events))]
+
+
+def test_many_large_events_make_rows_of_about_a_mebibyte_keyed_by_their_first() -> None:
+    payload = '"' + "x" * 300_000 + '"'
+    events = [TaskScheduled(timestamp=AT, event_id=n, name="act", input=payload) for n in range(20)]
+    rows = history_rows(5, events)
+    assert len(rows) > 1
+    assert all(len(text) <= HISTORY_ROW_BYTES + 301_000 for _, text in rows)
+    loaded = [load_events(text) for _, text in rows]
+    assert [event for chunk in loaded for event in chunk] == events
+    starts = [5 + sum(len(chunk) for chunk in loaded[:k]) for k in range(len(rows))]
+    assert [sequence for sequence, _ in rows] == starts

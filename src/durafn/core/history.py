@@ -359,6 +359,39 @@ def dump_events(events: Sequence[HistoryEvent]) -> str:
         return codec.dumps([event_to_dict(e) for e in events])
 
 
+# About the most text one history row holds when a checkpoint appends many events: far below
+# what a database takes in one value (1 GB), whatever the events' payloads (16 MiB at most each).
+HISTORY_ROW_BYTES = 1 << 20
+# A checkpoint with no more events than this appends them in one row (16 payloads at most).
+_ONE_ROW_EVENTS = 16
+
+
+def history_rows(first: int, events: Sequence[HistoryEvent]) -> list[tuple[int, str]]:
+    """The history rows of ``events`` appended together from sequence number ``first``: each
+    the sequence number of its first event and the text of its events (:func:`dump_events`).
+    One row, unless they are many: rows of about :data:`HISTORY_ROW_BYTES` then (an event at
+    least each), so that no value nears a database's limit on one value."""
+    if len(events) <= _ONE_ROW_EVENTS:
+        return [(first, dump_events(events))] if events else []
+    rows: list[tuple[int, str]] = []
+    texts: list[str] = []
+    size, start = 0, first
+    for sequence, event in enumerate(events, start=first):
+        text = dump_event(event)
+        if texts and size + len(text) > HISTORY_ROW_BYTES:
+            rows.append((start, _joined(texts)))
+            texts, size, start = [], 0, sequence
+        texts.append(text)
+        size += len(text) + 1
+    rows.append((start, _joined(texts)))
+    return rows
+
+
+def _joined(texts: list[str]) -> str:
+    # The text ``dump_events`` writes for the events whose stored forms these are.
+    return texts[0] if len(texts) == 1 else "[" + ",".join(texts) + "]"
+
+
 def load_events(text: str) -> list[HistoryEvent]:
     """Parse the text written by :func:`dump_events` (or :func:`dump_event`)."""
     data = codec.loads(text)

@@ -60,7 +60,9 @@ class Latch:
         self._set = False
 
     def set(self) -> None:
-        """Set the flag (once; again, nothing), releasing the threads that wait for it."""
+        """Set the flag, releasing the threads that wait for it. Again, nothing; but never
+        from two threads at once (the second could release the lock twice): each of its
+        users has one thread that sets it."""
         if not self._set:
             self._set = True
             self._lock.release()

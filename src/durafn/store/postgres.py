@@ -46,7 +46,7 @@ from durafn.core.history import (
     HistoryEvent,
     SubOrchestrationInstanceFailed,
     dump_event,
-    dump_events,
+    history_rows,
     load_event,
 )
 from durafn.core.status import FailureDetails, RuntimeStatus
@@ -558,11 +558,12 @@ class PostgresStore(PostgresSteps):
     ) -> None:
         if not events:
             return
+        rows = history_rows(item.history_length, events)
         values = self._key(
             item.instance_id,
             eid=item.execution_id,
-            first=item.history_length,
-            events=[dump_events(events)],
+            sequences=[sequence for sequence, _ in rows],
+            events=[text for _, text in rows],
         )
         try:
             s.execute(self._sql(q.APPEND_HISTORY), values)

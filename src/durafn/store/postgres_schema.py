@@ -166,13 +166,15 @@ MIGRATIONS: list[str] = [
         FROM {s}.backlog(hub) b
     $$;
     """,
-    # A history row holds the events one checkpoint appended, keyed by the sequence number of
-    # the first (``dump_events``); the rows already there hold one event each. A durafn before
-    # this version could not read the new rows: the version keeps it off the database.
+    # A history row holds the events one checkpoint appended (a few rows for many), keyed by
+    # the sequence number of the first (``history_rows``); the rows already there hold one
+    # event each. A durafn before this version could not read the new rows: the version keeps
+    # it off the database.
     """
     COMMENT ON TABLE {s}.history IS
-        'The events each checkpoint appended: one row per checkpoint, keyed by the sequence '
-        'number of its first event; one event''s JSON object, or a JSON array of several.';
+        'The events each checkpoint appended: a row per checkpoint (rows of about 1 MiB for '
+        'many events), keyed by the sequence number of its first event; one event''s JSON '
+        'object, or a JSON array of several.';
     """,
 ]
 

@@ -270,8 +270,8 @@ _FENCED = """
 )"""
 _APPENDED = """, appended AS (
     INSERT INTO {s}.history (task_hub, instance_id, execution_id, sequence, event)
-    SELECT %(hub)s, %(iid)s, %(eid)s, %(first)s + e.ord - 1, e.event
-    FROM unnest(%(events)b::text[]) WITH ORDINALITY AS e(event, ord)
+    SELECT %(hub)s, %(iid)s, %(eid)s, e.sequence, e.event
+    FROM unnest(%(sequences)b::integer[], %(events)b::text[]) AS e(sequence, event)
     WHERE EXISTS (SELECT 1 FROM fence)
 )"""
 _ANSWER = """
@@ -557,8 +557,8 @@ WHERE task_hub = %(hub)s AND instance_id = %(iid)s AND seq = ANY(%(seqs)b::bigin
 
 APPEND_HISTORY = """
 INSERT INTO {s}.history (task_hub, instance_id, execution_id, sequence, event)
-SELECT %(hub)s, %(iid)s, %(eid)s, %(first)s + e.ord - 1, e.event
-FROM unnest(%(events)b::text[]) WITH ORDINALITY AS e(event, ord)
+SELECT %(hub)s, %(iid)s, %(eid)s, e.sequence, e.event
+FROM unnest(%(sequences)b::integer[], %(events)b::text[]) AS e(sequence, event)
 """
 
 SCHEDULE_ACTIVITIES = """

@@ -11,7 +11,7 @@ from typing import Any
 import psycopg
 
 from durafn.core.errors import LeaseLost, StoreError
-from durafn.core.history import dump_event, dump_events
+from durafn.core.history import dump_event, history_rows
 from durafn.store import postgres_sql as q
 from durafn.store.base import Checkpoint, OrchestrationWorkItem, dump_failure, to_micros
 from durafn.store.postgres_changes import NOTIFY_PAYLOAD
@@ -76,6 +76,7 @@ _FLATTENED = (
     ("done", "done_k", "done"),
     ("seqs", "seq_k", "seqs"),
     ("events", "event_k", "events"),
+    ("sequences", None, "sequences"),
     ("event_ids", "activity_k", "event_ids"),
     ("names", None, "names"),
     ("inputs", None, "inputs"),
@@ -88,7 +89,7 @@ def group_parameters(steps: list[Step]) -> dict[str, list[Any]]:
     arrays: dict[str, list[Any]] = {name: [] for name, _ in _PER_STEP}
     arrays.update({name: [] for name, _, _ in _FLATTENED})
     arrays.update({k_name: [] for _, k_name, _ in _FLATTENED if k_name})
-    arrays["ndone"], arrays["sequences"] = [], []
+    arrays["ndone"] = []
     for k, step in enumerate(steps, start=1):
         values = step.values
         for name, key in _PER_STEP:
@@ -99,7 +100,6 @@ def group_parameters(steps: list[Step]) -> dict[str, list[Any]]:
             if k_name:
                 arrays[k_name] += [k] * len(items)
         arrays["ndone"].append(len(values["done"]))
-        arrays["sequences"] += range(values["first"], values["first"] + len(values["events"]))
     return arrays
 
 
@@ -124,6 +124,7 @@ class PostgresSteps(PostgresQueries):
         n = to_micros(now)
         hold = to_micros(cp.hold_until) if cp.hold_until is not None else None
         done = sorted(set(cp.completed_activities))
+        rows = history_rows(item.history_length, cp.new_events)
         finished = cp.status.is_terminal
         statement = q.CHECKPOINT_END if finished else q.CHECKPOINT_STEP
         parent = cp.parent_message if finished else None
@@ -144,8 +145,9 @@ class PostgresSteps(PostgresQueries):
             hold=hold,
             seqs=cp.consumed,
             first=item.history_length,
-            # One history row for the step's events (``dump_events``).
-            events=[dump_events(cp.new_events)] if cp.new_events else [],
+            # One history row for the step's events (a few for many, see ``history_rows``).
+            sequences=[sequence for sequence, _ in rows],
+            events=[text for _, text in rows],
             held_by=item.lock_token if hold is not None else None,
             event_ids=[a.event_id for a in activities],
             names=[a.name for a in activities],

@@ -559,9 +559,9 @@ class SqliteStore(SqliteQueries):
             for message in cp.messages:  # an ending execution's signals and lock releases
                 self._deliver(conn, message, now)
             return
-        if statements.history is not None:
+        if statements.history:
             try:
-                conn.execute(
+                conn.executemany(
                     "INSERT INTO history (task_hub, instance_id, execution_id, sequence, event) "
                     "VALUES (?,?,?,?,?)",
                     statements.history,

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from durafn.core.history import dump_events
+from durafn.core.history import history_rows
 from durafn.store.base import Checkpoint, OrchestrationWorkItem, dump_failure, to_micros
 
 
@@ -28,8 +28,9 @@ class CheckpointStatements:
     values: list[Any]
     # The task rows of the activities run in place whose results it records.
     done: list[tuple[Any, ...]]
-    # Its history row (None: no event), and the task rows of the activities it schedules.
-    history: tuple[Any, ...] | None
+    # Its history rows (one, or none without events), and the task rows of the activities it
+    # schedules.
+    history: list[tuple[Any, ...]]
     activities: list[tuple[Any, ...]]
 
 
@@ -82,11 +83,13 @@ def checkpoint_statements(
     eid = item.execution_id
     done = [(hub, iid, eid, e, item.lock_token) for e in sorted(set(cp.completed_activities))]
     if restart is not None:
-        return CheckpointStatements(n, ", ".join(sets), values, done, None, [])
-    # One row for the step's events, keyed by the sequence number of its first.
-    history = (
-        (hub, iid, eid, item.history_length, dump_events(cp.new_events)) if cp.new_events else None
-    )
+        return CheckpointStatements(n, ", ".join(sets), values, done, [], [])
+    # One row for the step's events, keyed by the sequence number of its first (a few rows
+    # for a checkpoint of many events, see ``history_rows``).
+    history = [
+        (hub, iid, eid, sequence, text)
+        for sequence, text in history_rows(item.history_length, cp.new_events)
+    ]
     # Held activities are leased under the instance's token: this worker runs them.
     # They are claimable elsewhere only once that lease expires.
     held = hold if cp.hold_activities else None

@@ -116,10 +116,10 @@ MIGRATIONS: list[str] = [
     ALTER TABLE activity_tasks_keyed RENAME TO activity_tasks;
     CREATE INDEX activity_tasks_by_visible ON activity_tasks (task_hub, visible_at);
     """,
-    # 5: a history row holds the events one checkpoint appended, keyed by the sequence number
-    # of the first: one event's stored form, or a JSON array of several (``dump_events``). The
-    # rows already there stay as they are (one event each); no statement changes. The version
-    # says that a durafn before this one could not read the file.
+    # 5: a history row holds the events one checkpoint appended (a few rows for many), keyed by
+    # the sequence number of the first: one event's stored form, or a JSON array of several
+    # (``history_rows``). The rows already there stay as they are (one event each); no
+    # statement changes. The version says that a durafn before this one could not read the file.
     "",
 ]
 
