@@ -439,43 +439,14 @@ def test_an_expired_lease_nobody_took_still_commits(store: Store) -> None:
     asyncio.run(body())
 
 
-def test_appending_at_a_taken_history_sequence_raises_and_changes_nothing(
-    store: Store,
-) -> None:
-    async def body() -> None:
-        await start_running(store, "a")
-        await store.send_message("a", raised(), at(1))
-        item = await lock_instance(store, "a", at(1))
-        before = await _snapshot(store, ["a"])
-        behind = replace(item, history_length=1)
-        cp = Checkpoint(
-            episode(task_scheduled(0), now=at(2)),
-            consumed=[m.seq for m in item.messages],
-            status=RuntimeStatus.RUNNING,
-            custom_status='"moved"',
-            activities=[activity(0)],
-        )
-        with pytest.raises(LeaseLost):
-            await store.checkpoint(behind, cp, at(2))
-        assert await _snapshot(store, ["a"]) == before
-        assert await store.lock_next_activities("w1", LEASE, at(2), 10) == []
-        # The lease is still held: the same episode commits at the right position.
-        await store.checkpoint(item, cp, at(2))
-        assert len(await store.get_history("a")) == 6
-        record = await store.get_instance("a")
-        assert record is not None and record.custom_status == '"moved"'
-
-    asyncio.run(body())
-
-
 @pytest.mark.parametrize("general", [True, False], ids=["general", "step"])
-def test_a_worker_behind_between_the_keys_of_history_rows_is_fenced(
+def test_a_worker_behind_the_history_raises_and_changes_nothing(
     store: Store, general: bool
 ) -> None:
-    """A history row holds a whole checkpoint's events: a worker behind by less than a
-    checkpoint appends at a sequence number that keys no row. The instance row's history
-    length fences it all the same, on the stores' common path for a step and on the general
-    one (a checkpoint that also sends a message)."""
+    """A worker whose history length is behind the instance's (another appended meanwhile)
+    commits nothing. A history row holds a whole checkpoint's events, so its sequence number
+    may key no row: the instance row's history length fences it, on the stores' common path
+    for a step and on the general one (a checkpoint that also sends a message)."""
 
     async def body() -> None:
         await start_running(store, "a")  # one checkpoint of three events
@@ -488,12 +459,19 @@ def test_a_worker_behind_between_the_keys_of_history_rows_is_fenced(
             episode(task_scheduled(0), now=at(2)),
             consumed=[m.seq for m in item.messages],
             status=RuntimeStatus.RUNNING,
+            custom_status='"moved"',
             activities=[activity(0)],
             messages=[OutgoingMessage("other", raised("x"))] if general else [],
         )
         with pytest.raises(LeaseLost):
             await store.checkpoint(behind, cp, at(2))
         assert await _snapshot(store, ["a"]) == before
+        assert await store.lock_next_activities("w1", LEASE, at(2), 10) == []
+        # The lease is still held: the same episode commits at the right position.
+        await store.checkpoint(item, cp, at(2))
+        assert len(await store.get_history("a")) == 6
+        record = await store.get_instance("a")
+        assert record is not None and record.custom_status == '"moved"'
 
     asyncio.run(body())
 
